@@ -157,23 +157,33 @@ WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "home"
 
-# Mail: smtp://[user:password@]host:port[?tls=1|ssl=1], or files under the data dir.
+# Mail: smtp://[user:password@]host:port[?tls=1], smtps://..., or files under the data dir.
 EMAIL_URL = env("EMAIL_URL")
 DEFAULT_FROM_EMAIL = env("EMAIL_FROM", "Tenantry <noreply@tenantry.localhost>")
 if EMAIL_URL:
     _mail = urlsplit(EMAIL_URL)
     _options = parse_qs(_mail.query)
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = _mail.hostname or "localhost"
-    EMAIL_PORT = _mail.port or 25
-    EMAIL_HOST_USER = unquote(_mail.username or "")
-    EMAIL_HOST_PASSWORD = unquote(_mail.password or "")
-    EMAIL_USE_TLS = _options.get("tls") == ["1"]
-    EMAIL_USE_SSL = _mail.scheme == "smtps" or _options.get("ssl") == ["1"]
-    EMAIL_TIMEOUT = 30
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": _mail.hostname or "localhost",
+                "port": _mail.port or 25,
+                "username": unquote(_mail.username or ""),
+                "password": unquote(_mail.password or ""),
+                "use_tls": _options.get("tls") == ["1"],
+                "use_ssl": _mail.scheme == "smtps" or _options.get("ssl") == ["1"],
+                "timeout": 30,
+            },
+        }
+    }
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
-    EMAIL_FILE_PATH = DATA_DIR / "mail"
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "OPTIONS": {"file_path": DATA_DIR / "mail"},
+        }
+    }
 
 # Security headers and cookies.
 SESSION_COOKIE_HTTPONLY = True

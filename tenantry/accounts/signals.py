@@ -20,7 +20,7 @@ Kind = SecurityEvent.Kind
 
 @receiver(account_signals.user_logged_in)
 def on_logged_in(request: HttpRequest, user: User, **kwargs: Any) -> None:
-    methods = {r["method"] for r in get_authentication_records(request)}
+    methods = {r["method"] for r in get_authentication_records(request, user)}
     SecurityEvent.record(user, Kind.SIGNED_IN, request, "with 2FA" if "mfa" in methods else "")
 
 
