@@ -1,0 +1,159 @@
+"""The `tenantry` command as an operator runs it: a real process on a real data dir."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANTRY = str(Path(sys.executable).parent / "tenantry")
+PASSWORD = "correct horse battery staple"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+def env_for(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DJANGO_"))}
+    env.update(TENANTRY_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT))
+    return env
+
+
+def tenantry(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TENANTRY, *args], input=stdin, capture_output=True, text=True, env=env_for(data_dir),
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(data_dir: Path) -> Iterator[str]:
+    """`tenantry serve` on a fresh data dir: it migrates by itself."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [TENANTRY, "serve", "--bind", f"127.0.0.1:{port}"],
+        env=env_for(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/accounts/login/", timeout=2)
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("serve did not start:\n" + (proc.stdout.read() if proc.stdout else ""))
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def browser() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+
+
+def sign_in(url: str, email: str, password: str) -> tuple[urllib.request.OpenerDirector, str]:
+    opener = browser()
+    page = opener.open(url + "/accounts/login/").read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token
+    form = {"csrfmiddlewaretoken": token.group(1), "login": email, "password": password}
+    response = opener.open(url + "/accounts/login/", urllib.parse.urlencode(form).encode())
+    return opener, response.geturl()
+
+
+def test_serve_brings_up_the_portal_with_secure_headers(server: str) -> None:
+    response = urllib.request.urlopen(server + "/accounts/login/")
+    assert response.status == 200
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Server"] == "granian"  # a production server, not runserver
+
+
+def test_accounts_create_then_sign_in_to_the_running_portal(server: str, data_dir: Path) -> None:
+    result = tenantry(data_dir, "accounts", "create", "op@example.com", "--password-stdin",
+                      "--verified", stdin=PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    _, landed = sign_in(server, "op@example.com", PASSWORD)
+    assert landed.endswith("/databases/")
+
+
+def test_an_unverified_account_must_verify_first(server: str, data_dir: Path) -> None:
+    result = tenantry(data_dir, "accounts", "create", "unverified@example.com", "--password-stdin",
+                      stdin=PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    _, landed = sign_in(server, "unverified@example.com", PASSWORD)
+    assert landed.endswith("/accounts/confirm-email/")
+    # The verification mail was written under the data dir, where a local user can read it.
+    assert any("unverified@example.com" in p.read_text() for p in (data_dir / "mail").iterdir())
+
+
+def test_accounts_create_errors_are_one_sentence_and_non_zero(data_dir: Path, server: str) -> None:
+    tenantry(data_dir, "accounts", "create", "dup@example.com", "--password-stdin", stdin=PASSWORD)
+    cases = [
+        (["dup@example.com", "--password-stdin"], PASSWORD, "already exists"),
+        (["not-an-email", "--password-stdin"], PASSWORD, "is not a valid email address"),
+        (["weak@example.com", "--password-stdin"], "password", "too common"),
+        (["empty@example.com", "--password-stdin"], "", "No password was given"),
+    ]
+    for args, stdin, message in cases:
+        result = tenantry(data_dir, "accounts", "create", *args, stdin=stdin)
+        assert result.returncode != 0
+        assert message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_apikeys_create_prints_a_key_that_the_api_accepts(server: str, data_dir: Path) -> None:
+    tenantry(data_dir, "accounts", "create", "dev@example.com", "--password-stdin", "--verified",
+             stdin=PASSWORD)
+    result = tenantry(data_dir, "apikeys", "create", "dev@example.com", "--name", "laptop")
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert re.fullmatch(r"tnt_[\w-]{40,}", key)
+    request = urllib.request.Request(server + "/api/v1/me", headers={"Authorization": f"Bearer {key}"})
+    assert json.load(urllib.request.urlopen(request))["email"] == "dev@example.com"
+
+    result = tenantry(data_dir, "apikeys", "create", "nobody@example.com", "--name", "x")
+    assert result.returncode != 0 and "no account" in result.stderr
+
+
+def test_serve_runs_a_task_worker(server: str, data_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "touched"
+    code = f"from tests.tasks import touch; touch.enqueue({str(target)!r})"
+    result = tenantry(data_dir, "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 30
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert target.read_text() == "done"
+
+
+def test_a_bad_bind_address_is_a_clear_error(data_dir: Path) -> None:
+    result = tenantry(data_dir, "serve", "--bind", "nonsense")
+    assert result.returncode != 0
+    assert "is not HOST:PORT" in result.stderr
