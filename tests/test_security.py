@@ -13,6 +13,7 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:
     env = env_for(tmp_path)
     env.update(
         TENANTRY_PORTAL_URL="https://portal.example.com",
+        TENANTRY_EMAIL_URL="smtp://mailer:pw@mail.example.com:587?tls=1",
         TENANTRY_SECRET_KEY=os.urandom(32).hex() + "-Production-Secret-Key",
     )
     result = subprocess.run(
