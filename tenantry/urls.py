@@ -13,7 +13,9 @@ urlpatterns = [
     path("account/", include("tenantry.accounts.urls")),
     # The account email changes on the Account information page, verified by a code; allauth's
     # own address book (several addresses, link verification) is not offered.
-    path("accounts/email/", RedirectView.as_view(pattern_name="account_info"), name="account_email"),
+    path(
+        "accounts/email/", RedirectView.as_view(pattern_name="account_info"), name="account_email"
+    ),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", api.urls),
 ]

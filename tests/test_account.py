@@ -88,7 +88,9 @@ def test_an_email_of_another_account_is_refused(alice_client: Client, bob: User)
     assert "Another account already uses this email address." in response.content.decode()
 
 
-def test_too_many_wrong_codes_cancel_the_change(alice_client: Client, alice: User, mailoutbox) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_wrong_codes_cancel_the_change(
+    alice_client: Client, alice: User, mailoutbox
+) -> None:  # type: ignore[no-untyped-def]
     request_email_change(alice_client, "alice@new.example")
     for _ in range(5):
         alice_client.post("/account/email/confirm/", {"code": "WRONG1"})

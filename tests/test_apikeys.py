@@ -19,7 +19,9 @@ def create_key(client: Client, name: str = "deploy", expires: str = "") -> str:
     reauthenticate(client)
     response = client.post("/account/security/api-keys/new/", {"name": name, "expires": expires})
     assert response.status_code == 200
-    match = re.search(r'<pre class="secret" id="api-key">(tnt_[^<]+)</pre>', response.content.decode())
+    match = re.search(
+        r'<pre class="secret" id="api-key">(tnt_[^<]+)</pre>', response.content.decode()
+    )
     assert match
     return match.group(1)
 

@@ -42,7 +42,11 @@ def env_for(data_dir: Path) -> dict[str, str]:
 
 def tenantry(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [TENANTRY, *args], input=stdin, capture_output=True, text=True, env=env_for(data_dir),
+        [TENANTRY, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env_for(data_dir),
         timeout=120,
     )
 
@@ -53,7 +57,10 @@ def server(data_dir: Path) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [TENANTRY, "serve", "--bind", f"127.0.0.1:{port}"],
-        env=env_for(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env_for(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -64,7 +71,9 @@ def server(data_dir: Path) -> Iterator[str]:
         except (urllib.error.URLError, ConnectionError):
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError("serve did not start:\n" + (proc.stdout.read() if proc.stdout else ""))
+                raise AssertionError(
+                    "serve did not start:\n" + (proc.stdout.read() if proc.stdout else "")
+                )
             time.sleep(0.3)
     yield url
     proc.terminate()
@@ -96,16 +105,29 @@ def test_serve_brings_up_the_portal_with_secure_headers(server: str) -> None:
 
 
 def test_accounts_create_then_sign_in_to_the_running_portal(server: str, data_dir: Path) -> None:
-    result = tenantry(data_dir, "accounts", "create", "op@example.com", "--password-stdin",
-                      "--verified", stdin=PASSWORD + "\n")
+    result = tenantry(
+        data_dir,
+        "accounts",
+        "create",
+        "op@example.com",
+        "--password-stdin",
+        "--verified",
+        stdin=PASSWORD + "\n",
+    )
     assert result.returncode == 0, result.stderr
     _, landed = sign_in(server, "op@example.com", PASSWORD)
     assert landed.endswith("/databases/")
 
 
 def test_an_unverified_account_must_verify_first(server: str, data_dir: Path) -> None:
-    result = tenantry(data_dir, "accounts", "create", "unverified@example.com", "--password-stdin",
-                      stdin=PASSWORD + "\n")
+    result = tenantry(
+        data_dir,
+        "accounts",
+        "create",
+        "unverified@example.com",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
     assert result.returncode == 0, result.stderr
     _, landed = sign_in(server, "unverified@example.com", PASSWORD)
     assert landed.endswith("/accounts/confirm-email/")
@@ -129,13 +151,22 @@ def test_accounts_create_errors_are_one_sentence_and_non_zero(data_dir: Path, se
 
 
 def test_apikeys_create_prints_a_key_that_the_api_accepts(server: str, data_dir: Path) -> None:
-    tenantry(data_dir, "accounts", "create", "dev@example.com", "--password-stdin", "--verified",
-             stdin=PASSWORD)
+    tenantry(
+        data_dir,
+        "accounts",
+        "create",
+        "dev@example.com",
+        "--password-stdin",
+        "--verified",
+        stdin=PASSWORD,
+    )
     result = tenantry(data_dir, "apikeys", "create", "dev@example.com", "--name", "laptop")
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()
     assert re.fullmatch(r"tnt_[\w-]{40,}", key)
-    request = urllib.request.Request(server + "/api/v1/me", headers={"Authorization": f"Bearer {key}"})
+    request = urllib.request.Request(
+        server + "/api/v1/me", headers={"Authorization": f"Bearer {key}"}
+    )
     assert json.load(urllib.request.urlopen(request))["email"] == "dev@example.com"
 
     result = tenantry(data_dir, "apikeys", "create", "nobody@example.com", "--name", "x")

@@ -101,4 +101,6 @@ def test_the_security_page_shows_2fa_state(alice_client: Client) -> None:
     assert "Protect your account" in alice_client.get("/account/security/").content.decode()
     reauthenticate(alice_client)
     enable_totp(alice_client)
-    assert "Every sign-in asks for a code" in alice_client.get("/account/security/").content.decode()
+    assert (
+        "Every sign-in asks for a code" in alice_client.get("/account/security/").content.decode()
+    )

@@ -18,7 +18,10 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:
     )
     result = subprocess.run(
         [TENANTRY, "check", "--deploy", "--fail-level", "WARNING"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

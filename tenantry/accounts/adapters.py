@@ -33,13 +33,9 @@ class AccountAdapter(DefaultAccountAdapter):
 def _fernet() -> MultiFernet:
     # Keys derived from the secret key (and its fallbacks, so a key rotation can still read
     # what the previous key wrote): a stolen database alone does not reveal TOTP seeds.
-    secrets = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
-    return MultiFernet(
-        [
-            Fernet(base64.urlsafe_b64encode(hashlib.sha256(f"tenantry.mfa:{s}".encode()).digest()))
-            for s in secrets
-        ]
-    )
+    keys = [str(settings.SECRET_KEY), *map(str, settings.SECRET_KEY_FALLBACKS)]
+    digests = [hashlib.sha256(f"tenantry.mfa:{key}".encode()).digest() for key in keys]
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(d)) for d in digests])
 
 
 class MFAAdapter(DefaultMFAAdapter):

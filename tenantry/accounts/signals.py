@@ -25,7 +25,9 @@ def on_logged_in(request: HttpRequest, user: User, **kwargs: Any) -> None:
 
 
 @receiver(user_login_failed)
-def on_login_failed(credentials: dict[str, Any], request: HttpRequest | None = None, **kw: Any) -> None:
+def on_login_failed(
+    credentials: dict[str, Any], request: HttpRequest | None = None, **kw: Any
+) -> None:
     email = credentials.get("email") or credentials.get("username") or ""
     user = get_user_model().objects.filter(email__iexact=email).first()
     if user is not None:
@@ -66,16 +68,24 @@ def _authenticator_name(authenticator: Authenticator) -> str:
 
 
 @receiver(mfa_signals.authenticator_added)
-def on_authenticator_added(request: HttpRequest, user: User, authenticator: Authenticator, **kw: Any) -> None:
+def on_authenticator_added(
+    request: HttpRequest, user: User, authenticator: Authenticator, **kw: Any
+) -> None:
     if authenticator.type != Authenticator.Type.RECOVERY_CODES:
         SecurityEvent.record(user, Kind.MFA_ENABLED, request, _authenticator_name(authenticator))
 
 
 @receiver(mfa_signals.authenticator_removed)
-def on_authenticator_removed(request: HttpRequest, user: User, authenticator: Authenticator, **kw: Any) -> None:
+def on_authenticator_removed(
+    request: HttpRequest, user: User, authenticator: Authenticator, **kw: Any
+) -> None:
     SecurityEvent.record(user, Kind.MFA_DISABLED, request, _authenticator_name(authenticator))
 
 
 @receiver(mfa_signals.authenticator_reset)
-def on_authenticator_reset(request: HttpRequest, user: User, authenticator: Authenticator, **kw: Any) -> None:
-    SecurityEvent.record(user, Kind.MFA_CHANGED, request, f"{_authenticator_name(authenticator)} regenerated")
+def on_authenticator_reset(
+    request: HttpRequest, user: User, authenticator: Authenticator, **kw: Any
+) -> None:
+    SecurityEvent.record(
+        user, Kind.MFA_CHANGED, request, f"{_authenticator_name(authenticator)} regenerated"
+    )

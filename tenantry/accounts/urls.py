@@ -12,6 +12,8 @@ urlpatterns = [
     path("security/logout-all/", views.logout_all, name="account_logout_all"),
     path("security/developer-mode/", views.developer_mode, name="account_developer_mode"),
     path("security/api-keys/new/", views.apikey_create, name="account_apikey_create"),
-    path("security/api-keys/<int:key_id>/revoke/", views.apikey_revoke, name="account_apikey_revoke"),
+    path(
+        "security/api-keys/<int:key_id>/revoke/", views.apikey_revoke, name="account_apikey_revoke"
+    ),
     path("delete/", views.delete_account, name="account_delete"),
 ]

@@ -136,7 +136,9 @@ def developer_mode(request: HttpRequest) -> HttpResponse:
     if user.developer_mode:
         messages.success(request, "Developer mode is on: you can now create API keys.")
     else:
-        messages.success(request, "Developer mode is off: your API keys stop working until it is on again.")
+        messages.success(
+            request, "Developer mode is off: your API keys stop working until it is on again."
+        )
     return redirect("account_security")
 
 
