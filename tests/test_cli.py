@@ -173,6 +173,24 @@ def test_apikeys_create_prints_a_key_that_the_api_accepts(server: str, data_dir:
     assert result.returncode != 0 and "no account" in result.stderr
 
 
+def test_sign_in_rate_limits_hold_across_web_processes(server: str, data_dir: Path) -> None:
+    # serve runs two web processes: the limit lives in the shared database cache, not in one.
+    tenantry(
+        data_dir,
+        "accounts",
+        "create",
+        "target@example.com",
+        "--password-stdin",
+        "--verified",
+        stdin=PASSWORD,
+    )
+    for _ in range(5):
+        _, landed = sign_in(server, "target@example.com", "a wrong guess")
+        assert landed.endswith("/accounts/login/")
+    _, landed = sign_in(server, "target@example.com", PASSWORD)
+    assert landed.endswith("/accounts/login/")
+
+
 def test_serve_runs_a_task_worker(server: str, data_dir: Path, tmp_path: Path) -> None:
     target = tmp_path / "touched"
     code = f"from tests.tasks import touch; touch.enqueue({str(target)!r})"

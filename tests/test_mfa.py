@@ -32,6 +32,14 @@ def test_enabling_2fa_asks_to_reauthenticate_first(alice_client: Client) -> None
     assert SecurityEvent.objects.filter(kind="mfa_enabled").exists()
 
 
+def test_the_activation_page_shows_a_qr_code_and_the_secret(alice_client: Client) -> None:
+    reauthenticate(alice_client)
+    response = alice_client.get("/accounts/2fa/totp/activate/")
+    page = response.content.decode()
+    assert 'src="data:image/svg+xml;base64,' in page
+    assert response.context["form"].secret in page
+
+
 def test_totp_seeds_are_encrypted_at_rest(alice_client: Client) -> None:
     reauthenticate(alice_client)
     secret = enable_totp(alice_client)

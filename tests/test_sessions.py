@@ -38,11 +38,21 @@ def test_failed_sign_ins_are_rate_limited_even_with_the_right_password(alice: Us
     assert not signed_in(client)
 
 
-def test_the_security_page_lists_sessions_with_device_and_ip(alice: User) -> None:
-    client = Client(HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux) TestBrowser/1.0")
+def test_the_security_page_shows_recent_activity(alice: User) -> None:
+    Client().post("/accounts/login/", {"login": alice.email, "password": "nope"})
+    client = Client()
     sign_in(client, alice.email)
     page = client.get("/account/security/").content.decode()
-    assert "TestBrowser/1.0" in page
+    assert "Failed sign-in wrong password" in page
+    assert "Signed in" in page
+
+
+def test_the_security_page_lists_sessions_with_device_and_ip(alice: User) -> None:
+    firefox = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+    client = Client(HTTP_USER_AGENT=firefox)
+    sign_in(client, alice.email)
+    page = client.get("/account/security/").content.decode()
+    assert "Firefox on Windows" in page
     assert "127.0.0.1" in page
     assert "This device" in page
 
