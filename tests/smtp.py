@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from pytest_django.fixtures import SettingsWrapper
+from pytest_django.fixtures import Settings
 
 HOST = "127.0.0.1"
 
@@ -36,16 +37,30 @@ def text_body(message: EmailMessage) -> str:
     return str(part.get_content())
 
 
-def recipients(message: EmailMessage) -> list[str]:
-    """The envelope recipients (RCPT TO), which is where the mail really went."""
-    return list(message["X-Envelope-To"].split(", ")) if message["X-Envelope-To"] else []
+@dataclass(frozen=True)
+class Mail:
+    """One received message with its envelope recipients (RCPT TO: Bcc included)."""
+
+    recipients: list[str]
+    message: EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def text(self) -> str:
+        return text_body(self.message)
+
+    def is_to(self, address: str) -> bool:
+        return address.lower() in (r.lower() for r in self.recipients)
 
 
 class SMTPServer:
     """Collects every message it receives; thread-safe, since aiosmtpd runs in its own thread."""
 
     def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
+        self.messages: list[Mail] = []
         self._received = threading.Condition()
         self.port = free_port()
         self._controller = Controller(self, hostname=HOST, port=self.port)
@@ -56,10 +71,8 @@ class SMTPServer:
         if isinstance(content, str):
             content = content.encode()
         message: EmailMessage = message_from_bytes(content, policy=policy.default)  # type: ignore[assignment]
-        # Headers only name the visible recipients; keep the envelope's too (Bcc included).
-        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
         with self._received:
-            self.messages.append(message)
+            self.messages.append(Mail(list(envelope.rcpt_tos), message))
             self._received.notify_all()
         return "250 Message accepted for delivery"
 
@@ -69,12 +82,11 @@ class SMTPServer:
     def stop(self) -> None:
         self._controller.stop()
 
-    def messages_to(self, address: str) -> list[EmailMessage]:
-        address = address.lower()
+    def messages_to(self, address: str) -> list[Mail]:
         with self._received:
-            return [m for m in self.messages if address in map(str.lower, recipients(m))]
+            return [m for m in self.messages if m.is_to(address)]
 
-    def wait_for(self, address: str, timeout: float = 10.0, skip: int = 0) -> EmailMessage:
+    def wait_for(self, address: str, timeout: float = 10.0, skip: int = 0) -> Mail:
         """The next message to `address` after the first `skip` ones; fails after `timeout` s."""
         deadline = time.monotonic() + timeout
         with self._received:
@@ -84,7 +96,7 @@ class SMTPServer:
                     return found[skip]
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    subjects = [(recipients(m), m["Subject"]) for m in self.messages]
+                    subjects = [(m.recipients, m.subject) for m in self.messages]
                     raise AssertionError(
                         f"no mail to {address} within {timeout} s; received: {subjects}"
                     )
@@ -102,7 +114,7 @@ def smtp_server() -> Iterator[SMTPServer]:
 
 
 @pytest.fixture
-def smtp_mail(smtp_server: SMTPServer, settings: SettingsWrapper) -> SMTPServer:
+def smtp_mail(smtp_server: SMTPServer, settings: Settings) -> SMTPServer:
     """Django's default mailer sends to `smtp_server` during this test.
 
     Django's test setup replaces MAILERS with locmem, so this must be set per test.

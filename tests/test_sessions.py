@@ -43,7 +43,7 @@ def test_the_security_page_shows_recent_activity(alice: User) -> None:
     client = Client()
     sign_in(client, alice.email)
     page = client.get("/account/security/").content.decode()
-    assert "Failed sign-in wrong password" in page
+    assert 'Failed sign-in <span class="muted">(wrong password)</span>' in page
     assert "Signed in" in page
 
 

@@ -35,6 +35,8 @@ def test_sign_up_sends_a_verification_link_and_the_link_signs_in(db: None) -> No
     user = User.objects.get(email="new@example.com")
     assert user.emailaddress_set.get().verified
     assert SecurityEvent.objects.filter(user=user, kind="signed_in").exists()
+    # The first verification is not an email change.
+    assert not SecurityEvent.objects.filter(user=user, kind="email_changed").exists()
 
 
 def test_sign_in_is_refused_until_the_email_is_verified(db: None) -> None:

@@ -210,7 +210,8 @@ class SecurityEvent(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.detail}".strip()
+        kind = self.get_kind_display()
+        return f"{kind}: {self.detail}" if self.detail else kind
 
     @classmethod
     def record(

@@ -59,8 +59,9 @@ def on_password_reset(request: HttpRequest, user: User, **kwargs: Any) -> None:
 @receiver(account_signals.email_changed)
 def on_email_changed(request: HttpRequest, user: User, **kwargs: Any) -> None:
     old, new = kwargs.get("from_email_address"), kwargs.get("to_email_address")
-    detail = f"{old.email if old else '?'} → {new.email if new else '?'}"
-    SecurityEvent.record(user, Kind.EMAIL_CHANGED, request, detail)
+    # allauth also calls the first verification after sign-up a change, from nothing.
+    if old is not None and new is not None:
+        SecurityEvent.record(user, Kind.EMAIL_CHANGED, request, f"{old.email} → {new.email}")
 
 
 def _authenticator_name(authenticator: Authenticator) -> str:
