@@ -106,9 +106,9 @@ def test_wrong_2fa_codes_are_rate_limited(alice_client: Client, alice: User) -> 
 
 
 def test_the_security_page_shows_2fa_state(alice_client: Client) -> None:
-    assert "Protect your account" in alice_client.get("/account/security/").content.decode()
+    page = alice_client.get("/account/security/").content.decode()
+    assert "Protect your account with an authenticator app" in page
     reauthenticate(alice_client)
     enable_totp(alice_client)
-    assert (
-        "Every sign-in asks for a code" in alice_client.get("/account/security/").content.decode()
-    )
+    page = alice_client.get("/account/security/").content.decode()
+    assert "Every sign-in with your password asks for a second factor" in page
