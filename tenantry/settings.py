@@ -66,6 +66,10 @@ INSTALLED_APPS = [
     "tenantry.accounts",
     "tenantry.portal",
     "tenantry.api",
+    "tenantry.workspace",
+    "tenantry.engines",
+    "tenantry.databases",
+    "tenantry.operations",
 ]
 
 MIDDLEWARE = [
@@ -117,6 +121,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
     }
 
+DATABASE_ROUTERS = ["tenantry.workspace.routers.TenantRouter"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
@@ -129,6 +135,8 @@ CACHES = {
 }
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# An operation whose worker sent no heartbeat for this long is taken over by another worker.
+OPERATION_STALE_SECONDS = int(env("OPERATION_STALE_SECONDS", "30"))
 
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",

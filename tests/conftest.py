@@ -11,6 +11,9 @@ from django.test import Client
 
 from tenantry.accounts.models import User
 
+# Real servers for the tests that need them: PostgreSQL (started with initdb) and SMTP.
+pytest_plugins = ["tests.postgres", "tests.smtp"]
+
 PASSWORD = "correct horse battery staple"
 
 

@@ -27,8 +27,6 @@ from pytest_django.live_server_helper import LiveServer
 if TYPE_CHECKING:
     from tests.smtp import SMTPServer
 
-# The SMTP fixtures (smtp_server, smtp_mail); loaded as a plugin so pytest rewrites its asserts.
-pytest_plugins = ["tests.smtp"]
 
 EMAIL = "newcomer@example.com"
 PASSWORD = "correct horse battery staple"

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from types import SimpleNamespace
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core import context as allauth_context
 from allauth.mfa.adapter import DefaultMFAAdapter
-from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
+
+from tenantry import crypto
 
 SITE = SimpleNamespace(name="Tenantry", domain=settings.PORTAL_URL.split("://", 1)[-1])
 
@@ -30,17 +29,9 @@ class AccountAdapter(DefaultAccountAdapter):
         self.render_mail(template_prefix, email, ctx).send()
 
 
-def _fernet() -> MultiFernet:
-    # Keys derived from the secret key (and its fallbacks, so a key rotation can still read
-    # what the previous key wrote): a stolen database alone does not reveal TOTP seeds.
-    keys = [str(settings.SECRET_KEY), *map(str, settings.SECRET_KEY_FALLBACKS)]
-    digests = [hashlib.sha256(f"tenantry.mfa:{key}".encode()).digest() for key in keys]
-    return MultiFernet([Fernet(base64.urlsafe_b64encode(d)) for d in digests])
-
-
 class MFAAdapter(DefaultMFAAdapter):
     def encrypt(self, text: str) -> str:
-        return _fernet().encrypt(text.encode()).decode()
+        return crypto.encrypt(text)
 
     def decrypt(self, encrypted_text: str) -> str:
-        return _fernet().decrypt(encrypted_text.encode()).decode()
+        return crypto.decrypt(encrypted_text)

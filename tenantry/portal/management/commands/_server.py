@@ -60,6 +60,16 @@ def make_worker():  # type: ignore[no-untyped-def]
 
 
 def start_worker_thread() -> threading.Thread:
+    start_housekeeping()
     thread = threading.Thread(target=make_worker().run, name="tenantry-worker", daemon=True)
     thread.start()
     return thread
+
+
+def start_housekeeping() -> None:
+    """What every worker does besides tasks: resume dead workers' operations, run the sweep."""
+    from tenantry.operations.sweep import start_sweeper
+    from tenantry.operations.tasks import recover
+
+    recover()
+    start_sweeper()

@@ -1,0 +1,179 @@
+"""Duplicate and delete: operations whose steps resume safely after a crash."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from allauth.account.adapter import get_adapter
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from tenantry.databases.models import (
+    COPY_LIFETIME,
+    MAX_LIVE_COPIES,
+    Database,
+    Membership,
+    validate_name,
+)
+from tenantry.engines import filestore
+from tenantry.engines.fleet import engine_for
+from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
+from tenantry.workspace import tenant
+
+
+def start_duplicate(
+    source: Database,
+    name: str,
+    for_testing: bool = True,
+    by: Any = None,
+    now: datetime | None = None,
+) -> Operation:
+    """Reserve the copy's name and record, then let the worker copy."""
+    from django.utils import timezone
+
+    if source.status != Database.Status.ACTIVE:
+        raise ValidationError(f"“{source.name}” cannot be copied while it is being changed.")
+    if source.live_copies().count() >= MAX_LIVE_COPIES:
+        raise ValidationError(
+            f"“{source.name}” already has {MAX_LIVE_COPIES} live copies. "
+            "Delete one before making another."
+        )
+    validate_name(name)
+    now = now or timezone.now()
+    with transaction.atomic():
+        copy = Database.objects.create(
+            name=name,
+            physical_name="tn_" + secrets.token_hex(10),
+            engine=source.engine,
+            server=source.server,  # a template copy stays on the source's server
+            release=source.release,
+            source=source,
+            is_test_copy=for_testing,
+            expires_at=now + COPY_LIFETIME,
+            subscription_code="",
+            created_by=by,
+        )
+        try:
+            return Operation.start(
+                "duplicate", source, by=by, target=copy, params={"for_testing": for_testing}
+            )
+        except OperationBusy:
+            transaction.set_rollback(True)
+            raise
+
+
+def run_duplicate(operation: Operation) -> None:
+    source, copy = operation.database, operation.target
+    if source is None or copy is None:
+        raise ValidationError("The database to copy no longer exists.")
+    engine = engine_for(source)
+    operation.advance(5, "Copying the database")
+    engine.drop(copy.physical_name)  # what a crashed attempt may have left
+    engine.clone(source.physical_name, copy.physical_name)
+    operation.advance(60, "Copying the files")
+    filestore.copy(source.physical_name, copy.physical_name)
+    operation.advance(80, "Giving the copy its own identity")
+    with tenant.using(copy) as db:
+        tenant.set_identity(db, copy.uuid, copy.is_test_copy, copy.expires_at)
+        if operation.params.get("for_testing"):
+            operation.advance(85, "Neutralizing: mail, payments, carriers and jobs off")
+            tenant.neutralize(db)
+    operation.advance(95, "Opening the copy")
+    copy.size_bytes = engine.size(copy.physical_name)
+    copy.status = Database.Status.ACTIVE
+    with transaction.atomic():
+        copy.save(update_fields=["size_bytes", "status"])
+        for member in source.memberships.all():  # type: ignore[attr-defined]
+            Membership.objects.get_or_create(
+                database=copy, user=member.user, defaults={"role": member.role}
+            )
+
+
+def undo_duplicate(operation: Operation) -> None:
+    copy = operation.target
+    if copy is not None:
+        copy.drop_storage()
+        copy.delete()
+
+
+def start_delete(database: Database, by: Any = None) -> Operation:
+    refusal = database.deletion_refusal()
+    if refusal:
+        raise ValidationError(refusal)
+    if database.status != Database.Status.ACTIVE:
+        raise ValidationError(f"“{database.name}” is being changed and cannot be deleted now.")
+    with transaction.atomic():
+        operation = Operation.start("delete", database, by=by)
+        # The name is free again at once; the storage goes in the worker.
+        database.name = None
+        database.status = Database.Status.DELETING
+        database.save(update_fields=["name", "status"])
+    return operation
+
+
+def run_delete(operation: Operation) -> None:
+    database = operation.database
+    if database is None:
+        return  # a crash after the last step: nothing is left
+    operation.advance(10, "Deleting the database")
+    database.drop_storage()
+    operation.advance(90, "Removing the record")
+    database.delete()
+
+
+def undo_delete(operation: Operation) -> None:
+    # A delete is never undone: its next attempt resumes it (see the sweep).
+    pass
+
+
+KINDS["duplicate"] = Kind("Duplicate", run_duplicate, undo_duplicate)
+KINDS["delete"] = Kind("Delete", run_delete, undo_delete)
+
+
+def warn_of_expiry(now: datetime, ahead: timedelta) -> None:
+    soon = Database.objects.filter(
+        status=Database.Status.ACTIVE,
+        expires_at__lte=now + ahead,
+        expires_at__gt=now,
+        expiry_warned_at=None,
+    )
+    for database in soon:
+        admins = database.memberships.filter(role=Membership.Role.ADMIN).select_related("user")  # type: ignore[attr-defined]
+        for member in admins:
+            get_adapter().send_mail(
+                "databases/email/copy_expiring", member.user.email, {"database": database}
+            )
+        database.expiry_warned_at = now
+        database.save(update_fields=["expiry_warned_at"])
+
+
+def delete_expired_copies(now: datetime) -> None:
+    expired = Database.objects.filter(
+        status=Database.Status.ACTIVE, source__isnull=False, expires_at__lte=now
+    ).exclude(subscription_code__gt="")
+    for database in expired:
+        try:
+            with transaction.atomic():
+                Operation.start("delete", database)
+                database.name = None
+                database.status = Database.Status.DELETING
+                database.save(update_fields=["name", "status"])
+        except OperationBusy:
+            continue  # its operation finishes first; the next sweep deletes it
+
+
+def remove_abandoned_creations(now: datetime) -> None:
+    """A create whose process died leaves a record 'being created' with no operation."""
+    stale = Database.objects.filter(
+        status=Database.Status.CREATING, created_at__lt=now - timedelta(minutes=10)
+    ).exclude(pk__in=Operation.objects.filter(state__in=("queued", "running")).values("target"))
+    for database in stale:
+        database.drop_storage()
+        database.delete()
+
+
+def new_uuid() -> uuid.UUID:
+    return uuid.uuid4()

@@ -1,0 +1,213 @@
+"""Databases (the records of the tenant plane) and who may reach them."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from tenantry.accounts.models import User
+from tenantry.engines import filestore
+from tenantry.engines.fleet import engine_for, place
+from tenantry.workspace.releases import LATEST
+
+COPY_LIFETIME = timedelta(days=15)
+MAX_LIVE_COPIES = 5
+RESERVED_NAMES = {
+    "www", "api", "admin", "mail", "smtp", "imap", "pop", "ftp", "portal", "app", "static",
+    "media", "support", "help", "status", "docs", "blog", "accounts", "account", "login",
+    "auth", "billing", "cdn", "ns1", "ns2", "localhost", "tenantry", "test", "dev",
+}  # fmt: skip
+NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
+
+
+def validate_name(name: str) -> None:
+    """The rules of a DNS label, one clear sentence for each broken rule."""
+    if not 3 <= len(name) <= 63:
+        raise ValidationError("A database name has 3 to 63 characters.")
+    if not NAME_CHARS.match(name):
+        raise ValidationError(
+            "A database name may only contain lowercase letters, digits and hyphens."
+        )
+    if name.startswith("-") or name.endswith("-"):
+        raise ValidationError("A database name cannot start or end with a hyphen.")
+    if name in RESERVED_NAMES:
+        raise ValidationError(f"The name “{name}” is reserved. Choose another one.")
+    if Database.objects.filter(name=name).exists():
+        raise ValidationError(f"The name “{name}” is already taken. Choose another one.")
+
+
+class DatabaseQuerySet(models.QuerySet["Database"]):
+    def for_account(self, user: User) -> DatabaseQuerySet:
+        """The databases the account may see: those it is a member of."""
+        return self.filter(memberships__user=user).exclude(name=None)
+
+
+class Database(models.Model):
+    class Status(models.TextChoices):
+        CREATING = "creating", "Being created"
+        ACTIVE = "active", "Active"
+        DELETING = "deleting", "Being deleted"
+
+    class Engine(models.TextChoices):
+        SQLITE = "sqlite", "SQLite"
+        POSTGRESQL = "postgresql", "PostgreSQL"
+
+    # None once deletion starts: the name is free again at once.
+    name = models.CharField(max_length=63, null=True, unique=True)  # noqa: DJ001
+    # Stable for the database's life: a rename never moves data.
+    physical_name = models.CharField(max_length=40, unique=True)
+    uuid = models.UUIDField(default=uuid.uuid4)
+    engine = models.CharField(max_length=20, choices=Engine.choices)
+    server = models.ForeignKey(
+        "engines.Server", models.PROTECT, null=True, blank=True, related_name="databases"
+    )
+    release = models.CharField(max_length=20)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CREATING)
+    source = models.ForeignKey(
+        "self", models.SET_NULL, null=True, blank=True, related_name="copies"
+    )
+    is_test_copy = models.BooleanField(default=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    expiry_warned_at = models.DateTimeField(null=True, blank=True)
+    # Filled in by billing; a subscribed database cannot be deleted.
+    subscription_code = models.CharField(max_length=40, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    size_bytes = models.BigIntegerField(default=0)
+
+    objects = DatabaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name or f"(deleted {self.physical_name})"
+
+    @property
+    def url(self) -> str:
+        portal = urlsplit(settings.PORTAL_URL)
+        port = f":{portal.port}" if portal.port else ""
+        return f"{portal.scheme}://{self.name}.{settings.BASE_DOMAIN}{port}"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def status_label(self) -> str:
+        if self.status != self.Status.ACTIVE:
+            return self.get_status_display()
+        if self.is_expired:
+            return "Expired"
+        if self.expires_at:
+            kind = "Test copy" if self.is_test_copy else "Copy"
+            return f"{kind} until {self.expires_at:%Y-%m-%d}"
+        return "Active"
+
+    def role_of(self, user: User) -> str | None:
+        membership = self.memberships.filter(user=user).first()  # type: ignore[attr-defined]
+        return membership.role if membership else None
+
+    @classmethod
+    def create_for(cls, user: User, name: str) -> Database:
+        """Create a database at the latest release; `user` becomes its administrator."""
+        validate_name(name)
+        server = place()
+        database = cls.objects.create(
+            name=name,
+            physical_name="tn_" + secrets.token_hex(10),
+            engine=cls.Engine.POSTGRESQL if server else cls.Engine.SQLITE,
+            server=server,
+            release=LATEST,
+            created_by=user,
+        )
+        try:
+            engine = engine_for(database)
+            engine.create(database.physical_name, LATEST)
+            from tenantry.workspace import tenant
+
+            with tenant.using(database) as db:
+                tenant.initialize(db, database, admin=user)
+            database.size_bytes = engine.size(database.physical_name)
+            database.status = cls.Status.ACTIVE
+            with transaction.atomic():
+                database.save(update_fields=["status", "size_bytes"])
+                database.memberships.create(user=user, role=Membership.Role.ADMIN)  # type: ignore[attr-defined]
+        except BaseException:
+            engine_for(database).drop(database.physical_name)
+            database.delete()
+            raise
+        return database
+
+    def rename(self, new_name: str) -> None:
+        if new_name == self.name:
+            return
+        validate_name(new_name)
+        self.name = new_name
+        self.save(update_fields=["name"])
+
+    def deletion_refusal(self) -> str | None:
+        if self.is_expired:
+            return "An expired database cannot be deleted. Contact support."
+        if self.subscription_code:
+            return (
+                f"This database is linked to the subscription {self.subscription_code}. "
+                "Contact support to delete it."
+            )
+        return None
+
+    def live_copies(self) -> models.QuerySet[Database]:
+        return self.copies.exclude(status=self.Status.DELETING)  # type: ignore[attr-defined, no-any-return]
+
+    def drop_storage(self) -> None:
+        engine_for(self).drop(self.physical_name)
+        filestore.remove(self.physical_name)
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Administrator"
+        USER = "user", "User"
+
+    database = models.ForeignKey(Database, models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.USER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["database", "user"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.database} ({self.role})"
+
+
+def sole_admin_refusal(user: User) -> str | None:
+    """Refuses an account deletion while it is the only administrator of a live database."""
+    admins = Membership.objects.filter(role=Membership.Role.ADMIN, database__name__isnull=False)
+    mine = admins.filter(user=user).values_list("database_id", flat=True)
+    alone = (
+        Database.objects.filter(pk__in=mine)
+        .exclude(Q(pk__in=admins.exclude(user=user).values("database_id")))
+        .values_list("name", flat=True)
+    )
+    names = [n for n in alone if n]
+    if names:
+        return (
+            "You are the only administrator of "
+            + ", ".join(f"“{n}”" for n in names)
+            + ". Delete these databases or make someone else an administrator first."
+        )
+    return None

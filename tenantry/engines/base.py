@@ -1,0 +1,106 @@
+"""The interface every engine implements, and what they share: tenant connections, templates."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from typing import Any
+
+from django.core.management import call_command
+from django.db import connections
+from django.db.utils import load_backend
+from django.utils.connection import ConnectionDoesNotExist
+
+from tenantry.workspace.releases import RELEASES
+from tenantry.workspace.routers import TENANT_PREFIX
+
+_templates_lock = threading.Lock()
+
+
+class EngineError(Exception):
+    """A storage operation failed; the message is a sentence for the person who asked."""
+
+
+class Engine(ABC):
+    """Tenant storage: one physical database per tenant, named by a stable identifier."""
+
+    kind: str
+
+    @abstractmethod
+    def django_settings(self, physical: str) -> dict[str, Any]:
+        """The DATABASES entry through which Django reaches this physical database."""
+
+    @abstractmethod
+    def exists(self, physical: str) -> bool: ...
+
+    @abstractmethod
+    def _create_empty(self, physical: str) -> None:
+        """An empty database, to migrate into a template."""
+
+    @abstractmethod
+    def _publish_template(self, physical: str, release: str) -> None:
+        """Make a freshly migrated database the template of `release`."""
+
+    @abstractmethod
+    def has_template(self, release: str) -> bool: ...
+
+    @abstractmethod
+    def create(self, physical: str, release: str) -> None:
+        """A new database at `release`, copied from that release's template."""
+
+    @abstractmethod
+    def clone(self, source: str, target: str) -> None:
+        """An exact copy of `source`. Requests to `source` wait meanwhile; none fails."""
+
+    @abstractmethod
+    def drop(self, physical: str) -> None:
+        """Remove the database if it exists (idempotent)."""
+
+    @abstractmethod
+    def size(self, physical: str) -> int:
+        """Bytes on disk."""
+
+    def connect(self, physical: str) -> str:
+        """The Django alias of a physical database for this thread, opened on first use.
+
+        Tenant connections are made per thread and closed by whoever opened them (see
+        workspace.tenant.using): there may be thousands of databases, never all in settings.
+        """
+        alias = TENANT_PREFIX + self.key(physical)
+        try:
+            connections[alias]
+        except ConnectionDoesNotExist:
+            config = connections.configure_settings(
+                {"default": {}, alias: self.django_settings(physical)}
+            )[alias]
+            connections[alias] = load_backend(config["ENGINE"]).DatabaseWrapper(config, alias)
+        return alias
+
+    def disconnect(self, physical: str) -> None:
+        """Close this thread's connection, before the database is copied, moved or dropped."""
+        alias = TENANT_PREFIX + self.key(physical)
+        try:
+            connection = connections[alias]
+        except ConnectionDoesNotExist:
+            return
+        connection.close()
+        del connections[alias]
+
+    def key(self, physical: str) -> str:
+        return f"{self.kind}:{physical}"
+
+    def template_name(self, release: str) -> str:
+        return "tenantry_template_" + release.replace(".", "_")
+
+    def prepare_template(self, release: str) -> None:
+        """Build the template of `release` once: migrated here, then cloned by every create."""
+        with _templates_lock:
+            if self.has_template(release):
+                return
+            building = self.template_name(release) + "_building"
+            self.drop(building)
+            self._create_empty(building)
+            alias = self.connect(building)
+            call_command("migrate", "workspace", RELEASES[release], database=alias, verbosity=0)
+            self.disconnect(building)
+            self._publish_template(building, release)

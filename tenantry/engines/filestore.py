@@ -1,0 +1,59 @@
+"""Each database's filestore: its attachments, stored by the SHA-256 of their content."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from django.conf import settings
+
+
+def root(physical: str) -> Path:
+    return Path(settings.DATA_DIR) / "filestore" / physical
+
+
+def path(physical: str, sha256: str) -> Path:
+    return root(physical) / sha256[:2] / sha256
+
+
+def store(physical: str, chunks: Iterable[bytes]) -> tuple[str, int]:
+    """Write a file; return its SHA-256 and size. The same content is stored once."""
+    base = root(physical)
+    base.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    partial = base / f".partial-{os.getpid()}-{id(chunks)}"
+    with partial.open("wb") as f:
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            f.write(chunk)
+    final = path(physical, digest.hexdigest())
+    final.parent.mkdir(exist_ok=True)
+    os.replace(partial, final)
+    return digest.hexdigest(), size
+
+
+def copy(source: str, target: str) -> None:
+    """Copy a filestore. Files never change once written, so hard links are an exact copy."""
+    remove(target)
+    if root(source).exists():
+        shutil.copytree(root(source), root(target), copy_function=_link_or_copy)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def remove(physical: str) -> None:
+    shutil.rmtree(root(physical), ignore_errors=True)
+
+
+def size(physical: str) -> int:
+    base = root(physical)
+    return sum(p.stat().st_size for p in base.rglob("*") if p.is_file()) if base.exists() else 0

@@ -1,0 +1,48 @@
+"""Which engine holds a database, and where new databases go."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+from tenantry.engines.base import Engine
+from tenantry.engines.models import Server
+from tenantry.engines.postgresql import PostgreSQLEngine
+from tenantry.engines.sqlite import SQLiteEngine
+
+if TYPE_CHECKING:
+    from tenantry.databases.models import Database
+
+
+@cache
+def sqlite_engine() -> SQLiteEngine:
+    return SQLiteEngine()
+
+
+@cache
+def _postgresql_engine(name: str, url: str) -> PostgreSQLEngine:
+    return PostgreSQLEngine(url, name)
+
+
+def server_engine(server: Server) -> PostgreSQLEngine:
+    return _postgresql_engine(server.name, server.url)
+
+
+def engine_for(database: Database) -> Engine:
+    if database.server_id is None:
+        return sqlite_engine()
+    return server_engine(database.server)  # type: ignore[arg-type]
+
+
+def place() -> Server | None:
+    """The server with the most room for a new database; None (SQLite) when there is none.
+
+    Room is the server's capacity less the recorded sizes of its databases.
+    """
+    from django.db.models import Sum
+    from django.db.models.functions import Coalesce
+
+    servers = Server.objects.filter(draining=False).annotate(
+        used=Coalesce(Sum("databases__size_bytes"), 0)
+    )
+    return max(servers, key=lambda s: s.capacity_bytes - s.used, default=None)  # type: ignore[attr-defined]

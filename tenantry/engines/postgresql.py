@@ -1,0 +1,137 @@
+"""PostgreSQL: tenant databases on the servers of the fleet."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+from psycopg import sql
+
+from tenantry.engines.base import Engine, EngineError
+
+# How long a clone lets the source's open sessions finish before ending them.
+DRAIN_SECONDS = 10
+
+
+class PostgreSQLEngine(Engine):
+    kind = "postgresql"
+
+    def __init__(self, url: str, name: str = "") -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.name = name or f"{parts.hostname}:{parts.port or 5432}"
+        self.params: dict[str, Any] = {
+            "host": parts.hostname or "localhost",
+            "port": parts.port or 5432,
+            "user": unquote(parts.username or ""),
+            "password": unquote(parts.password or ""),
+        }
+        self.maintenance_db = parts.path.lstrip("/") or "postgres"
+
+    def key(self, physical: str) -> str:
+        return f"{self.kind}:{self.name}:{physical}"
+
+    def django_settings(self, physical: str) -> dict[str, Any]:
+        return {
+            "ENGINE": "tenantry.engines.backends.postgresql",
+            "NAME": physical,
+            "USER": self.params["user"],
+            "PASSWORD": self.params["password"],
+            "HOST": self.params["host"],
+            "PORT": self.params["port"],
+        }
+
+    @contextmanager
+    def admin(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection to the maintenance database, where databases are made and dropped."""
+        try:
+            conn = psycopg.connect(dbname=self.maintenance_db, autocommit=True, **self.params)
+        except psycopg.OperationalError as e:
+            raise EngineError(f"The PostgreSQL server {self.name} cannot be reached: {e}")
+        with conn:
+            yield conn
+
+    def exists(self, physical: str) -> bool:
+        with self.admin() as db:
+            row = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", [physical]).fetchone()
+        return row is not None
+
+    def _create_empty(self, physical: str) -> None:
+        with self.admin() as db:
+            db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(physical)))
+
+    def has_template(self, release: str) -> bool:
+        return self.exists(self.template_name(release))
+
+    def _publish_template(self, physical: str, release: str) -> None:
+        with self.admin() as db:
+            db.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(physical), sql.Identifier(self.template_name(release))
+                )
+            )
+
+    def create(self, physical: str, release: str) -> None:
+        self.prepare_template(release)
+        self._copy(self.template_name(release), physical)
+
+    def _copy(self, source: str, target: str) -> None:
+        # FILE_COPY copies the files at disk speed (WAL_LOG, the default, is 2-3x slower).
+        with self.admin() as db:
+            db.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                    sql.Identifier(target), sql.Identifier(source)
+                )
+            )
+
+    def clone(self, source: str, target: str) -> None:
+        self.disconnect(source)
+        with self.admin() as db:
+            name = sql.Identifier(source)
+            # A template must have no session open while it is copied: new sessions are held
+            # back (the gateway retries them), open ones get DRAIN_SECONDS to finish.
+            db.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
+            try:
+                self._end_sessions(db, source)
+                self._copy(source, target)
+            finally:
+                db.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
+
+    def _end_sessions(self, db: psycopg.Connection[Any], physical: str) -> None:
+        others = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        )
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while db.execute(others, [physical]).fetchone()[0]:  # type: ignore[index]
+            if time.monotonic() > deadline:
+                db.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    [physical],
+                )
+            time.sleep(0.02)
+
+    def drop(self, physical: str) -> None:
+        self.disconnect(physical)
+        with self.admin() as db:
+            db.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(physical))
+            )
+
+    def size(self, physical: str) -> int:
+        with self.admin() as db:
+            row = db.execute("SELECT pg_database_size(%s)", [physical]).fetchone()
+        return int(row[0]) if row else 0
+
+    def sizes(self) -> dict[str, int]:
+        """Every database on the server and its size, in one query (for placement and lists)."""
+        with self.admin() as db:
+            rows = db.execute(
+                "SELECT datname, pg_database_size(datname) FROM pg_database "
+                "WHERE NOT datistemplate AND datallowconn"
+            ).fetchall()
+        return {name: int(size) for name, size in rows}

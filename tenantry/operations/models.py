@@ -1,0 +1,126 @@
+"""Long and destructive actions as durable records, run by the task worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+ACTIVE_STATES = ("queued", "running")
+
+
+class OperationBusy(Exception):
+    """Another operation is already under way on this database."""
+
+
+@dataclass
+class Kind:
+    """What an operation kind does: `run` resumes from any point, `undo` removes what it made."""
+
+    label: str
+    run: Callable[[Operation], None]
+    undo: Callable[[Operation], None]
+
+
+KINDS: dict[str, Kind] = {}  # filled by the apps that own the actions (databases.lifecycle)
+
+
+class Operation(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued", "Waiting"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=30)
+    database = models.ForeignKey(
+        "databases.Database", models.SET_NULL, null=True, related_name="operations"
+    )
+    # The database's name when the operation started, kept after it is renamed or deleted.
+    database_name = models.CharField(max_length=63)
+    # A database the operation makes (the copy of a duplicate).
+    target = models.ForeignKey(
+        "databases.Database", models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    params = models.JSONField(default=dict)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    step = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One operation at a time per database.
+            models.UniqueConstraint(
+                fields=["database"],
+                condition=Q(state__in=ACTIVE_STATES),
+                name="one_active_operation_per_database",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.database_name} ({self.get_state_display()})"
+
+    @property
+    def label(self) -> str:
+        return KINDS[self.kind].label if self.kind in KINDS else self.kind
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @classmethod
+    def start(cls, kind: str, database: Any, by: Any = None, **fields: Any) -> Operation:
+        """Record the operation and hand it to the worker; refuse if the database is busy."""
+        try:
+            with transaction.atomic():
+                operation = cls.objects.create(
+                    kind=kind, database=database, database_name=database.name or "",
+                    created_by=by, **fields,
+                )  # fmt: skip
+        except IntegrityError:
+            raise OperationBusy(
+                f"Another operation is already running on “{database.name}”. Wait for it to finish."
+            )
+        operation.enqueue()
+        return operation
+
+    def enqueue(self) -> None:
+        from tenantry.operations.tasks import run_operation
+
+        transaction.on_commit(lambda: run_operation.enqueue(self.pk))
+
+    def advance(self, progress: int, step: str) -> None:
+        self.progress, self.step, self.heartbeat_at = progress, step, timezone.now()
+        self.save(update_fields=["progress", "step", "heartbeat_at"])
+
+    def beat(self) -> None:
+        Operation.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now())
+
+    def finish(self, state: str, error: str = "") -> None:
+        self.state, self.error, self.finished_at = state, error, timezone.now()
+        if state == self.State.DONE:
+            self.progress, self.step = 100, "Done"
+        self.save(update_fields=["state", "error", "finished_at", "progress", "step"])
+
+    @classmethod
+    def stalled(cls, now: Any = None) -> models.QuerySet[Operation]:
+        """Operations whose worker died: running without a heartbeat, or never picked up."""
+        now = now or timezone.now()
+        limit = now - timedelta(seconds=settings.OPERATION_STALE_SECONDS)
+        return cls.objects.filter(
+            Q(state=cls.State.RUNNING, heartbeat_at__lt=limit)
+            | Q(state=cls.State.QUEUED, created_at__lt=limit)
+        )

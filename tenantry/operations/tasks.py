@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import close_old_connections, connection
+from django.db.models import Q
+from django.tasks import task
+from django.utils import timezone
+
+from tenantry.engines.base import EngineError
+from tenantry.operations.models import KINDS, Operation
+
+logger = logging.getLogger(__name__)
+
+
+def claim(operation_id: int) -> Operation | None:
+    """Take the operation for this worker, unless a live worker already has it."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.OPERATION_STALE_SECONDS)
+    State = Operation.State
+    taken = (
+        Operation.objects.filter(pk=operation_id)
+        .filter(Q(state=State.QUEUED) | Q(state=State.RUNNING, heartbeat_at__lt=stale))
+        .update(state=State.RUNNING, heartbeat_at=now)
+    )
+    if not taken:
+        return None
+    operation = Operation.objects.get(pk=operation_id)
+    if operation.started_at is None:
+        operation.started_at = now
+        operation.save(update_fields=["started_at"])
+    return operation
+
+
+def reason(error: BaseException) -> str:
+    if isinstance(error, ValidationError):
+        return " ".join(error.messages)
+    if isinstance(error, EngineError):
+        return str(error)
+    return f"An unexpected error stopped the operation ({type(error).__name__}). It was undone."
+
+
+@task
+def run_operation(operation_id: int) -> None:
+    operation = claim(operation_id)
+    if operation is None:
+        return
+    kind = KINDS[operation.kind]
+    stop = threading.Event()
+    heart = threading.Thread(target=_heartbeat, args=(operation, stop), daemon=True)
+    heart.start()
+    try:
+        kind.run(operation)
+    except Exception as error:
+        logger.exception("Operation %s failed", operation.pk)
+        try:
+            kind.undo(operation)
+        except Exception:
+            logger.exception("Undoing operation %s failed", operation.pk)
+        operation.finish(Operation.State.FAILED, reason(error))
+    else:
+        operation.finish(Operation.State.DONE)
+    finally:
+        stop.set()
+        heart.join()
+
+
+def _heartbeat(operation: Operation, stop: threading.Event) -> None:
+    # A long step (copying a large database) must not look like a dead worker.
+    interval = max(settings.OPERATION_STALE_SECONDS / 4, 0.5)
+    try:
+        while not stop.wait(interval):
+            operation.beat()
+    finally:
+        connection.close()
+
+
+def recover() -> int:
+    """Hand the operations of dead workers to a live one; their steps resume safely."""
+    close_old_connections()
+    count = 0
+    for operation in Operation.stalled():
+        run_operation.enqueue(operation.pk)
+        count += 1
+    return count

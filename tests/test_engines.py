@@ -1,0 +1,148 @@
+"""The engines' conformance suite: every test runs on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from tenantry.engines.base import Engine
+from tenantry.engines.postgresql import PostgreSQLEngine
+from tenantry.engines.sqlite import SQLiteEngine
+from tenantry.workspace import models as ws
+from tenantry.workspace.releases import LATEST, RELEASES
+from tests.postgres import PostgresServer
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path, db: None) -> Engine:
+    if request.param == "sqlite":
+        return SQLiteEngine(tmp_path / "tenants")
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return PostgreSQLEngine(server.url, f"pg-{server.port}")
+
+
+@pytest.fixture
+def physical(engine: Engine) -> Iterator[str]:
+    name = "tn_" + secrets.token_hex(6)
+    yield name
+    engine.drop(name)
+
+
+def applied(engine: Engine, physical: str) -> list[str]:
+    alias = engine.connect(physical)
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT name FROM django_migrations WHERE app = 'workspace' ORDER BY id")
+        names = [row[0] for row in cursor.fetchall()]
+    engine.disconnect(physical)
+    return names
+
+
+def test_create_makes_a_database_at_the_release_from_its_template(
+    engine: Engine, physical: str
+) -> None:
+    engine.create(physical, LATEST)
+    assert engine.exists(physical)
+    assert applied(engine, physical)[-1] == RELEASES[LATEST]
+    alias = engine.connect(physical)
+    jobs = set(ws.ScheduledJob.objects.using(alias).values_list("name", flat=True))
+    assert "Send queued mail" in jobs and "Send contact reminders" in jobs
+    assert engine.size(physical) > 0
+    engine.disconnect(physical)
+
+
+def test_an_older_release_is_made_from_its_own_template(engine: Engine, physical: str) -> None:
+    engine.create(physical, "1.0")
+    assert applied(engine, physical) == ["0001_initial"]
+
+
+def test_create_is_quick_once_the_template_exists(engine: Engine, physical: str) -> None:
+    engine.prepare_template(LATEST)
+    started = time.monotonic()
+    engine.create(physical, LATEST)
+    # Cloned, not migrated: migrations take seconds, a copy a fraction of one.
+    assert time.monotonic() - started < 1.5
+
+
+def test_clone_is_an_exact_and_independent_copy(engine: Engine, physical: str) -> None:
+    engine.create(physical, LATEST)
+    alias = engine.connect(physical)
+    ws.Contact.objects.using(alias).create(name="Ada", email="ada@example.com", company="AE")
+    engine.disconnect(physical)
+    copy = physical + "_copy"
+    try:
+        engine.clone(physical, copy)
+        copy_alias = engine.connect(copy)
+        assert list(ws.Contact.objects.using(copy_alias).values_list("name", "company")) == [
+            ("Ada", "AE")
+        ]
+        ws.Contact.objects.using(copy_alias).create(name="Only in the copy")
+        engine.disconnect(copy)
+        alias = engine.connect(physical)
+        assert ws.Contact.objects.using(alias).count() == 1
+        engine.disconnect(physical)
+    finally:
+        engine.drop(copy)
+
+
+def test_requests_to_the_source_wait_during_a_clone_and_none_fails(
+    engine: Engine, physical: str
+) -> None:
+    engine.create(physical, LATEST)
+    alias = engine.connect(physical)
+    ws.Contact.objects.using(alias).bulk_create(
+        [ws.Contact(name=f"c{i}", notes="x" * 2000) for i in range(3000)]
+    )
+    engine.disconnect(physical)
+    errors: list[BaseException] = []
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def requests() -> None:
+        # Like the gateway: each request opens its connection, writes, and closes it.
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                db = engine.connect(physical)
+                ws.Contact.objects.using(db).create(name="during")
+                engine.disconnect(physical)
+                waits.append(time.monotonic() - started)
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=requests)
+    thread.start()
+    time.sleep(0.2)
+    copy = physical + "_copy"
+    try:
+        engine.clone(physical, copy)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+        engine.drop(copy)
+    assert not errors, errors
+    assert len(waits) > 2
+    print(f"{engine.kind}: longest wait of a request during the clone {max(waits) * 1000:.0f} ms")
+
+
+def test_drop_removes_and_is_idempotent(engine: Engine, physical: str) -> None:
+    engine.create(physical, LATEST)
+    engine.drop(physical)
+    assert not engine.exists(physical)
+    engine.drop(physical)
+
+
+def test_drop_works_while_a_connection_is_open(engine: Engine, physical: str) -> None:
+    engine.create(physical, LATEST)
+    alias = engine.connect(physical)
+    assert ws.Contact.objects.using(alias).count() == 0
+    engine.drop(physical)
+    assert not engine.exists(physical)
