@@ -8,7 +8,7 @@ from tenantry.portal import views as portal
 
 urlpatterns = [
     path("", portal.home, name="home"),
-    path("databases/", portal.databases, name="databases"),
+    path("", include("tenantry.databases.urls")),
     path("subscriptions/", portal.subscriptions, name="subscriptions"),
     path("account/", include("tenantry.accounts.urls")),
     # The account email changes on the Account information page, verified by a code; allauth's

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, ValidationError
 from ninja.security import HttpBearer
 
 from tenantry.accounts.models import ApiKey, User
+from tenantry.databases import lifecycle
+from tenantry.databases.access import get_database, get_operation
+from tenantry.databases.models import Database, Membership
+from tenantry.engines.base import EngineError
+from tenantry.operations.models import Operation, OperationBusy
 
 
 class ApiKeyAuth(HttpBearer):
@@ -78,3 +86,155 @@ def me(request: HttpRequest) -> MeOut:
         two_factor=user.has_2fa,
         date_joined=user.date_joined,
     )
+
+
+@api.exception_handler(DjangoValidationError)
+def refused(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+    return error(request, " ".join(exc.messages), 400)
+
+
+@api.exception_handler(OperationBusy)
+def busy(request: HttpRequest, exc: OperationBusy) -> HttpResponse:
+    return error(request, str(exc), 409)
+
+
+@api.exception_handler(IntegrityError)
+def taken(request: HttpRequest, exc: IntegrityError) -> HttpResponse:
+    return error(request, "That name was just taken. Choose another one.", 409)
+
+
+@api.exception_handler(EngineError)
+def storage_failed(request: HttpRequest, exc: EngineError) -> HttpResponse:
+    return error(request, str(exc), 503)
+
+
+class Forbidden(Exception):
+    pass
+
+
+@api.exception_handler(Forbidden)
+def forbidden(request: HttpRequest, exc: Forbidden) -> HttpResponse:
+    return error(request, "Only the database's administrators can do this.", 403)
+
+
+class DatabaseOut(Schema):
+    name: str
+    url: str
+    uuid: UUID
+    release: str
+    engine: str
+    role: str
+    status: str
+    is_test_copy: bool
+    expires_at: datetime | None
+    size_bytes: int
+    created_at: datetime
+
+
+class OperationOut(Schema):
+    id: int
+    kind: str
+    database: str
+    state: str
+    progress: int
+    step: str
+    error: str
+    target: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class NameIn(Schema):
+    name: str
+
+
+class DuplicateIn(Schema):
+    name: str
+    for_testing: bool = True
+
+
+def database_out(database: Database, role: str) -> DatabaseOut:
+    return DatabaseOut(
+        name=database.name or "",
+        url=database.url,
+        uuid=database.uuid,
+        release=database.release,
+        engine=database.engine,
+        role=role,
+        status=database.status_label,
+        is_test_copy=database.is_test_copy,
+        expires_at=database.expires_at,
+        size_bytes=database.size_bytes,
+        created_at=database.created_at,
+    )
+
+
+def operation_out(operation: Operation) -> OperationOut:
+    return OperationOut(
+        id=operation.pk,
+        kind=operation.kind,
+        database=operation.database_name,
+        state=operation.state,
+        progress=operation.progress,
+        step=operation.step,
+        error=operation.error,
+        target=operation.target.name if operation.target else None,
+        created_at=operation.created_at,
+        finished_at=operation.finished_at,
+    )
+
+
+def admin_database(request: HttpRequest, name: str) -> Database:
+    database, role = get_database(request.user, name)  # type: ignore[arg-type]
+    if role != Membership.Role.ADMIN:
+        raise Forbidden()
+    return database
+
+
+@api.get("/databases", response=list[DatabaseOut], summary="The databases linked to the account")
+def list_databases(request: HttpRequest) -> list[DatabaseOut]:
+    memberships = Membership.objects.filter(
+        user=request.user.pk, database__name__isnull=False
+    ).select_related("database")
+    return [database_out(m.database, m.role) for m in memberships.order_by("database__name")]
+
+
+@api.post("/databases", response={201: DatabaseOut}, summary="Create a database")
+def create_database(request: HttpRequest, payload: NameIn) -> Status:
+    database = Database.create_for(request.user, payload.name.strip().lower())  # type: ignore[arg-type]
+    return Status(201, database_out(database, Membership.Role.ADMIN))
+
+
+@api.get("/databases/{name}", response=DatabaseOut, summary="One database")
+def read_database(request: HttpRequest, name: str) -> DatabaseOut:
+    database, role = get_database(request.user, name)  # type: ignore[arg-type]
+    return database_out(database, role)
+
+
+@api.patch("/databases/{name}", response=DatabaseOut, summary="Rename a database")
+def rename_database(request: HttpRequest, name: str, payload: NameIn) -> DatabaseOut:
+    database = admin_database(request, name)
+    database.rename(payload.name.strip().lower())
+    return database_out(database, Membership.Role.ADMIN)
+
+
+@api.delete("/databases/{name}", response={202: OperationOut}, summary="Delete a database")
+def delete_database(request: HttpRequest, name: str) -> Status:
+    database = admin_database(request, name)
+    return Status(202, operation_out(lifecycle.start_delete(database, by=request.user)))
+
+
+@api.post(
+    "/databases/{name}/duplicate", response={202: OperationOut}, summary="Duplicate a database"
+)
+def duplicate_database(request: HttpRequest, name: str, payload: DuplicateIn) -> Status:
+    database = admin_database(request, name)
+    operation = lifecycle.start_duplicate(
+        database, payload.name.strip().lower(), payload.for_testing, by=request.user
+    )
+    return Status(202, operation_out(operation))
+
+
+@api.get("/operations/{operation_id}", response=OperationOut, summary="A long action's progress")
+def read_operation(request: HttpRequest, operation_id: int) -> OperationOut:
+    return operation_out(get_operation(request.user, operation_id))  # type: ignore[arg-type]

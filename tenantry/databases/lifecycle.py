@@ -122,6 +122,7 @@ def run_delete(operation: Operation) -> None:
     database.drop_storage()
     operation.advance(90, "Removing the record")
     database.delete()
+    operation.database = None
 
 
 def undo_delete(operation: Operation) -> None:

@@ -12,10 +12,5 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def databases(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/databases.html")
-
-
-@login_required
 def subscriptions(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/subscriptions.html")

@@ -1,0 +1,48 @@
+"""Every lookup of a database goes through here: outsiders get 404, members without the
+right role 403."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+
+from tenantry.accounts.models import User
+from tenantry.databases.models import Database, Membership
+from tenantry.operations.models import Operation
+
+
+def get_database(user: User, name: str) -> tuple[Database, str]:
+    """The database named `name` and the account's role in it, or 404."""
+    membership = (
+        Membership.objects.select_related("database").filter(user=user, database__name=name).first()
+    )
+    if membership is None:
+        raise Http404("No such database.")
+    return membership.database, membership.role
+
+
+def get_operation(user: User, operation_id: int) -> Operation:
+    """An operation the account started or on a database it belongs to, or 404."""
+    visible = Operation.objects.filter(created_by=user) | Operation.objects.filter(
+        database__memberships__user=user
+    )
+    return get_object_or_404(visible.distinct(), pk=operation_id)
+
+
+def database_admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Passes the database to the view; members who are not administrators get 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        database, role = get_database(request.user, name)  # type: ignore[arg-type]
+        if role != Membership.Role.ADMIN:
+            return HttpResponse("Only the database's administrators can manage it.", status=403)
+        return view(request, database, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from tenantry.databases import lifecycle
+from tenantry.databases.access import database_admin_required, get_operation
+from tenantry.databases.forms import CreateForm, DeleteForm, DuplicateForm, RenameForm
+from tenantry.databases.models import Database, Membership
+from tenantry.engines.base import EngineError
+from tenantry.operations.models import ACTIVE_STATES, Operation, OperationBusy
+
+
+@login_required
+def manager(request: HttpRequest) -> HttpResponse:
+    form = CreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            database = Database.create_for(request.user, form.cleaned_data["name"])  # type: ignore[arg-type]
+        except (ValidationError, EngineError, IntegrityError) as error:
+            form.add_error("name", _sentence(error))
+        else:
+            messages.success(request, f"“{database.name}” is ready at {database.url}.")
+            return redirect("databases")
+    active = Operation.objects.filter(database=OuterRef("database"), state__in=ACTIVE_STATES)
+    memberships = (
+        Membership.objects.filter(user=request.user.pk, database__name__isnull=False)
+        .select_related("database", "database__server")
+        .annotate(operation_id=Subquery(active.values("pk")[:1]))
+        .order_by("database__name")
+    )
+    return render(request, "databases/manager.html", {"form": form, "memberships": memberships})
+
+
+@database_admin_required
+def duplicate(request: HttpRequest, database: Database) -> HttpResponse:
+    form = DuplicateForm(request.POST or None, initial={"name": f"{database.name}-copy"[:63]})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            operation = lifecycle.start_duplicate(
+                database, data["name"], data["for_testing"], by=request.user
+            )
+        except (ValidationError, OperationBusy, IntegrityError) as error:
+            form.add_error(None, _sentence(error))
+        else:
+            return redirect("operation", operation.pk)
+    return render(request, "databases/duplicate.html", {"database": database, "form": form})
+
+
+@database_admin_required
+def rename(request: HttpRequest, database: Database) -> HttpResponse:
+    old_name = database.name
+    form = RenameForm(request.POST or None, initial={"name": database.name})
+    if request.method == "POST" and form.is_valid():
+        try:
+            database.rename(form.cleaned_data["name"])
+        except (ValidationError, IntegrityError) as error:
+            form.add_error("name", _sentence(error))
+        else:
+            messages.success(request, f"“{old_name}” is now “{database.name}” at {database.url}.")
+            return redirect("databases")
+    return render(request, "databases/rename.html", {"database": database, "form": form})
+
+
+@database_admin_required
+def delete(request: HttpRequest, database: Database) -> HttpResponse:
+    form = DeleteForm(database, request.POST or None)
+    refusal = database.deletion_refusal()
+    if request.method == "POST" and form.is_valid() and not refusal:
+        try:
+            operation = lifecycle.start_delete(database, by=request.user)
+        except (ValidationError, OperationBusy) as error:
+            form.add_error(None, _sentence(error))
+        else:
+            return redirect("operation", operation.pk)
+    ctx = {"database": database, "form": form, "refusal": refusal}
+    return render(request, "databases/delete.html", ctx)
+
+
+@login_required
+def operation(request: HttpRequest, operation_id: int) -> HttpResponse:
+    op = get_operation(request.user, operation_id)  # type: ignore[arg-type]
+    # htmx polls the progress part alone while the operation runs.
+    template = (
+        "databases/_progress.html"
+        if request.headers.get("HX-Request")
+        else "databases/operation.html"
+    )
+    return render(request, template, {"operation": op})
+
+
+def _sentence(error: BaseException) -> str:
+    if isinstance(error, ValidationError):
+        return " ".join(error.messages)
+    if isinstance(error, IntegrityError):
+        return "That name was just taken. Choose another one."
+    return str(error)
