@@ -19,7 +19,8 @@ from tenantry.databases.models import (
     validate_name,
 )
 from tenantry.engines import filestore
-from tenantry.engines.fleet import engine_for
+from tenantry.engines.fleet import engine_for, server_engine
+from tenantry.engines.models import Server
 from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
 from tenantry.workspace import tenant
 
@@ -130,7 +131,40 @@ def undo_delete(operation: Operation) -> None:
     pass
 
 
+def start_move(database: Database, to: Server, by: Any = None) -> Operation:
+    if database.server_id is None:
+        raise ValidationError(f"“{database.name}” is a SQLite database: it has no server to leave.")
+    if database.server_id == to.pk:
+        raise ValidationError(f"“{database.name}” is already on {to.name}.")
+    params = {"from": database.server_id, "to": to.pk}
+    return Operation.start("move", database, by=by, params=params)
+
+
+def run_move(operation: Operation) -> None:
+    database = operation.database
+    if database is None:
+        raise ValidationError("The database to move no longer exists.")
+    old = server_engine(Server.objects.get(pk=operation.params["from"]))
+    new = Server.objects.get(pk=operation.params["to"])
+    if database.server_id != new.pk:
+        operation.advance(10, f"Copying to {new.name}")
+        # Closed meanwhile: requests wait instead of writing to the copy being left.
+        with old.closed(database.physical_name):
+            old.move(database.physical_name, server_engine(new))
+            Database.objects.filter(pk=database.pk).update(server=new)
+    operation.advance(90, "Removing the old copy")
+    old.drop(database.physical_name)
+
+
+def undo_move(operation: Operation) -> None:
+    database = operation.database
+    new = Server.objects.filter(pk=operation.params["to"]).first()
+    if database is not None and new is not None and database.server_id != new.pk:
+        server_engine(new).drop(database.physical_name)
+
+
 KINDS["duplicate"] = Kind("Duplicate", run_duplicate, undo_duplicate)
+KINDS["move"] = Kind("Move", run_move, undo_move)
 KINDS["delete"] = Kind("Delete", run_delete, undo_delete)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +16,23 @@ import psycopg
 from psycopg import sql
 
 from tenantry.engines.base import Engine, EngineError
+
+
+def pg_bin(program: str) -> str:
+    """A PostgreSQL client program: the newest installed version's, else the one on PATH."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{program}"), key=_version)
+    path = found[-1] if found else shutil.which(program)
+    if not path:
+        raise EngineError(
+            f"{program} is not installed (Debian: apt-get install postgresql-client)."
+        )
+    return path
+
+
+def _version(path: str) -> int:
+    part = path.split("/")[4]
+    return int(part) if part.isdigit() else 0
+
 
 # How long a clone lets the source's open sessions finish before ending them.
 DRAIN_SECONDS = 10
@@ -89,17 +110,9 @@ class PostgreSQLEngine(Engine):
             )
 
     def clone(self, source: str, target: str) -> None:
-        self.disconnect(source)
-        with self.admin() as db:
-            name = sql.Identifier(source)
-            # A template must have no session open while it is copied: new sessions are held
-            # back (the gateway retries them), open ones get DRAIN_SECONDS to finish.
-            db.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
-            try:
-                self._end_sessions(db, source)
-                self._copy(source, target)
-            finally:
-                db.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
+        # A template must have no session open while it is copied.
+        with self.closed(source):
+            self._copy(source, target)
 
     def _end_sessions(self, db: psycopg.Connection[Any], physical: str) -> None:
         others = (
@@ -114,6 +127,48 @@ class PostgreSQLEngine(Engine):
                     [physical],
                 )
             time.sleep(0.02)
+
+    @contextmanager
+    def closed(self, physical: str) -> Iterator[None]:
+        """The database with no session open and new ones held back (they wait, see
+        backends.postgresql), for as long as the block runs."""
+        self.disconnect(physical)
+        with self.admin() as db:
+            name = sql.Identifier(physical)
+            db.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
+            try:
+                self._end_sessions(db, physical)
+                yield
+            finally:
+                db.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
+
+    def move(self, physical: str, to: PostgreSQLEngine) -> None:
+        """Copy the database to another server, streamed from pg_dump into pg_restore.
+
+        The caller points the record at the new server, then drops this copy.
+        """
+        to.drop(physical)
+        to._create_empty(physical)
+        dump = subprocess.Popen(
+            [pg_bin("pg_dump"), "-Fc", "-Z0", *self._conninfo(physical)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._env(),
+        )  # fmt: skip
+        restore = subprocess.run(
+            [pg_bin("pg_restore"), "--no-owner", "--exit-on-error", *to._conninfo(physical)],
+            stdin=dump.stdout, capture_output=True, env=to._env(),
+        )  # fmt: skip
+        _, dump_error = dump.communicate()
+        if dump.returncode or restore.returncode:
+            to.drop(physical)
+            lines = (dump_error or restore.stderr).decode().strip().splitlines()
+            raise EngineError(f"Moving the database failed: {lines[-1] if lines else 'no reason'}")
+
+    def _conninfo(self, physical: str) -> list[str]:
+        p = self.params
+        return ["-h", p["host"], "-p", str(p["port"]), "-U", p["user"], "-d", physical]
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "PGPASSWORD": self.params["password"]}
 
     def drop(self, physical: str) -> None:
         self.disconnect(physical)

@@ -1,4 +1,4 @@
-"""The periodic sweep: what must happen with time, run by every worker but once at a time."""
+"""The periodic sweep: what must happen with time. Time is a parameter, so tests move it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections
 from django.utils import timezone
@@ -17,31 +18,35 @@ EXPIRY_WARNING = timedelta(days=3)
 
 
 def sweep(now: datetime | None = None) -> None:
-    """Resume stalled operations, warn of and remove expired copies, clear failed creations."""
+    """Warn of and remove expired copies, clear creations that never finished."""
     from tenantry.databases.lifecycle import (
         delete_expired_copies,
         remove_abandoned_creations,
         warn_of_expiry,
     )
-    from tenantry.operations.tasks import recover
 
     now = now or timezone.now()
-    recover()
     warn_of_expiry(now, EXPIRY_WARNING)
     delete_expired_copies(now)
     remove_abandoned_creations(now)
 
 
 def run_periodically() -> None:
-    """The loop beside each worker. A lock in the shared cache keeps it to one run a minute."""
+    """The loop beside each worker: it takes over dead workers' operations as soon as they
+    go quiet, and runs the sweep once a minute across all workers (a lock in the shared
+    cache)."""
+    from tenantry.operations.tasks import recover
+
+    tick = max(1.0, min(INTERVAL_SECONDS, settings.OPERATION_STALE_SECONDS / 2))
     while True:
         close_old_connections()
         try:
+            recover()
             if cache.add("tenantry:sweep", "1", timeout=INTERVAL_SECONDS - 5):
                 sweep()
         except Exception:
-            logger.exception("The sweep failed; it runs again in a minute")
-        threading.Event().wait(INTERVAL_SECONDS)
+            logger.exception("The sweep failed; it runs again soon")
+        threading.Event().wait(tick)
 
 
 def start_sweeper() -> threading.Thread:

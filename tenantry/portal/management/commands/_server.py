@@ -69,7 +69,5 @@ def start_worker_thread() -> threading.Thread:
 def start_housekeeping() -> None:
     """What every worker does besides tasks: resume dead workers' operations, run the sweep."""
     from tenantry.operations.sweep import start_sweeper
-    from tenantry.operations.tasks import recover
 
-    recover()
     start_sweeper()

@@ -1,0 +1,271 @@
+"""The database manager in a real browser: create a database, duplicate it for testing, watch
+the operation finish live, rename the copy, then delete it with its name as confirmation.
+
+Debian's Chromium runs through Playwright against pytest-django's live server; a task worker
+runs in a thread beside it, as `tenantry serve` does, so operations really run. New databases
+go to SQLite (files under the test run's TENANTRY_DATA_DIR).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
+from pytest_django.live_server_helper import LiveServer
+
+from tenantry.databases.models import Database
+from tenantry.engines.fleet import engine_for
+from tenantry.portal.management.commands._server import make_worker
+from tests.conftest import PASSWORD, make_account
+
+EMAIL = "dana@example.com"
+TIMEOUT_MS = 15_000
+# An operation waits for the worker's next poll (1 s), then runs; the page polls every second.
+OPERATION_TIMEOUT_MS = 30_000
+SCREENSHOT = "/tmp/manager.png"  # noqa: S108 (for a person to look at, not read back)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+class Console:
+    """Collects a context's console errors and uncaught page errors (CSP violations among them)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def watch(self, context: BrowserContext) -> BrowserContext:
+        context.on("console", self._on_console)
+        context.on("weberror", lambda error: self.errors.append(f"page error: {error.error}"))
+        return context
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            where = message.page.url if message.page else "?"
+            self.errors.append(f"{message.type} at {where}: {message.text}")
+
+    @property
+    def csp_violations(self) -> list[str]:
+        return [e for e in self.errors if "Content Security Policy" in e]
+
+
+class Worker:
+    """django-tasks-db's worker, as `tenantry serve` makes it, in a thread for one test."""
+
+    def __init__(self) -> None:
+        self.worker = make_worker()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        assert self.thread is None, "the worker is already running"
+        self.worker = make_worker()  # a stopped worker does not start again
+        self.thread = threading.Thread(target=self.worker.run, name="test-worker", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Ends the worker's loop (within its 1 s poll interval, or after the running task)."""
+        if self.thread is not None:
+            self.worker.running = False
+            self.thread.join(timeout=10)
+            assert not self.thread.is_alive(), "the worker did not stop"
+            self.thread = None
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def worker(transactional_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Worker]:
+    """Started by the test when it wants operations to run; stopped before the database goes."""
+    # Playwright's sync API keeps an asyncio loop in the test's thread, so Django would refuse
+    # the ORM calls of the test and of this teardown; they run between Playwright calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    worker = Worker()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        for database in Database.objects.all():
+            database.drop_storage()
+
+
+def manage(page: Page, name: str, action: str) -> None:
+    """Open a database's Manage menu (a <details>) in the list and choose an action."""
+    row = page.locator(f"#db-{name}")
+    row.get_by_label(f"Manage {name}").click()
+    row.get_by_role("link", name=action, exact=True).click()
+
+
+def watch_until_done(page: Page, polls: list[str]) -> None:
+    """The operation page updates by itself: htmx polls until "Done.", with no reload."""
+    page.evaluate("window.notReloaded = true")
+    status = page.locator("#progress .status")
+    expect(status).to_contain_text("Done.", timeout=OPERATION_TIMEOUT_MS)
+    expect(status).to_have_attribute("data-state", "done")
+    expect(page.locator("#progress progress")).to_have_attribute("value", "100")
+    assert page.evaluate("window.notReloaded") is True, "the page was reloaded"
+    assert polls, "htmx never polled the progress"
+    # Once done, the progress part stops polling.
+    expect(page.locator("#progress")).not_to_have_attribute("hx-trigger", re.compile(".*"))
+
+
+def test_create_duplicate_rename_and_delete_databases(
+    live_server: LiveServer, browser: Browser, worker: Worker
+) -> None:
+    # The worker fixture allows the ORM calls below (see there).
+    # live_server brings transactional_db: the server and worker threads see what is written.
+    base = live_server.url
+    expect.set_options(timeout=TIMEOUT_MS)
+    console = Console()
+    make_account(EMAIL)
+
+    context = console.watch(browser.new_context())
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    polls: list[str] = []
+
+    def on_request(request: Request) -> None:
+        if request.headers.get("hx-request") == "true":
+            polls.append(request.url)
+
+    page.on("request", on_request)
+
+    # Sign in: the manager is the home of a signed-in person, empty at first.
+    page.goto(f"{base}/accounts/login/")
+    page.locator("input[name=login]").fill(EMAIL)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Sign In", exact=True).click()
+    expect(page).to_have_url(f"{base}/databases/")
+    expect(page.get_by_role("heading", name="My databases")).to_be_visible()
+    expect(page.get_by_role("heading", name="No databases yet")).to_be_visible()
+    expect(page.locator("table.databases")).to_have_count(0)
+
+    # Create "acme": it is ready at once, at its own address.
+    page.get_by_label("New database").fill("acme")
+    page.get_by_role("button", name="Create database").click()
+    expect(page).to_have_url(f"{base}/databases/")
+    acme = Database.objects.get(name="acme")
+    expect(page.locator(".messages")).to_contain_text(f"“acme” is ready at {acme.url}.")
+    expect(page.get_by_role("heading", name="No databases yet")).to_have_count(0)
+    rows = page.locator("table.databases tbody tr")
+    expect(rows).to_have_count(1)
+    row = page.locator("#db-acme")
+    expect(row.locator("strong")).to_have_text("acme")
+    expect(row.get_by_role("link", name=acme.url)).to_have_attribute("href", acme.url)
+    expect(row.locator(".badge")).to_have_text("Active")
+    expect(row).to_contain_text("Administrator")
+
+    # Manage → Duplicate, for testing, as "acme-test". The worker is not running yet, so
+    # the operation page first shows the operation waiting, then must update by itself.
+    manage(page, "acme", "Duplicate")
+    expect(page).to_have_url(f"{base}/databases/acme/duplicate/")
+    expect(page.get_by_role("heading", name="Duplicate “acme”")).to_be_visible()
+    expect(page.get_by_label("Name of the copy")).to_have_value("acme-copy")
+    page.get_by_label("Name of the copy").fill("acme-test")
+    page.get_by_label("For testing purposes").check()
+    page.get_by_role("button", name="Duplicate", exact=True).click()
+    expect(page).to_have_url(re.compile(re.escape(f"{base}/operations/") + r"\d+/$"))
+    expect(page.get_by_role("heading", name="Duplicate “acme”")).to_be_visible()
+    expect(page.locator("#progress .status")).to_contain_text("Waiting for a worker…")
+    worker.start()
+    watch_until_done(page, polls)
+    copy = Database.objects.get(name="acme-test")
+    assert copy.is_test_copy and copy.expires_at is not None
+    expect(page.locator("#progress .status")).to_contain_text(f"The copy is ready at {copy.url}.")
+
+    # Back on the manager: the copy is listed as a test copy, with its expiry date.
+    page.get_by_role("link", name="Back to my databases").click()
+    expect(page).to_have_url(f"{base}/databases/")
+    expect(rows).to_have_count(2)
+    row = page.locator("#db-acme-test")
+    expect(row.locator("strong")).to_have_text("acme-test")
+    expect(row.get_by_role("link", name=copy.url)).to_be_visible()
+    badge = row.locator(".badge")
+    expect(badge).to_have_text(re.compile(r"^Test copy until \d{4}-\d{2}-\d{2}$"))
+    expect(badge).to_have_text(f"Test copy until {copy.expires_at:%Y-%m-%d}")
+    expect(page.locator("#db-acme .badge")).to_have_text("Active")
+    page.screenshot(path=SCREENSHOT, full_page=True)
+
+    # Manage → Rename: the copy moves to its new name, the old one is gone from the list.
+    manage(page, "acme-test", "Rename")
+    expect(page).to_have_url(f"{base}/databases/acme-test/rename/")
+    expect(page.get_by_role("heading", name="Rename “acme-test”")).to_be_visible()
+    expect(page.get_by_label("New name")).to_have_value("acme-test")
+    page.get_by_label("New name").fill("acme-staging")
+    page.get_by_role("button", name="Rename", exact=True).click()
+    expect(page).to_have_url(f"{base}/databases/")
+    copy.refresh_from_db()
+    assert copy.name == "acme-staging"
+    renamed = f"“acme-test” is now “acme-staging” at {copy.url}."
+    expect(page.locator(".messages")).to_contain_text(renamed)
+    expect(rows).to_have_count(2)
+    expect(page.locator("#db-acme-staging strong")).to_have_text("acme-staging")
+    expect(page.locator("#db-acme-staging .badge")).to_have_text(
+        f"Test copy until {copy.expires_at:%Y-%m-%d}"
+    )
+    expect(page.locator("#db-acme-test")).to_have_count(0)
+    expect(page.locator("table.databases")).not_to_contain_text("acme-test")
+
+    # Manage → Delete: a clear warning, and the name typed exactly as confirmation.
+    manage(page, "acme-staging", "Delete")
+    expect(page).to_have_url(f"{base}/databases/acme-staging/delete/")
+    expect(page.get_by_role("heading", name="Delete “acme-staging”")).to_be_visible()
+    worker.stop()  # again, so that the deletion is seen waiting, then done
+    warning = page.locator(".message.error")
+    expect(warning).to_contain_text(
+        "Deleting a database is instant and permanent, for all its users."
+    )
+    expect(warning).to_contain_text("All its data and files are lost and cannot be recovered.")
+    confirm = page.get_by_label("Type the database name to confirm")
+    confirm.fill("acme-test")
+    page.get_by_role("button", name="Delete this database").click()
+    expect(page).to_have_url(f"{base}/databases/acme-staging/delete/")
+    expect(page.locator(".errorlist")).to_have_text("This is not the name of the database.")
+    assert Database.objects.filter(name="acme-staging").exists()
+    confirm.fill("acme-staging")
+    page.get_by_role("button", name="Delete this database").click()
+    expect(page).to_have_url(re.compile(re.escape(f"{base}/operations/") + r"\d+/$"))
+    expect(page.get_by_role("heading", name="Delete “acme-staging”")).to_be_visible()
+    # The name is free at once, and the copy is out of the list even before the storage goes.
+    assert not Database.objects.filter(name="acme-staging").exists()
+    expect(page.locator("#progress .status")).to_contain_text("Waiting for a worker…")
+    polls.clear()
+    worker.start()
+    watch_until_done(page, polls)
+
+    # Back on the manager: the copy is gone, "acme" remains.
+    page.get_by_role("link", name="Back to my databases").click()
+    expect(page).to_have_url(f"{base}/databases/")
+    expect(rows).to_have_count(1)
+    expect(page.locator("#db-acme-staging")).to_have_count(0)
+    expect(page.locator("#db-acme .badge")).to_have_text("Active")
+    expect(page.locator("table.databases")).not_to_contain_text("acme-staging")
+
+    # The copy's record and its storage are gone; the source's are untouched.
+    assert not Database.objects.filter(pk=copy.pk).exists()
+    assert engine_for(copy).exists(copy.physical_name) is False
+    assert engine_for(acme).exists(acme.physical_name) is True
+
+    # A script or style that the Content-Security-Policy blocks is a broken page, even when
+    # the flow above happens not to need it. Other console noise is only shown (with -s).
+    for error in console.errors:
+        print("browser console:", error)
+    assert not console.csp_violations, console.csp_violations

@@ -1,0 +1,192 @@
+"""Kill the worker (kill -9) in the middle of a duplicate and of a delete: after a restart the
+operation is finished or cleanly undone, and nothing is left half-made."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.postgres import PostgresServer
+from tests.test_cli import PASSWORD, TENANTRY, env_for, tenantry
+
+# A filestore of many files makes the file-copy and file-removal steps last long enough to
+# be interrupted at a known point.
+FILES = 6000
+
+
+def shell(data_dir: Path, code: str) -> str:
+    result = tenantry(data_dir, "shell", "-v0", "-c", code)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def state(data_dir: Path) -> dict:  # type: ignore[type-arg]
+    """Everything that exists, in the records and on the engines."""
+    code = """
+import json, os
+from tenantry.databases.models import Database
+from tenantry.engines.fleet import engine_for
+from tenantry.engines import filestore
+from tenantry.operations.models import Operation
+out = {"operations": list(Operation.objects.values("kind", "state", "progress", "error")),
+       "records": {}, "orphans": []}
+for d in Database.objects.all():
+    out["records"][d.name or d.physical_name] = {
+        "status": d.status, "exists": engine_for(d).exists(d.physical_name),
+        "files": filestore.root(d.physical_name).exists()}
+known = set(Database.objects.values_list("physical_name", flat=True))
+def listing(folder):
+    path = os.path.join(os.environ["TENANTRY_DATA_DIR"], folder)
+    return os.listdir(path) if os.path.exists(path) else []
+tenants = [f.split(".")[0] for f in listing("tenants") if f.startswith("tn_")]
+out["orphans"] += [f for f in tenants if f not in known]
+out["orphans"] += ["filestore/" + f for f in listing("filestore") if f not in known]
+from tenantry.engines.models import Server
+from tenantry.engines.fleet import server_engine
+for s in Server.objects.all():
+    names = server_engine(s).sizes()
+    out["orphans"] += [n for n in names if n.startswith("tn_") and n not in known]
+print(json.dumps(out))
+"""
+    return json.loads(shell(data_dir, code))  # type: ignore[no-any-return]
+
+
+def start_worker(data_dir: Path) -> subprocess.Popen[bytes]:
+    env = env_for(data_dir) | {"TENANTRY_OPERATION_STALE_SECONDS": "2"}
+    return subprocess.Popen(
+        [TENANTRY, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def wait_for(data_dir: Path, condition: Callable[[str, int], bool], timeout: float = 60) -> None:
+    """Poll the control database (SQLite) directly: fast enough to catch a step as it runs."""
+    deadline = time.monotonic() + timeout
+    with sqlite3.connect(data_dir / "tenantry.sqlite3", timeout=5) as db:
+        while time.monotonic() < deadline:
+            row = db.execute("SELECT state, progress FROM operations_operation").fetchone()
+            if row and condition(*row):
+                return
+            time.sleep(0.002)
+    raise AssertionError(f"timed out; the operation is {row}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A data dir with an account and a database `acme` holding data and many files."""
+    data_dir = tmp_path / "data"
+    assert tenantry(data_dir, "migrate", "-v0").returncode == 0
+    result = tenantry(data_dir, "accounts", "create", "op@example.com", "--password-stdin",
+                      "--verified", stdin=PASSWORD)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    if request.param == "postgresql":
+        pg: PostgresServer = request.getfixturevalue("pg_server")
+        assert (
+            tenantry(
+                data_dir, "servers", "add", pg.url, "--name", f"crash-{tmp_path.name}"[:60]
+            ).returncode
+            == 0
+        )
+    result = tenantry(data_dir, "db", "create", "acme", "--owner", "op@example.com")
+    assert result.returncode == 0, result.stderr
+    shell(
+        data_dir,
+        f"""
+from tenantry.databases.models import Database
+from tenantry.engines import filestore
+from tenantry.workspace import models as ws, tenant
+d = Database.objects.get(name="acme")
+with tenant.using(d) as db:
+    ws.Contact.objects.using(db).bulk_create(ws.Contact(name=f"c{{i}}") for i in range(500))
+for i in range({FILES}):
+    filestore.store(d.physical_name, [f"file {{i}}".encode()])
+""",
+    )
+    yield data_dir
+    # The PostgreSQL server is shared by the whole session: leave it as it was.
+    shell(
+        data_dir,
+        """
+from tenantry.databases.models import Database
+for d in Database.objects.all():
+    d.drop_storage()
+""",
+    )
+
+
+def kill_and_restart(data_dir: Path, worker: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    time.sleep(2.5)  # its operation goes quiet: the next worker takes it over
+    return start_worker(data_dir)
+
+
+def test_a_duplicate_killed_midway_is_finished_after_restart(setup: Path) -> None:
+    data_dir = setup
+    shell(
+        data_dir,
+        """
+from tenantry.databases.lifecycle import start_duplicate
+from tenantry.databases.models import Database
+start_duplicate(Database.objects.get(name="acme"), "acme-copy")
+""",
+    )
+    worker = start_worker(data_dir)
+    try:
+        # At 60%: copying the files.
+        wait_for(data_dir, lambda state, progress: progress == 60)
+        worker = kill_and_restart(data_dir, worker)
+        wait_for(data_dir, lambda state, progress: state in ("done", "failed"))
+    finally:
+        worker.kill()
+        worker.wait()
+    result = state(data_dir)
+    assert result["operations"][0]["state"] == "done", result
+    assert result["records"]["acme-copy"] == {"status": "active", "exists": True, "files": True}
+    assert result["orphans"] == []
+    count = shell(
+        data_dir,
+        """
+from tenantry.databases.models import Database
+from tenantry.engines import filestore
+from tenantry.workspace import models as ws, tenant
+d = Database.objects.get(name="acme-copy")
+with tenant.using(d) as db:
+    contacts = ws.Contact.objects.using(db).count()
+files = [p for p in filestore.root(d.physical_name).rglob("*") if p.is_file()]
+print(contacts, len(files))
+""",
+    )
+    assert count == f"500 {FILES}"
+
+
+def test_a_delete_killed_midway_is_finished_after_restart(setup: Path) -> None:
+    data_dir = setup
+    shell(
+        data_dir,
+        """
+from tenantry.databases.lifecycle import start_delete
+from tenantry.databases.models import Database
+start_delete(Database.objects.get(name="acme"))
+""",
+    )
+    worker = start_worker(data_dir)
+    try:
+        # At 10%: dropping the database and its files.
+        wait_for(data_dir, lambda state, progress: progress == 10)
+        worker = kill_and_restart(data_dir, worker)
+        wait_for(data_dir, lambda state, progress: state in ("done", "failed"))
+    finally:
+        worker.kill()
+        worker.wait()
+    result = state(data_dir)
+    assert result["operations"][0]["state"] == "done", result
+    assert result["records"] == {}
+    assert result["orphans"] == []
