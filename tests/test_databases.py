@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tenantry.accounts.models import ApiKey, User
@@ -349,3 +351,27 @@ def test_the_api_answers_members_403_and_outsiders_404(
         assert getattr(as_outsider, method)(path, **kwargs).status_code == 404
     assert as_outsider.get("/api/v1/databases/acme").status_code == 404
     assert Database.objects.get(pk=acme.pk).name == "acme"
+
+
+def records(owner: User, count: int, prefix: str) -> None:
+    """Database records without storage: enough for the manager page's queries."""
+    databases = Database.objects.bulk_create(
+        Database(name=f"{prefix}-{i}", physical_name=f"tn_{prefix}{i}", engine="sqlite",
+                 release=LATEST, status="active", size_bytes=1024 * i)
+        for i in range(count)
+    )  # fmt: skip
+    Membership.objects.bulk_create(
+        Membership(database=d, user=owner, role="admin") for d in databases
+    )
+
+
+def test_the_manager_page_makes_the_same_queries_for_5_or_100_databases(owner: User) -> None:
+    client = client_for(owner)
+    records(owner, 5, "few")
+    with CaptureQueriesContext(connection) as few:
+        assert client.get("/databases/").status_code == 200
+    records(owner, 95, "many")
+    with CaptureQueriesContext(connection) as many:
+        page = client.get("/databases/").content.decode()
+    assert page.count('<tr id="db-') == 100
+    assert len(many.captured_queries) == len(few.captured_queries)

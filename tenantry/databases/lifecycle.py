@@ -148,8 +148,8 @@ def run_move(operation: Operation) -> None:
     new = Server.objects.get(pk=operation.params["to"])
     if database.server_id != new.pk:
         operation.advance(10, f"Copying to {new.name}")
-        # Closed meanwhile: requests wait instead of writing to the copy being left.
-        with old.closed(database.physical_name):
+        # Read-only meanwhile: no write may land in the copy being left.
+        with old.read_only(database.physical_name):
             old.move(database.physical_name, server_engine(new))
             Database.objects.filter(pk=database.pk).update(server=new)
     operation.advance(90, "Removing the old copy")

@@ -142,10 +142,31 @@ class PostgreSQLEngine(Engine):
             finally:
                 db.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
 
+    @contextmanager
+    def read_only(self, physical: str) -> Iterator[None]:
+        """New sessions may read but not write, and open ones are ended, while the block runs.
+
+        Unlike closed(), this lets pg_dump in: a move reads the database while it is held.
+        """
+        self.disconnect(physical)
+        with self.admin() as db:
+            name = sql.Identifier(physical)
+            db.execute(
+                sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(name)
+            )
+            try:
+                self._end_sessions(db, physical)
+                yield
+            finally:
+                db.execute(
+                    sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(name)
+                )
+
     def move(self, physical: str, to: PostgreSQLEngine) -> None:
         """Copy the database to another server, streamed from pg_dump into pg_restore.
 
-        The caller points the record at the new server, then drops this copy.
+        The caller holds it read-only meanwhile, points the record at the new server, then
+        drops this copy.
         """
         to.drop(physical)
         to._create_empty(physical)

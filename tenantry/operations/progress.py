@@ -29,7 +29,7 @@ def run_in_terminal(operation: Operation, out: Any) -> Operation:
         thread.join(timeout=0.2)
         operation.refresh_from_db()
         line = f"[{operation.progress:3d}%] {operation.step or 'Waiting'}"
-        if line != last and operation.is_active:
+        if line != last and operation.state != Operation.State.FAILED:
             out.write(line + "\n")
             out.flush()
             last = line
