@@ -26,6 +26,10 @@ class Engine(ABC):
 
     kind: str
 
+    def __init__(self) -> None:
+        # Releases whose template is known to exist: a create asks the server only once.
+        self._ready_templates: set[str] = set()
+
     @abstractmethod
     def django_settings(self, physical: str) -> dict[str, Any]:
         """The DATABASES entry through which Django reaches this physical database."""
@@ -94,8 +98,11 @@ class Engine(ABC):
 
     def prepare_template(self, release: str) -> None:
         """Build the template of `release` once: migrated here, then cloned by every create."""
+        if release in self._ready_templates:
+            return
         with _templates_lock:
             if self.has_template(release):
+                self._ready_templates.add(release)
                 return
             building = self.template_name(release) + "_building"
             self.drop(building)
@@ -104,3 +111,4 @@ class Engine(ABC):
             call_command("migrate", "workspace", RELEASES[release], database=alias, verbosity=0)
             self.disconnect(building)
             self._publish_template(building, release)
+            self._ready_templates.add(release)

@@ -42,6 +42,7 @@ class PostgreSQLEngine(Engine):
     kind = "postgresql"
 
     def __init__(self, url: str, name: str = "") -> None:
+        super().__init__()
         parts = urlsplit(url)
         self.url = url
         self.name = name or f"{parts.hostname}:{parts.port or 5432}"
@@ -98,14 +99,17 @@ class PostgreSQLEngine(Engine):
 
     def create(self, physical: str, release: str) -> None:
         self.prepare_template(release)
-        self._copy(self.template_name(release), physical)
+        # WAL_LOG for the small template: FILE_COPY would checkpoint the whole server at
+        # every create, slowing every tenant on it.
+        self._copy(self.template_name(release), physical, "WAL_LOG")
 
-    def _copy(self, source: str, target: str) -> None:
-        # FILE_COPY copies the files at disk speed (WAL_LOG, the default, is 2-3x slower).
+    def _copy(self, source: str, target: str, strategy: str = "FILE_COPY") -> None:
+        # FILE_COPY copies a large database at disk speed (measured 1.3-1.7x faster than
+        # WAL_LOG at 1 GB), for two checkpoints.
         with self.admin() as db:
             db.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-                    sql.Identifier(target), sql.Identifier(source)
+                sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
+                    sql.Identifier(target), sql.Identifier(source), sql.SQL(strategy)
                 )
             )
 

@@ -20,6 +20,7 @@ class SQLiteEngine(Engine):
     kind = "sqlite"
 
     def __init__(self, root: Path | None = None) -> None:
+        super().__init__()
         self.root = root or Path(settings.DATA_DIR) / "tenants"
         self.root.mkdir(parents=True, exist_ok=True)
 
