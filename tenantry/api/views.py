@@ -72,20 +72,14 @@ class MeOut(Schema):
     two_factor: bool
     date_joined: datetime
 
+    @staticmethod
+    def resolve_two_factor(user: User) -> bool:
+        return user.has_2fa
+
 
 @api.get("/me", response=MeOut, summary="The account that owns the API key")
-def me(request: HttpRequest) -> MeOut:
-    user: User = request.user  # type: ignore[assignment]
-    return MeOut(
-        email=user.email,
-        name=user.name,
-        company=user.company,
-        phone=user.phone,
-        country=user.country,
-        developer_mode=user.developer_mode,
-        two_factor=user.has_2fa,
-        date_joined=user.date_joined,
-    )
+def me(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
 
 
 @api.exception_handler(DjangoValidationError)
@@ -143,6 +137,14 @@ class OperationOut(Schema):
     created_at: datetime
     finished_at: datetime | None
 
+    @staticmethod
+    def resolve_database(operation: Operation) -> str:
+        return operation.database_name
+
+    @staticmethod
+    def resolve_target(operation: Operation) -> str | None:
+        return operation.target.name if operation.target else None
+
 
 class NameIn(Schema):
     name: str
@@ -166,21 +168,6 @@ def database_out(database: Database, role: str) -> DatabaseOut:
         expires_at=database.expires_at,
         size_bytes=database.size_bytes,
         created_at=database.created_at,
-    )
-
-
-def operation_out(operation: Operation) -> OperationOut:
-    return OperationOut(
-        id=operation.pk,
-        kind=operation.kind,
-        database=operation.database_name,
-        state=operation.state,
-        progress=operation.progress,
-        step=operation.step,
-        error=operation.error,
-        target=operation.target.name if operation.target else None,
-        created_at=operation.created_at,
-        finished_at=operation.finished_at,
     )
 
 
@@ -221,7 +208,7 @@ def rename_database(request: HttpRequest, name: str, payload: NameIn) -> Databas
 @api.delete("/databases/{name}", response={202: OperationOut}, summary="Delete a database")
 def delete_database(request: HttpRequest, name: str) -> Status:
     database = admin_database(request, name)
-    return Status(202, operation_out(lifecycle.start_delete(database, by=request.user)))
+    return Status(202, lifecycle.start_delete(database, by=request.user))
 
 
 @api.post(
@@ -232,9 +219,9 @@ def duplicate_database(request: HttpRequest, name: str, payload: DuplicateIn) ->
     operation = lifecycle.start_duplicate(
         database, payload.name.strip().lower(), payload.for_testing, by=request.user
     )
-    return Status(202, operation_out(operation))
+    return Status(202, operation)
 
 
 @api.get("/operations/{operation_id}", response=OperationOut, summary="A long action's progress")
-def read_operation(request: HttpRequest, operation_id: int) -> OperationOut:
-    return operation_out(get_operation(request.user, operation_id))  # type: ignore[arg-type]
+def read_operation(request: HttpRequest, operation_id: int) -> Operation:
+    return get_operation(request.user, operation_id)  # type: ignore[arg-type]
