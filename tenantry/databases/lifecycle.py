@@ -1,15 +1,15 @@
-"""Duplicate and delete: operations whose steps resume safely after a crash."""
+"""Duplicate, delete and move: operations whose steps resume safely after a crash."""
 
 from __future__ import annotations
 
 import secrets
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from allauth.account.adapter import get_adapter
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from tenantry.databases.models import (
     COPY_LIFETIME,
@@ -33,8 +33,6 @@ def start_duplicate(
     now: datetime | None = None,
 ) -> Operation:
     """Reserve the copy's name and record, then let the worker copy."""
-    from django.utils import timezone
-
     if source.status != Database.Status.ACTIVE:
         raise ValidationError(f"“{source.name}” cannot be copied while it is being changed.")
     if source.live_copies().count() >= MAX_LIVE_COPIES:
@@ -106,6 +104,10 @@ def start_delete(database: Database, by: Any = None) -> Operation:
         raise ValidationError(refusal)
     if database.status != Database.Status.ACTIVE:
         raise ValidationError(f"“{database.name}” is being changed and cannot be deleted now.")
+    return _begin_delete(database, by)
+
+
+def _begin_delete(database: Database, by: Any = None) -> Operation:
     with transaction.atomic():
         operation = Operation.start("delete", database, by=by)
         # The name is free again at once; the storage goes in the worker.
@@ -190,12 +192,9 @@ def delete_expired_copies(now: datetime) -> None:
         status=Database.Status.ACTIVE, source__isnull=False, expires_at__lte=now
     ).exclude(subscription_code__gt="")
     for database in expired:
+        # Not start_delete: its rules protect people's databases, not expired copies.
         try:
-            with transaction.atomic():
-                Operation.start("delete", database)
-                database.name = None
-                database.status = Database.Status.DELETING
-                database.save(update_fields=["name", "status"])
+            _begin_delete(database)
         except OperationBusy:
             continue  # its operation finishes first; the next sweep deletes it
 
@@ -208,7 +207,3 @@ def remove_abandoned_creations(now: datetime) -> None:
     for database in stale:
         database.drop_storage()
         database.delete()
-
-
-def new_uuid() -> uuid.UUID:
-    return uuid.uuid4()
