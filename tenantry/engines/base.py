@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from abc import ABC, abstractmethod
 from typing import Any
@@ -104,8 +105,8 @@ class Engine(ABC):
             if self.has_template(release):
                 self._ready_templates.add(release)
                 return
-            building = self.template_name(release) + "_building"
-            self.drop(building)
+            # Its own name per builder: another process may be building the same template.
+            building = f"{self.template_name(release)}_b{secrets.token_hex(4)}"
             self._create_empty(building)
             alias = self.connect(building)
             call_command("migrate", "workspace", RELEASES[release], database=alias, verbosity=0)

@@ -90,12 +90,15 @@ class PostgreSQLEngine(Engine):
         return self.exists(self.template_name(release))
 
     def _publish_template(self, physical: str, release: str) -> None:
-        with self.admin() as db:
-            db.execute(
-                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(physical), sql.Identifier(self.template_name(release))
+        try:
+            with self.admin() as db:
+                db.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(physical), sql.Identifier(self.template_name(release))
+                    )
                 )
-            )
+        except psycopg.errors.DuplicateDatabase:
+            self.drop(physical)  # another process published the same template first
 
     def create(self, physical: str, release: str) -> None:
         self.prepare_template(release)
