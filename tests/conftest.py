@@ -11,8 +11,9 @@ from django.test import Client
 
 from tenantry.accounts.models import User
 
-# Real servers for the tests that need them: PostgreSQL (started with initdb) and SMTP.
-pytest_plugins = ["tests.postgres", "tests.smtp"]
+# Real servers for the tests that need them: PostgreSQL (started with initdb) and SMTP;
+# and a real browser (Chromium through Playwright).
+pytest_plugins = ["tests.postgres", "tests.smtp", "tests.browser"]
 
 PASSWORD = "correct horse battery staple"
 

@@ -6,3 +6,7 @@ import tempfile
 os.environ.setdefault("TENANTRY_DATA_DIR", tempfile.mkdtemp(prefix="tenantry-tests-"))
 
 from tenantry.settings import *  # noqa: E402, F403
+
+# A file, not shared memory: the live server and worker threads of the browser tests then
+# wait on each other's locks (busy timeout) instead of failing with "table is locked".
+DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-control.sqlite3")}  # noqa: F405

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import pytest
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from playwright.sync_api import (
     Browser,
-    BrowserContext,
-    ConsoleMessage,
     Page,
     expect,
-    sync_playwright,
 )
 from pytest_django.live_server_helper import LiveServer
+
+from tests.browser import Console
 
 if TYPE_CHECKING:
     from tests.smtp import SMTPServer
@@ -32,9 +29,6 @@ EMAIL = "newcomer@example.com"
 PASSWORD = "correct horse battery staple"
 TIMEOUT_MS = 15_000
 SCREENSHOT = "/tmp/security.png"  # noqa: S108 (for a person to look at, not read back)
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 def fresh_totp(secret: str) -> str:
@@ -46,38 +40,6 @@ def fresh_totp(secret: str) -> str:
     if 30 - time.time() % 30 < 3:
         time.sleep(30 - time.time() % 30 + 0.1)
     return format_hotp_value(hotp_value(secret, int(time.time()) // 30))
-
-
-class Console:
-    """Collects a context's console errors and uncaught page errors (CSP violations among them)."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    def watch(self, context: BrowserContext) -> BrowserContext:
-        context.on("console", self._on_console)
-        context.on("weberror", lambda error: self.errors.append(f"page error: {error.error}"))
-        return context
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            self.errors.append(
-                f"{message.type} at {message.page.url if message.page else '?'}: {message.text}"
-            )
-
-    @property
-    def csp_violations(self) -> list[str]:
-        return [e for e in self.errors if "Content Security Policy" in e]
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def new_page(browser: Browser, console: Console) -> Page:

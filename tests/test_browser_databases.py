@@ -15,18 +15,16 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import (
     Browser,
-    BrowserContext,
-    ConsoleMessage,
     Page,
     Request,
     expect,
-    sync_playwright,
 )
 from pytest_django.live_server_helper import LiveServer
 
 from tenantry.databases.models import Database
 from tenantry.engines.fleet import engine_for
 from tenantry.portal.management.commands._server import make_worker
+from tests.browser import Console
 from tests.conftest import PASSWORD, make_account
 
 EMAIL = "dana@example.com"
@@ -34,30 +32,6 @@ TIMEOUT_MS = 15_000
 # An operation waits for the worker's next poll (1 s), then runs; the page polls every second.
 OPERATION_TIMEOUT_MS = 30_000
 SCREENSHOT = "/tmp/manager.png"  # noqa: S108 (for a person to look at, not read back)
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-class Console:
-    """Collects a context's console errors and uncaught page errors (CSP violations among them)."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    def watch(self, context: BrowserContext) -> BrowserContext:
-        context.on("console", self._on_console)
-        context.on("weberror", lambda error: self.errors.append(f"page error: {error.error}"))
-        return context
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            where = message.page.url if message.page else "?"
-            self.errors.append(f"{message.type} at {where}: {message.text}")
-
-    @property
-    def csp_violations(self) -> list[str]:
-        return [e for e in self.errors if "Content Security Policy" in e]
 
 
 class Worker:
@@ -80,16 +54,6 @@ class Worker:
             self.thread.join(timeout=10)
             assert not self.thread.is_alive(), "the worker did not stop"
             self.thread = None
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -8,29 +8,24 @@ authenticator stands in for the platform authenticator (Touch ID, Windows Hello,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from allauth.mfa.models import Authenticator
 from playwright.sync_api import (
     Browser,
     BrowserContext,
-    ConsoleMessage,
     Page,
     expect,
-    sync_playwright,
 )
 from pytest_django.live_server_helper import LiveServer
 
+from tests.browser import Console
 from tests.conftest import PASSWORD, make_account
 
 EMAIL = "pat@example.com"
 KEY_NAME = "Pat's laptop"
 TIMEOUT_MS = 15_000
 SCREENSHOT = "/tmp/passkeys.png"  # noqa: S108 (for a person to look at, not read back)
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 # A platform authenticator that can hold discoverable credentials (needed for passkey login)
 # and verifies the user (PIN/biometrics); presence is simulated, so no prompt ever blocks.
@@ -42,37 +37,6 @@ VIRTUAL_AUTHENTICATOR = {
     "isUserVerified": True,
     "automaticPresenceSimulation": True,
 }
-
-
-class Console:
-    """Collects console errors/warnings and uncaught page errors (CSP violations among them)."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    def watch(self, page: Page) -> Page:
-        page.on("console", self._on_console)
-        page.on("pageerror", lambda error: self.errors.append(f"page error at {page.url}: {error}"))
-        return page
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            where = message.page.url if message.page else "?"
-            self.errors.append(f"{message.type} at {where}: {message.text}")
-
-    @property
-    def csp_violations(self) -> list[str]:
-        return [e for e in self.errors if "Content Security Policy" in e]
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def new_page(browser: Browser, console: Console) -> tuple[BrowserContext, Page]:

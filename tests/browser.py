@@ -1,0 +1,61 @@
+"""A real browser for tests: Debian's Chromium through Playwright, and a console watcher.
+
+Use the `browser` fixture for a launched Chromium (closed after the test), and `Console` to
+collect console errors/warnings and uncaught page errors (CSP violations among them) of a page
+or of a whole browser context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    sync_playwright,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+class Console:
+    """Collects console errors/warnings and uncaught page errors (CSP violations among them)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def watch[T: (Page, BrowserContext)](self, target: T) -> T:
+        """Watch one page, or every page of a browser context; returns what it was given."""
+        target.on("console", self._on_console)
+        if isinstance(target, BrowserContext):
+            target.on("weberror", lambda error: self.errors.append(f"page error: {error.error}"))
+        else:
+            page = target
+            page.on(
+                "pageerror",
+                lambda error: self.errors.append(f"page error at {page.url}: {error}"),
+            )
+        return target
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            where = message.page.url if message.page else "?"
+            self.errors.append(f"{message.type} at {where}: {message.text}")
+
+    @property
+    def csp_violations(self) -> list[str]:
+        return [e for e in self.errors if "Content Security Policy" in e]
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
