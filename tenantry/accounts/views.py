@@ -23,7 +23,7 @@ from tenantry.accounts.forms import (
     EmailCodeForm,
     ProfileForm,
 )
-from tenantry.accounts.models import ApiKey, SecurityEvent, User
+from tenantry.accounts.models import ApiKey, SecurityEvent, User, hash_key
 
 Kind = SecurityEvent.Kind
 
@@ -63,7 +63,7 @@ def email_change(request: HttpRequest) -> HttpResponse:
     code = get_adapter(request).generate_email_verification_code()
     request.session[EMAIL_CHANGE_KEY] = {
         "email": email,
-        "code": code,
+        "code": hash_key(code),  # the session is stored in the database: no secret in clear
         "at": time.time(),
         "tries": 0,
     }
@@ -86,7 +86,7 @@ def email_confirm(request: HttpRequest) -> HttpResponse:
             del request.session[EMAIL_CHANGE_KEY]
             messages.error(request, "That code has expired. Ask for a new one.")
             return redirect("account_info")
-        if not secrets.compare_digest(form.cleaned_data["code"], pending["code"]):
+        if not secrets.compare_digest(hash_key(form.cleaned_data["code"]), pending["code"]):
             form.add_error("code", "That code is not right. Check the email and try again.")
         else:
             del request.session[EMAIL_CHANGE_KEY]
