@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "tenantry.engines",
     "tenantry.databases",
     "tenantry.operations",
+    "tenantry.backups",
 ]
 
 MIDDLEWARE = [

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from allauth.account.models import EmailAddress
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from django.test import Client
 
-from tenantry.accounts.models import User
+from tenantry.accounts.models import ApiKey, User
+from tenantry.databases.models import Database
+from tenantry.engines.models import Server
+
+if TYPE_CHECKING:
+    from tests.postgres import PostgresServer
 
 # Real servers for the tests that need them: PostgreSQL (started with initdb) and SMTP;
 # and a real browser (Chromium through Playwright).
@@ -58,3 +65,46 @@ def alice_client(alice: User) -> Client:
     client = Client()
     sign_in(client, alice.email)
     return client
+
+
+# The named people of the database tests: the owner administers, the member uses, the
+# outsider has nothing to do with it.
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_kind(request: pytest.FixtureRequest, db: None) -> Iterator[str]:
+    """New databases go to SQLite, or to a registered PostgreSQL server when there is one."""
+    if request.param == "postgresql":
+        pg: PostgresServer = request.getfixturevalue("pg_server")
+        server = Server(name="pg-test")
+        server.url = pg.url
+        server.save()
+    yield request.param
+    for database in Database.objects.all():
+        database.drop_storage()
+
+
+@pytest.fixture
+def owner(db: None) -> User:
+    return make_account("owner@example.com")
+
+
+@pytest.fixture
+def member(db: None) -> User:
+    return make_account("member@example.com")
+
+
+@pytest.fixture
+def outsider(db: None) -> User:
+    return make_account("outsider@example.com")
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    sign_in(client, user.email)
+    return client
+
+
+def api(user: User) -> Client:
+    user.developer_mode = True
+    user.save()
+    _, raw = ApiKey.objects.issue(user, "test")
+    return Client(headers={"Authorization": f"Bearer {raw}"})

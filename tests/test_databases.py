@@ -2,62 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tenantry.accounts.models import ApiKey, User
+from tenantry.accounts.models import User
 from tenantry.databases.models import Database, Membership
 from tenantry.engines import filestore
 from tenantry.engines.fleet import engine_for
-from tenantry.engines.models import Server
 from tenantry.operations.models import Operation
 from tenantry.operations.sweep import sweep
 from tenantry.operations.tasks import run_operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tenantry.workspace.releases import LATEST
-from tests.conftest import make_account, sign_in
-from tests.postgres import PostgresServer
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine_kind(request: pytest.FixtureRequest, db: None) -> Iterator[str]:
-    """New databases go to SQLite, or to a registered PostgreSQL server when there is one."""
-    if request.param == "postgresql":
-        pg: PostgresServer = request.getfixturevalue("pg_server")
-        server = Server(name="pg-test")
-        server.url = pg.url
-        server.save()
-    yield request.param
-    for database in Database.objects.all():
-        database.drop_storage()
-
-
-@pytest.fixture
-def owner(db: None) -> User:
-    return make_account("owner@example.com")
-
-
-@pytest.fixture
-def member(db: None) -> User:
-    return make_account("member@example.com")
-
-
-@pytest.fixture
-def outsider(db: None) -> User:
-    return make_account("outsider@example.com")
-
-
-def client_for(user: User) -> Client:
-    client = Client()
-    sign_in(client, user.email)
-    return client
+from tests.conftest import api, client_for
 
 
 def run_pending() -> None:
@@ -282,13 +244,6 @@ def test_operations_are_visible_only_to_those_concerned(
     assert client_for(owner).get(f"/operations/{operation.pk}/").status_code == 200
     assert client_for(outsider).get(f"/operations/{operation.pk}/").status_code == 404
     run_pending()
-
-
-def api(user: User) -> Client:
-    user.developer_mode = True
-    user.save()
-    _, raw = ApiKey.objects.issue(user, "test")
-    return Client(headers={"Authorization": f"Bearer {raw}"})
 
 
 def test_the_api_creates_lists_renames_duplicates_and_deletes(

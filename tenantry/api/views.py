@@ -7,7 +7,7 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, ValidationError
 from ninja.security import HttpBearer
@@ -225,3 +225,10 @@ def duplicate_database(request: HttpRequest, name: str, payload: DuplicateIn) ->
 @api.get("/operations/{operation_id}", response=OperationOut, summary="A long action's progress")
 def read_operation(request: HttpRequest, operation_id: int) -> Operation:
     return get_operation(request.user, operation_id)  # type: ignore[arg-type]
+
+
+@api.get("/databases/{name}/download", summary="The database's backup ZIP, streamed")
+def download_database(request: HttpRequest, name: str) -> StreamingHttpResponse:
+    from tenantry.databases.views import backup_response
+
+    return backup_response(admin_database(request, name))

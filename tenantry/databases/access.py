@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404
 
 from tenantry.accounts.models import User
@@ -34,12 +34,14 @@ def get_operation(user: User, operation_id: int) -> Operation:
     return get_object_or_404(visible.distinct(), pk=operation_id)
 
 
-def database_admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def database_admin_required(
+    view: Callable[..., HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
     """Passes the database to the view; members who are not administrators get 403."""
 
     @login_required
     @wraps(view)
-    def wrapper(request: HttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponseBase:
         database, role = get_database(request.user, name)  # type: ignore[arg-type]
         if role != Membership.Role.ADMIN:
             return HttpResponse("Only the database's administrators can manage it.", status=403)

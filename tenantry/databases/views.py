@@ -5,9 +5,10 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.db.models import OuterRef, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 
+from tenantry.backups import archive
 from tenantry.databases import lifecycle
 from tenantry.databases.access import database_admin_required, get_operation
 from tenantry.databases.forms import CreateForm, DeleteForm, DuplicateForm, RenameForm
@@ -51,6 +52,18 @@ def duplicate(request: HttpRequest, database: Database) -> HttpResponse:
         else:
             return redirect("operation", operation.pk)
     return render(request, "databases/duplicate.html", {"database": database, "form": form})
+
+
+@database_admin_required
+def download(request: HttpRequest, database: Database) -> StreamingHttpResponse:
+    return backup_response(database)
+
+
+def backup_response(database: Database) -> StreamingHttpResponse:
+    """The backup ZIP, streamed: the first bytes leave at once, whatever the size."""
+    response = StreamingHttpResponse(archive.stream(database), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{archive.filename(database)}"'
+    return response
 
 
 @database_admin_required

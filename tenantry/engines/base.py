@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.management import call_command
@@ -64,6 +65,12 @@ class Engine(ABC):
     @abstractmethod
     def size(self, physical: str) -> int:
         """Bytes on disk."""
+
+    dump_format: str
+
+    @abstractmethod
+    def dump(self, physical: str) -> Iterator[bytes]:
+        """A consistent SQL dump of the database, streamed while it stays in use."""
 
     def connect(self, physical: str) -> str:
         """The Django alias of a physical database for this thread, opened on first use.

@@ -191,6 +191,27 @@ class PostgreSQLEngine(Engine):
             lines = (dump_error or restore.stderr).decode().strip().splitlines()
             raise EngineError(f"Moving the database failed: {lines[-1] if lines else 'no reason'}")
 
+    dump_format = "postgresql-plain-sql"
+
+    def dump(self, physical: str) -> Iterator[bytes]:
+        """Plain SQL that psql loads into any server; pg_dump works from one snapshot."""
+        command = [pg_bin("pg_dump"), "-Fp", "--no-owner", "--no-privileges"]
+        process = subprocess.Popen(
+            [*command, *self._conninfo(physical)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._env(),
+        )  # fmt: skip
+        assert process.stdout is not None
+        try:
+            while chunk := process.stdout.read(1024 * 1024):
+                yield chunk
+            error = process.stderr.read().decode() if process.stderr else ""
+            if process.wait():
+                raise EngineError(f"The dump failed: {error.strip() or 'pg_dump stopped'}")
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
     def _conninfo(self, physical: str) -> list[str]:
         p = self.params
         return ["-h", p["host"], "-p", str(p["port"]), "-U", p["user"], "-d", physical]

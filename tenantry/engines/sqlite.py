@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,23 @@ class SQLiteEngine(Engine):
             path.with_suffix(".partial"),
         ):
             leftover.unlink(missing_ok=True)
+
+    dump_format = "sqlite-sql"
+
+    def dump(self, physical: str) -> Iterator[bytes]:
+        db = sqlite3.connect(self.path(physical), timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            # One read transaction: a snapshot, while writers go on in the WAL.
+            db.execute("BEGIN")
+            chunk: list[str] = []
+            for line in db.iterdump():
+                chunk.append(line + "\n")
+                if len(chunk) >= 1000:
+                    yield "".join(chunk).encode()
+                    chunk.clear()
+            yield "".join(chunk).encode()
+        finally:
+            db.close()
 
     def size(self, physical: str) -> int:
         path = self.path(physical)

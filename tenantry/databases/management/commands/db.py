@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -8,6 +9,7 @@ from django.db import IntegrityError
 from django.template.defaultfilters import filesizeformat
 
 from tenantry.accounts.models import User
+from tenantry.backups import archive
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.engines.base import EngineError
@@ -23,7 +25,7 @@ def find(name: str) -> Database:
 
 
 class Command(BaseCommand):
-    help = "Manage databases as an operator: list, create, duplicate, rename, delete."
+    help = "Manage databases as an operator: list, create, duplicate, backup, rename, delete."
 
     def add_arguments(self, parser: Any) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -38,6 +40,9 @@ class Command(BaseCommand):
         duplicate.add_argument(
             "--live", action="store_true", help="keep mail, payments and jobs on in the copy"
         )
+        backup = sub.add_parser("backup", help="write a database's backup ZIP")
+        backup.add_argument("name")
+        backup.add_argument("-o", "--output", help="the ZIP file (default: NAME_DATE.zip here)")
         rename = sub.add_parser("rename", help="rename a database")
         rename.add_argument("name")
         rename.add_argument("new_name")
@@ -75,6 +80,20 @@ class Command(BaseCommand):
         operation = lifecycle.start_duplicate(find(name), new_name, for_testing=not live)
         run_in_terminal(operation, self.stdout)
         self.stdout.write(f"Duplicated {name} as {new_name}.")
+
+    def do_backup(self, name: str, output: str | None, **options: Any) -> None:
+        database = find(name)
+        path = Path(output or archive.filename(database))
+        partial = path.with_name(path.name + ".partial")
+        try:
+            with partial.open("wb") as f:
+                for chunk in archive.stream(database):
+                    f.write(chunk)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise CommandError(f"Cannot write {path}: {error.strerror}.")
+        partial.rename(path)
+        self.stdout.write(f"Wrote the backup of {name} to {path}.")
 
     def do_rename(self, name: str, new_name: str, **options: Any) -> None:
         find(name).rename(new_name)
