@@ -117,10 +117,9 @@ class Operation(models.Model):
 
     @classmethod
     def stalled(cls, now: Any = None) -> models.QuerySet[Operation]:
-        """Operations whose worker died: running without a heartbeat, or never picked up."""
+        """Operations whose worker died: running without a heartbeat, or never picked up
+        (a queued one is handed out again at most once per period: see recover)."""
         now = now or timezone.now()
         limit = now - timedelta(seconds=settings.OPERATION_STALE_SECONDS)
-        return cls.objects.filter(
-            Q(state=cls.State.RUNNING, heartbeat_at__lt=limit)
-            | Q(state=cls.State.QUEUED, created_at__lt=limit)
-        )
+        quiet = Q(heartbeat_at__lt=limit) | Q(heartbeat_at=None, created_at__lt=limit)
+        return cls.objects.filter(quiet, state__in=ACTIVE_STATES)

@@ -2,12 +2,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import close_old_connections, connection
-from django.db.models import Q
+from django.db import connection
 from django.tasks import task
 from django.utils import timezone
 
@@ -18,14 +16,10 @@ logger = logging.getLogger(__name__)
 
 
 def claim(operation_id: int) -> Operation | None:
-    """Take the operation for this worker, unless a live worker already has it."""
+    """Take the operation for this worker, unless another worker already has it."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.OPERATION_STALE_SECONDS)
-    State = Operation.State
-    taken = (
-        Operation.objects.filter(pk=operation_id)
-        .filter(Q(state=State.QUEUED) | Q(state=State.RUNNING, heartbeat_at__lt=stale))
-        .update(state=State.RUNNING, heartbeat_at=now)
+    taken = Operation.objects.filter(pk=operation_id, state=Operation.State.QUEUED).update(
+        state=Operation.State.RUNNING, heartbeat_at=now
     )
     if not taken:
         return None
@@ -81,9 +75,12 @@ def _heartbeat(operation: Operation, stop: threading.Event) -> None:
 
 def recover() -> int:
     """Hand the operations of dead workers to a live one; their steps resume safely."""
-    close_old_connections()
     count = 0
     for operation in Operation.stalled():
+        # Queued again, with a fresh heartbeat: handed out once per quiet period at most.
+        Operation.objects.filter(pk=operation.pk).update(
+            state=Operation.State.QUEUED, heartbeat_at=timezone.now()
+        )
         run_operation.enqueue(operation.pk)
         count += 1
     return count
