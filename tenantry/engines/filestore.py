@@ -52,8 +52,3 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def remove(physical: str) -> None:
     shutil.rmtree(root(physical), ignore_errors=True)
-
-
-def size(physical: str) -> int:
-    base = root(physical)
-    return sum(p.stat().st_size for p in base.rglob("*") if p.is_file()) if base.exists() else 0

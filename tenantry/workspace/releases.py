@@ -7,7 +7,3 @@ RELEASES = {
     "1.1": "0002_release_1_1",
 }
 LATEST = "1.1"
-
-
-def major(release: str) -> int:
-    return int(release.split(".")[0])
