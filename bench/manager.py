@@ -17,21 +17,6 @@ from _setup import setup_django, verdict, workdir
 TARGET_MS = 100.0
 
 
-def add_records(owner: object, count: int, prefix: str) -> None:
-    """Database records without storage: the page reads only the control plane."""
-    from tenantry.databases.models import Database, Membership
-    from tenantry.workspace.releases import LATEST
-
-    databases = Database.objects.bulk_create(
-        Database(name=f"{prefix}-{i}", physical_name=f"tn_{prefix}{i}", engine="sqlite",
-                 release=LATEST, status="active", size_bytes=1024 * i)
-        for i in range(count)
-    )  # fmt: skip
-    Membership.objects.bulk_create(
-        Membership(database=d, user=owner, role="admin") for d in databases
-    )
-
-
 def page(client: object) -> tuple[float, int]:
     """Milliseconds (best of 20) and queries of one request to the manager page."""
     from django.db import connection
@@ -56,13 +41,14 @@ def main() -> None:
         from django.test import Client
 
         from tenantry.accounts.models import User
+        from tests.conftest import database_records
 
         owner = User.objects.create_user("bench@example.com", "a long bench passphrase")
         client = Client(HTTP_HOST="127.0.0.1")
         client.force_login(owner)
-        add_records(owner, 5, "few")
+        database_records(owner, 5, "few")
         few_ms, few_queries = page(client)
-        add_records(owner, args.count - 5, "many")
+        database_records(owner, args.count - 5, "many")
         many_ms, many_queries = page(client)
         print(f"5 databases: {few_ms:.1f} ms, {few_queries} queries")
         print(f"{args.count} databases: {many_ms:.1f} ms, {many_queries} queries")

@@ -12,8 +12,9 @@ from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from django.test import Client
 
 from tenantry.accounts.models import ApiKey, User
-from tenantry.databases.models import Database
+from tenantry.databases.models import Database, Membership
 from tenantry.engines.models import Server
+from tenantry.workspace.releases import LATEST
 
 if TYPE_CHECKING:
     from tests.postgres import PostgresServer
@@ -108,3 +109,15 @@ def api(user: User) -> Client:
     user.save()
     _, raw = ApiKey.objects.issue(user, "test")
     return Client(headers={"Authorization": f"Bearer {raw}"})
+
+
+def database_records(owner: User, count: int, prefix: str) -> None:
+    """Database records without storage: enough for the manager page (tests and bench)."""
+    databases = Database.objects.bulk_create(
+        Database(name=f"{prefix}-{i}", physical_name=f"tn_{prefix}{i}", engine="sqlite",
+                 release=LATEST, status="active", size_bytes=1024 * i)
+        for i in range(count)
+    )  # fmt: skip
+    Membership.objects.bulk_create(
+        Membership(database=d, user=owner, role="admin") for d in databases
+    )

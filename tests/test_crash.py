@@ -128,6 +128,19 @@ def kill_and_restart(data_dir: Path, worker: subprocess.Popen[bytes]) -> subproc
     return start_worker(data_dir)
 
 
+def interrupt_at(data_dir: Path, progress: int) -> None:
+    """Run a worker, kill -9 it when the operation reaches `progress`, start another one,
+    and wait for the operation to end."""
+    worker = start_worker(data_dir)
+    try:
+        wait_for(data_dir, lambda state, at: at == progress)
+        worker = kill_and_restart(data_dir, worker)
+        wait_for(data_dir, lambda state, at: state in ("done", "failed"))
+    finally:
+        worker.kill()
+        worker.wait()
+
+
 def test_a_duplicate_killed_midway_is_finished_after_restart(setup: Path) -> None:
     data_dir = setup
     shell(
@@ -138,15 +151,7 @@ from tenantry.databases.models import Database
 start_duplicate(Database.objects.get(name="acme"), "acme-copy")
 """,
     )
-    worker = start_worker(data_dir)
-    try:
-        # At 60%: copying the files.
-        wait_for(data_dir, lambda state, progress: progress == 60)
-        worker = kill_and_restart(data_dir, worker)
-        wait_for(data_dir, lambda state, progress: state in ("done", "failed"))
-    finally:
-        worker.kill()
-        worker.wait()
+    interrupt_at(data_dir, 60)  # copying the files
     result = state(data_dir)
     assert result["operations"][0]["state"] == "done", result
     assert result["records"]["acme-copy"] == {"status": "active", "exists": True, "files": True}
@@ -177,15 +182,7 @@ from tenantry.databases.models import Database
 start_delete(Database.objects.get(name="acme"))
 """,
     )
-    worker = start_worker(data_dir)
-    try:
-        # At 10%: dropping the database and its files.
-        wait_for(data_dir, lambda state, progress: progress == 10)
-        worker = kill_and_restart(data_dir, worker)
-        wait_for(data_dir, lambda state, progress: state in ("done", "failed"))
-    finally:
-        worker.kill()
-        worker.wait()
+    interrupt_at(data_dir, 10)  # dropping the database and its files
     result = state(data_dir)
     assert result["operations"][0]["state"] == "done", result
     assert result["records"] == {}

@@ -19,7 +19,7 @@ from tenantry.operations.tasks import run_operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tenantry.workspace.releases import LATEST
-from tests.conftest import api, client_for
+from tests.conftest import api, client_for, database_records
 
 
 def run_pending() -> None:
@@ -308,24 +308,12 @@ def test_the_api_answers_members_403_and_outsiders_404(
     assert Database.objects.get(pk=acme.pk).name == "acme"
 
 
-def records(owner: User, count: int, prefix: str) -> None:
-    """Database records without storage: enough for the manager page's queries."""
-    databases = Database.objects.bulk_create(
-        Database(name=f"{prefix}-{i}", physical_name=f"tn_{prefix}{i}", engine="sqlite",
-                 release=LATEST, status="active", size_bytes=1024 * i)
-        for i in range(count)
-    )  # fmt: skip
-    Membership.objects.bulk_create(
-        Membership(database=d, user=owner, role="admin") for d in databases
-    )
-
-
 def test_the_manager_page_makes_the_same_queries_for_5_or_100_databases(owner: User) -> None:
     client = client_for(owner)
-    records(owner, 5, "few")
+    database_records(owner, 5, "few")
     with CaptureQueriesContext(connection) as few:
         assert client.get("/databases/").status_code == 200
-    records(owner, 95, "many")
+    database_records(owner, 95, "many")
     with CaptureQueriesContext(connection) as many:
         page = client.get("/databases/").content.decode()
     assert page.count('<tr id="db-') == 100
