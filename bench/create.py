@@ -4,6 +4,9 @@ Target: at least 15 databases a second on PostgreSQL, sustained over 200 creates
 all of them). The slowest window of 10 consecutive creates is shown beside it. SQLite has no
 target: its rate is printed for the record.
 
+Baseline: the same number of `createdb -T <the release's template>` on the same server, one
+after the other, so the figure can be read against what PostgreSQL itself does on this disk.
+
 PostgreSQL first: a server is registered in the fleet, so placement puts every database there.
 Then it is marked draining (placement skips it) and the same runs on SQLite. One create before
 each series, untimed, builds the release's template.
@@ -22,10 +25,12 @@ from typing import TYPE_CHECKING
 
 from _setup import (
     GIB,
+    client_command,
     durability,
     file_creation_ms,
     machine,
     postgres,
+    run,
     setup_django,
     verdict,
     workdir,
@@ -33,6 +38,7 @@ from _setup import (
 
 if TYPE_CHECKING:
     from tenantry.accounts.models import User
+    from tests.postgres import PostgresServer
 
 TARGET_PER_SECOND = 15.0
 WINDOW = 10
@@ -66,6 +72,17 @@ def series(user: User, engine: str, count: int, profile: bool) -> list[float]:
     return durations
 
 
+def createdb_series(server: PostgresServer, template: str, count: int) -> list[float]:
+    """The duration of each of `count` runs of `createdb -T template`, the baseline."""
+    durations = []
+    for i in range(count):
+        command = client_command(server, "createdb", "-T", template, f"baseline_{i}")
+        started = time.perf_counter()
+        run(command)
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
 def report(durations: list[float], target: float | None) -> None:
     total = sum(durations)
     rate = len(durations) / total
@@ -91,7 +108,9 @@ def report(durations: list[float], target: float | None) -> None:
 
 
 def bench_postgresql(pg_dir: Path, user: User, count: int, durable: bool, profile: bool) -> None:
+    from tenantry.engines.fleet import server_engine as engine_for_server
     from tenantry.engines.models import Server
+    from tenantry.workspace.releases import LATEST
 
     with postgres(pg_dir, durable) as server:
         print(f"PostgreSQL {server.psql('SHOW server_version')} ({durability(server)})")
@@ -104,6 +123,12 @@ def bench_postgresql(pg_dir: Path, user: User, count: int, durable: bool, profil
             durations = series(user, "postgresql", count, profile)
             print(f"  file system: 300 new files in {file_creation_ms(probe):.0f} ms (after)")
             report(durations, TARGET_PER_SECOND)
+            template = engine_for_server(record).template_name(LATEST)
+            baseline = createdb_series(server, template, count)
+            print(f"  baseline, createdb -T {template}:")
+            report(baseline, TARGET_PER_SECOND)
+            ratio = sum(durations) / sum(baseline)
+            print(f"  ours / createdb time: {ratio:.2f} (1.00 = as fast as PostgreSQL here)")
         finally:
             # Placement skips a draining server: what follows goes to SQLite.
             record.draining = True
