@@ -74,6 +74,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "tenantry.gateway.middleware.GatewayMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -216,7 +217,8 @@ SECURE_CSP = {
     "style-src": [CSP.SELF],
     "img-src": [CSP.SELF, "data:"],
     "frame-ancestors": [CSP.NONE],
-    "form-action": [CSP.SELF],
+    # Connect posts a sign-in token from the portal to the database's own host.
+    "form-action": [CSP.SELF, f"{_portal.scheme}://*.{BASE_DOMAIN}:*"],
     "base-uri": [CSP.NONE],
 }
 SILENCED_SYSTEM_CHECKS: list[str] = []
@@ -248,6 +250,8 @@ ACCOUNT_RATE_LIMITS = {
     "change_password": "5/m/user",
     "manage_email": "10/m/user",
     "reauthenticate": "10/m/user",
+    # Sign-in to a database: the key is the database and the login.
+    "workspace_login_failed": "10/m/ip,5/5m/key",
 }
 
 MFA_ADAPTER = "tenantry.accounts.adapters.MFAAdapter"

@@ -21,6 +21,7 @@ from tenantry.databases.models import (
 from tenantry.engines import filestore
 from tenantry.engines.fleet import engine_for, server_engine
 from tenantry.engines.models import Server
+from tenantry.gateway import sites
 from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
 from tenantry.workspace import tenant
 
@@ -154,6 +155,7 @@ def run_move(operation: Operation) -> None:
         with old.read_only(database.physical_name):
             old.move(database.physical_name, server_engine(new))
             Database.objects.filter(pk=database.pk).update(server=new)
+            sites.forget(database.name)
     operation.advance(90, "Removing the old copy")
     old.drop(database.physical_name)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import uuid
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -17,6 +19,7 @@ from django.utils import timezone
 from tenantry.accounts.models import User
 from tenantry.engines import filestore
 from tenantry.engines.fleet import engine_for, place
+from tenantry.gateway import sites
 from tenantry.workspace.releases import LATEST
 
 COPY_LIFETIME = timedelta(days=15)
@@ -87,12 +90,29 @@ class Database(models.Model):
     size_bytes = models.BigIntegerField(default=0)
 
     objects = DatabaseQuerySet.as_manager()
+    _loaded_name: str | None = None
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name or f"(deleted {self.physical_name})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        # The gateway must see a rename, a deletion or a new status at once.
+        sites.forget(self._loaded_name, self.name)
+        self._loaded_name = self.name
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        sites.forget(self._loaded_name, self.name)
+        return super().delete(*args, **kwargs)
+
+    @classmethod
+    def from_db(cls, *args: Any, **kwargs: Any) -> Database:
+        database = super().from_db(*args, **kwargs)
+        database._loaded_name = database.__dict__.get("name")
+        return database
 
     @property
     def url(self) -> str:
@@ -211,3 +231,45 @@ def sole_admin_refusal(user: User) -> str | None:
             + ". Delete these databases or make someone else an administrator first."
         )
     return None
+
+
+CONNECT_TOKEN_LIFETIME = timedelta(seconds=60)
+
+
+class ConnectToken(models.Model):
+    """Opens a database signed in as the account's user there: single-use, short-lived, and
+    only its hash is kept."""
+
+    database = models.ForeignKey(Database, models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Connect token for {self.user_id} to {self.database_id}"
+
+    @classmethod
+    def issue(cls, database: Database, user: User) -> str:
+        token = secrets.token_urlsafe(32)
+        cls.objects.filter(expires_at__lte=timezone.now()).delete()
+        cls.objects.create(
+            database=database, user=user, token_hash=_hash(token),
+            expires_at=timezone.now() + CONNECT_TOKEN_LIFETIME,
+        )  # fmt: skip
+        return token
+
+    @classmethod
+    def redeem(cls, database: Database, token: str) -> User | None:
+        """The account the token was issued to, once: a second use finds nothing."""
+        found = cls.objects.filter(
+            token_hash=_hash(token), database=database, expires_at__gt=timezone.now()
+        ).first()
+        if found is None or cls.objects.filter(pk=found.pk).delete()[0] != 1:
+            return None
+        if not Membership.objects.filter(database=database, user=found.user_id).exists():
+            return None
+        return found.user  # type: ignore[no-any-return]
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

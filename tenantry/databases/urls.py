@@ -6,6 +6,7 @@ from tenantry.databases import views
 
 urlpatterns = [
     path("databases/", views.manager, name="databases"),
+    path("databases/<str:name>/connect/", views.connect, name="database_connect"),
     path("databases/<str:name>/duplicate/", views.duplicate, name="database_duplicate"),
     path("databases/<str:name>/download/", views.download, name="database_download"),
     path("databases/<str:name>/rename/", views.rename, name="database_rename"),

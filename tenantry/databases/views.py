@@ -7,12 +7,13 @@ from django.db import IntegrityError
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from tenantry.backups import archive
 from tenantry.databases import lifecycle
-from tenantry.databases.access import database_admin_required, get_operation
+from tenantry.databases.access import database_admin_required, get_database, get_operation
 from tenantry.databases.forms import CreateForm, DeleteForm, DuplicateForm, RenameForm
-from tenantry.databases.models import Database, Membership
+from tenantry.databases.models import ConnectToken, Database, Membership
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import ACTIVE_STATES, Operation, OperationBusy
 
@@ -36,6 +37,20 @@ def manager(request: HttpRequest) -> HttpResponse:
         .order_by("database__name")
     )
     return render(request, "databases/manager.html", {"form": form, "memberships": memberships})
+
+
+@login_required
+@require_POST
+def connect(request: HttpRequest, name: str) -> HttpResponse:
+    """Hand a single-use token to the database, in a form posted at once: never in a URL."""
+    database, _ = get_database(request.user, name)  # type: ignore[arg-type]
+    if database.status != Database.Status.ACTIVE or database.is_expired:
+        messages.error(request, f"“{database.name}” cannot be opened now.")
+        return redirect("databases")
+    token = ConnectToken.issue(database, request.user)  # type: ignore[arg-type]
+    response = render(request, "databases/connect.html", {"database": database, "token": token})
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @database_admin_required

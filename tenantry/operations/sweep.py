@@ -18,17 +18,20 @@ EXPIRY_WARNING = timedelta(days=3)
 
 
 def sweep(now: datetime | None = None) -> None:
-    """Warn of and remove expired copies, clear creations that never finished."""
+    """Warn of and remove expired copies, clear creations that never finished, and run the
+    databases' scheduled jobs (their outgoing mail among them)."""
     from tenantry.databases.lifecycle import (
         delete_expired_copies,
         remove_abandoned_creations,
         warn_of_expiry,
     )
+    from tenantry.workspace import jobs
 
     now = now or timezone.now()
     warn_of_expiry(now, EXPIRY_WARNING)
     delete_expired_copies(now)
     remove_abandoned_creations(now)
+    jobs.run_everywhere(now)
 
 
 def run_periodically() -> None:

@@ -1,0 +1,52 @@
+"""Routing by host: the portal's hosts reach the portal, `<name>.<BASE_DOMAIN>` reaches that
+database's workspace app, and any other host a plain 404."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
+from django.http.request import split_domain_port
+from django.shortcuts import render
+
+from tenantry.gateway import sites
+
+WORKSPACE_URLCONF = "tenantry.workspace.urls"
+NOT_FOUND = "<!doctype html><title>Not found</title><h1>Not found</h1><p>{}</p>\n"
+
+
+def database_name(host: str) -> str | None:
+    """The database a host name points at, or None when it is no database's host."""
+    suffix = "." + settings.BASE_DOMAIN
+    if host.endswith(suffix):
+        label = host[: -len(suffix)]
+        if label and "." not in label:
+            return label
+    return None
+
+
+def portal_hosts() -> set[str]:
+    # The exact names among ALLOWED_HOSTS; ".example.com" entries are the databases'.
+    return {h for h in settings.ALLOWED_HOSTS if not h.startswith(".") and h != "*"}
+
+
+class GatewayMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        host, _ = split_domain_port(request._get_raw_host())  # type: ignore[attr-defined]
+        if host in portal_hosts():
+            return self.get_response(request)
+        name = database_name(host)
+        if name is None:
+            return HttpResponseNotFound(NOT_FOUND.format("There is nothing at this address."))
+        database = sites.lookup(name)
+        if database is None:
+            return HttpResponseNotFound(NOT_FOUND.format(f"There is no database “{name}”."))
+        if database.is_expired:
+            return render(request, "workspace/expired.html", {"database": database}, status=403)
+        request.urlconf = WORKSPACE_URLCONF
+        request.database = database  # type: ignore[attr-defined]
+        return self.get_response(request)

@@ -1,0 +1,239 @@
+"""The workspace app's pages: sign-in, home, contacts, attachments, My Preferences, users.
+
+Each request runs with the database's tenant connection open (see `page`); `request.database`
+is its record, set by the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import quote
+
+from django.contrib import messages
+from django.contrib.auth.hashers import check_password, make_password
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from tenantry.databases.models import ConnectToken
+from tenantry.engines import filestore
+from tenantry.workspace import auth, tenant
+from tenantry.workspace import models as ws
+from tenantry.workspace.forms import (
+    CodeForm,
+    ContactForm,
+    DatabasePasswordForm,
+    MessageForm,
+    PreferencesForm,
+    SignInForm,
+    UploadForm,
+)
+from tenantry.workspace.mail import queue_mail
+
+View = Callable[..., HttpResponseBase]
+
+
+def page(view: View | None = None, *, admin: bool = False, public: bool = False) -> Any:
+    """Open the database for the request; ask for sign-in unless `public`."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            with tenant.using(request.database) as db:  # type: ignore[attr-defined]
+                request.db = db  # type: ignore[attr-defined]
+                user = auth.current_user(request, db)
+                request.ws_user = user  # type: ignore[attr-defined]
+                if user is None and not public:
+                    return redirect(f"/login/?next={quote(request.path)}")
+                if admin and not (user and user.is_admin):
+                    return HttpResponse(
+                        "Only administrators of this database see this.", status=403
+                    )
+                return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate(view) if view else decorate
+
+
+def _next(request: HttpRequest) -> str:
+    target = request.GET.get("next", "/")
+    if url_has_allowed_host_and_scheme(target, {request.get_host()}) and target.startswith("/"):
+        return target
+    return "/"
+
+
+@page(public=True)
+def sign_in(request: HttpRequest) -> HttpResponse:
+    if request.ws_user:  # type: ignore[attr-defined]
+        return redirect(_next(request))
+    form = SignInForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            done = auth.check_credentials(request, request.db, data["login"], data["password"])  # type: ignore[attr-defined]
+        except auth.SignInError as error:
+            form.add_error(None, str(error))
+        else:
+            if done:
+                return redirect(_next(request))
+            return redirect(f"/login/code/?next={_next(request)}")
+    return render(request, "workspace/login.html", {"form": form})
+
+
+@page(public=True)
+def code(request: HttpRequest) -> HttpResponse:
+    if auth.pending(request) is None:
+        return redirect("/login/")
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            auth.check_code(request, request.db, form.cleaned_data["code"])  # type: ignore[attr-defined]
+        except auth.SignInError as error:
+            form.add_error("code", str(error))
+        else:
+            return redirect(_next(request))
+    return render(request, "workspace/code.html", {"form": form})
+
+
+@require_POST
+def sign_out(request: HttpRequest) -> HttpResponse:
+    auth.sign_out(request)
+    return redirect("/login/")
+
+
+@csrf_exempt  # the single-use token is the proof; it comes from the portal's page
+@require_POST
+@page(public=True)
+def connect(request: HttpRequest) -> HttpResponse:
+    account = ConnectToken.redeem(request.database, request.POST.get("token", ""))  # type: ignore[attr-defined]
+    user = None
+    if account is not None:
+        users = ws.User.objects.using(request.db)  # type: ignore[attr-defined]
+        user = users.filter(account_id=account.pk, is_active=True).first()
+    if user is None or account is None:
+        return render(request, "workspace/connect_failed.html", status=400)
+    auth.sign_in(request, user, account)
+    return redirect("/")
+
+
+@page
+def home(request: HttpRequest) -> HttpResponse:
+    db = request.db  # type: ignore[attr-defined]
+    figures = {
+        "contacts": ws.Contact.objects.using(db).count(),
+        "attachments": ws.Attachment.objects.using(db).count(),
+        "users": ws.User.objects.using(db).filter(is_active=True).count(),
+        "mails": ws.Mail.objects.using(db).filter(state=ws.Mail.State.SENT).count(),
+    }
+    return render(request, "workspace/home.html", {"figures": figures})
+
+
+@page
+def contacts(request: HttpRequest) -> HttpResponse:
+    db = request.db  # type: ignore[attr-defined]
+    form = ContactForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        contact = form.save(commit=False)
+        contact.save(using=db)
+        messages.success(request, f"“{contact.name}” was added.")
+        return redirect("ws_contacts")
+    rows = ws.Contact.objects.using(db).all()
+    return render(request, "workspace/contacts.html", {"form": form, "contacts": rows})
+
+
+@page
+def contact(request: HttpRequest, pk: int) -> HttpResponse:
+    db = request.db  # type: ignore[attr-defined]
+    found = ws.Contact.objects.using(db).filter(pk=pk).first()
+    if found is None:
+        raise Http404("No such contact.")
+    sending = request.POST.get("action") == "send"
+    form = ContactForm(None if sending else request.POST or None, instance=found)
+    message = MessageForm(request.POST if sending else None)
+    if request.method == "POST" and not sending and form.is_valid():
+        form.save(commit=False).save(using=db)
+        messages.success(request, f"“{found.name}” was saved.")
+        return redirect("ws_contacts")
+    if sending and message.is_valid():
+        if not found.email:
+            message.add_error(None, f"“{found.name}” has no email address.")
+        else:
+            data = message.cleaned_data
+            queue_mail(db, found.email, data["subject"], data["body"])
+            messages.success(request, f"The message to {found.email} is queued.")
+            return redirect("ws_contact", pk=pk)
+    ctx = {"form": form, "message": message, "contact": found}
+    return render(request, "workspace/contact.html", ctx)
+
+
+@page
+def attachments(request: HttpRequest) -> HttpResponse:
+    db = request.db  # type: ignore[attr-defined]
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        sha256, size = filestore.store(request.database.physical_name, upload.chunks())  # type: ignore[attr-defined]
+        ws.Attachment.objects.using(db).create(
+            name=upload.name, sha256=sha256, size=size,
+            mimetype=upload.content_type or "application/octet-stream",
+        )  # fmt: skip
+        messages.success(request, f"“{upload.name}” was uploaded.")
+        return redirect("ws_attachments")
+    rows = ws.Attachment.objects.using(db).order_by("-created_at", "-id")
+    return render(request, "workspace/attachments.html", {"form": form, "attachments": rows})
+
+
+@page
+def attachment(request: HttpRequest, pk: int) -> FileResponse:
+    found = ws.Attachment.objects.using(request.db).filter(pk=pk).first()  # type: ignore[attr-defined]
+    if found is None:
+        raise Http404("No such attachment.")
+    path = filestore.path(request.database.physical_name, found.sha256)  # type: ignore[attr-defined]
+    return FileResponse(
+        path.open("rb"), as_attachment=True, filename=found.name, content_type=found.mimetype
+    )
+
+
+@page
+def preferences(request: HttpRequest) -> HttpResponse:
+    db, user = request.db, request.ws_user  # type: ignore[attr-defined]
+    action = request.POST.get("action")
+    profile = PreferencesForm(request.POST if action == "profile" else None, instance=user)
+    password = DatabasePasswordForm(request.POST if action in ("set", "clear") else None)
+    if action == "profile" and profile.is_valid():
+        profile.save(commit=False).save(using=db)
+        messages.success(request, "Your preferences are saved.")
+        return redirect("ws_preferences")
+    if action in ("set", "clear") and password.is_valid():
+        if not _is_current_password(user, password.cleaned_data["current_password"]):
+            password.add_error("current_password", "This is not your current password.")
+        else:
+            new = password.cleaned_data["new_password"] if action == "set" else ""
+            user.password = make_password(new) if new else ""
+            user.save(using=db, update_fields=["password"])
+            auth.refresh(request, user)
+            messages.success(
+                request,
+                "Your database password is set." if new else "Your database password is removed.",
+            )
+            return redirect("ws_preferences")
+    ctx = {"profile": profile, "password": password}
+    return render(request, "workspace/preferences.html", ctx)
+
+
+def _is_current_password(user: ws.User, raw: str) -> bool:
+    if user.password and check_password(raw, user.password):
+        return True
+    account = auth.linked_account(user)
+    return account is not None and account.check_password(raw)
+
+
+@page(admin=True)
+def users(request: HttpRequest) -> HttpResponse:
+    rows = ws.User.objects.using(request.db).order_by("login")  # type: ignore[attr-defined]
+    return render(request, "workspace/users.html", {"users": rows})

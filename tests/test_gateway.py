@@ -1,0 +1,422 @@
+"""Each database at its own address: routing by host, its own sign-in and session, Connect,
+the workspace pages, and its outgoing mail.
+
+Requests go through Django's test client with the Host a browser would send:
+`<name>.localhost` (TENANTRY_BASE_DOMAIN is `localhost` here).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from email.message import EmailMessage
+
+import pytest
+from django.contrib.auth.hashers import make_password
+from django.test import Client, TestCase
+from django.utils import timezone
+
+from tenantry.accounts.models import User
+from tenantry.databases import lifecycle
+from tenantry.databases.models import ConnectToken, Database, Membership
+from tenantry.gateway import sites
+from tenantry.operations.models import Operation
+from tenantry.operations.sweep import sweep
+from tenantry.operations.tasks import run_operation
+from tenantry.workspace import models as ws
+from tenantry.workspace import tenant
+from tenantry.workspace.mail import queue_mail
+from tests.conftest import PASSWORD, client_for, reauthenticate, totp_code
+from tests.smtp import SMTPServer
+from tests.test_mfa import enable_totp
+
+DB_PASSWORD = "a database-only passphrase 42"
+
+
+def host(name: str) -> str:
+    return f"{name}.localhost"
+
+
+def visitor(name: str) -> Client:
+    return Client(HTTP_HOST=host(name))
+
+
+def sign_in_db(client: Client, login: str, password: str) -> str:
+    """Post the database's sign-in form; returns where it sends the person next."""
+    response = client.post("/login/", {"login": login, "password": password})
+    if response.status_code != 302:
+        errors = response.context["form"].non_field_errors()
+        return " ".join(errors)
+    return response["Location"]
+
+
+def is_signed_in(client: Client) -> bool:
+    response = client.get("/")
+    return response.status_code == 200 and b"Sign out" in response.content
+
+
+def set_db_password(database: Database, login: str, password: str) -> None:
+    with tenant.using(database) as db:
+        ws.User.objects.using(db).filter(login=login).update(password=make_password(password))
+
+
+@pytest.fixture
+def acme(owner: User, engine_kind: str) -> Database:
+    return Database.create_for(owner, "acme")
+
+
+# Routing
+
+
+def test_the_portal_hosts_reach_the_portal_and_other_hosts_a_plain_404(acme: Database) -> None:
+    assert Client(HTTP_HOST="localhost").get("/accounts/login/").status_code == 200
+    for unknown in ("example.org", "a.b.localhost", "nothing.example.com"):
+        response = Client(HTTP_HOST=unknown).get("/accounts/login/")
+        assert response.status_code == 404, unknown
+        assert b"nothing at this address" in response.content
+    response = visitor("nosuchdb").get("/login/")
+    assert response.status_code == 404
+    assert "no database “nosuchdb”".encode() in response.content
+    # A database host serves the workspace, not the portal.
+    assert visitor("acme").get("/accounts/login/").status_code == 404
+    response = visitor("acme").get("/login/")
+    assert response.status_code == 200
+    assert b"Sign in to acme" in response.content
+
+
+def test_a_renamed_database_answers_only_at_its_new_name(acme: Database, owner: User) -> None:
+    assert visitor("acme").get("/login/").status_code == 200  # cached now
+    acme.rename("acme-renamed")
+    assert visitor("acme").get("/login/").status_code == 404
+    assert visitor("acme-renamed").get("/login/").status_code == 200
+    # The name is free again: a new database there is a different one.
+    other = Database.create_for(owner, "acme")
+    client = visitor("acme")
+    assert sign_in_db(client, owner.email, PASSWORD) == "/"
+    assert client.session["workspace"]["db"] == other.pk
+
+
+def test_a_deleted_database_stops_answering_at_once(acme: Database, owner: User) -> None:
+    client = visitor("acme")
+    assert sign_in_db(client, owner.email, PASSWORD) == "/"
+    assert is_signed_in(client)
+    operation = lifecycle.start_delete(acme, by=owner)
+    assert client.get("/").status_code == 404  # before the worker has even dropped it
+    run_operation.call(operation.pk)
+    assert Operation.objects.get(pk=operation.pk).state == "done"
+    assert visitor("acme").get("/login/").status_code == 404
+
+
+def test_the_lookup_is_cached_and_forgotten_on_change(acme: Database) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assert sites.lookup("acme") is not None
+    with CaptureQueriesContext(connection) as queries:
+        found = sites.lookup("acme")
+    assert found is not None and found.pk == acme.pk
+    assert not any("databases_database" in q["sql"] for q in queries.captured_queries)
+    acme.expires_at = timezone.now() - timedelta(minutes=1)
+    acme.save()
+    found = sites.lookup("acme")
+    assert found is not None and found.is_expired
+
+
+def test_an_expired_database_lets_nobody_in(acme: Database, owner: User) -> None:
+    client = visitor("acme")
+    assert sign_in_db(client, owner.email, PASSWORD) == "/"
+    acme.expires_at = timezone.now() - timedelta(days=1)
+    acme.save()
+    for path in ("/", "/login/", "/contacts/"):
+        response = client.get(path)
+        assert response.status_code == 403
+        assert b"This database has expired" in response.content
+    response = client.post("/login/", {"login": owner.email, "password": PASSWORD})
+    assert response.status_code == 403
+
+
+# Signing in
+
+
+def test_sign_in_with_the_account_password(acme: Database, owner: User) -> None:
+    client = visitor("acme")
+    assert client.get("/").status_code == 302  # to the sign-in page
+    assert sign_in_db(client, owner.email, "wrong password") == "Wrong login or password."
+    assert not is_signed_in(client)
+    assert sign_in_db(client, owner.email.upper(), PASSWORD) == "/"
+    assert is_signed_in(client)
+    response = client.post("/logout/")
+    assert response.status_code == 302
+    assert not is_signed_in(client)
+
+
+def test_the_database_password_works_beside_the_account_password(
+    acme: Database, owner: User
+) -> None:
+    set_db_password(acme, owner.email, DB_PASSWORD)
+    assert sign_in_db(visitor("acme"), owner.email, DB_PASSWORD) == "/"
+    assert sign_in_db(visitor("acme"), owner.email, PASSWORD) == "/"
+    # A changed account password: the old one no longer works, the new one and the database
+    # password do.
+    owner.set_password("a brand new account passphrase")
+    owner.save()
+    assert sign_in_db(visitor("acme"), owner.email, PASSWORD) == "Wrong login or password."
+    assert sign_in_db(visitor("acme"), owner.email, "a brand new account passphrase") == "/"
+    assert sign_in_db(visitor("acme"), owner.email, DB_PASSWORD) == "/"
+
+
+def test_unknown_logins_and_inactive_users_are_refused(acme: Database, owner: User) -> None:
+    assert sign_in_db(visitor("acme"), "nobody@example.com", PASSWORD) == "Wrong login or password."
+    with tenant.using(acme) as db:
+        ws.User.objects.using(db).update(is_active=False)
+    assert sign_in_db(visitor("acme"), owner.email, PASSWORD) == "Wrong login or password."
+
+
+def test_account_2fa_is_asked_after_the_account_password(acme: Database, owner: User) -> None:
+    portal = client_for(owner)
+    reauthenticate(portal)
+    secret = enable_totp(portal)
+    client = visitor("acme")
+    assert sign_in_db(client, owner.email, PASSWORD).startswith("/login/code/")
+    assert not is_signed_in(client)
+    response = client.post("/login/code/", {"code": "000000"})
+    assert "Wrong code" in response.content.decode()
+    assert not is_signed_in(client)
+    response = client.post("/login/code/", {"code": totp_code(secret)})
+    assert response.status_code == 302
+    assert is_signed_in(client)
+    # The database password needs no second factor: it is the database's own secret.
+    set_db_password(acme, owner.email, DB_PASSWORD)
+    assert sign_in_db(visitor("acme"), owner.email, DB_PASSWORD) == "/"
+
+
+def test_a_password_change_or_logout_everywhere_ends_account_opened_sessions(
+    acme: Database, owner: User
+) -> None:
+    set_db_password(acme, owner.email, DB_PASSWORD)
+    by_account, by_db_password = visitor("acme"), visitor("acme")
+    assert sign_in_db(by_account, owner.email, PASSWORD) == "/"
+    assert sign_in_db(by_db_password, owner.email, DB_PASSWORD) == "/"
+    portal = client_for(owner)
+    reauthenticate(portal)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert portal.post("/account/security/logout-all/").status_code == 302
+    assert not is_signed_in(by_account)
+    assert is_signed_in(by_db_password)
+
+    again = visitor("acme")
+    assert sign_in_db(again, owner.email, PASSWORD) == "/"
+    owner.set_password("another account passphrase 77")
+    owner.save()
+    assert not is_signed_in(again)
+
+
+def test_changing_the_database_password_ends_sessions_opened_with_it(
+    acme: Database, owner: User
+) -> None:
+    set_db_password(acme, owner.email, DB_PASSWORD)
+    client = visitor("acme")
+    assert sign_in_db(client, owner.email, DB_PASSWORD) == "/"
+    set_db_password(acme, owner.email, "yet another database passphrase")
+    assert not is_signed_in(client)
+
+
+def test_a_session_of_one_database_is_not_accepted_by_another(
+    owner: User, engine_kind: str
+) -> None:
+    Database.create_for(owner, "first")
+    Database.create_for(owner, "second")
+    client = visitor("first")
+    assert sign_in_db(client, owner.email, PASSWORD) == "/"
+    assert is_signed_in(client)
+    stolen = client.cookies["sessionid"].value
+    other = visitor("second")
+    other.cookies["sessionid"] = stolen
+    assert not is_signed_in(other)
+    assert other.get("/contacts/").status_code == 302
+
+
+def test_sign_in_is_rate_limited_per_database_and_login(acme: Database, owner: User) -> None:
+    for _ in range(5):
+        assert sign_in_db(visitor("acme"), owner.email, "wrong") == "Wrong login or password."
+    assert "Too many failed sign-in attempts" in sign_in_db(visitor("acme"), owner.email, PASSWORD)
+
+
+# Connect
+
+
+def connect_token(client: Client, name: str) -> str:
+    response = client.post(f"/databases/{name}/connect/")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    return response.context["token"]  # type: ignore[no-any-return]
+
+
+def test_connect_opens_the_database_signed_in_once(acme: Database, owner: User) -> None:
+    portal = client_for(owner)
+    token = connect_token(portal, "acme")
+    assert ConnectToken.objects.get().token_hash != token  # only the hash is kept
+    client = visitor("acme")
+    response = client.post("/connect/", {"token": token})
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert is_signed_in(client)
+    # Single use.
+    assert visitor("acme").post("/connect/", {"token": token}).status_code == 400
+
+
+def test_connect_tokens_expire_and_belong_to_one_database(
+    acme: Database, owner: User, outsider: User
+) -> None:
+    Database.create_for(owner, "other")
+    portal = client_for(owner)
+    token = connect_token(portal, "acme")
+    assert visitor("other").post("/connect/", {"token": token}).status_code == 400
+    assert visitor("acme").post("/connect/", {"token": "made-up"}).status_code == 400
+    token = connect_token(portal, "acme")
+    ConnectToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert visitor("acme").post("/connect/", {"token": token}).status_code == 400
+    # Outsiders get no token: the database is not theirs to see.
+    assert client_for(outsider).post("/databases/acme/connect/").status_code == 404
+    # A token of someone no longer a member is refused.
+    token = connect_token(portal, "acme")
+    Membership.objects.filter(user=owner).delete()
+    assert visitor("acme").post("/connect/", {"token": token}).status_code == 400
+
+
+# Pages
+
+
+def signed_in(database: Database, user: User) -> Client:
+    client = visitor(database.name or "")
+    assert sign_in_db(client, user.email, PASSWORD) == "/"
+    return client
+
+
+def test_contacts_and_attachments(acme: Database, owner: User) -> None:
+    client = signed_in(acme, owner)
+    response = client.post("/contacts/", {"name": "Ada Lovelace", "email": "ada@example.com"})
+    assert response.status_code == 302
+    response = client.post("/contacts/", {"name": "", "email": "not an email"})
+    assert response.status_code == 200 and response.context["form"].errors
+    with tenant.using(acme) as db:
+        contact = ws.Contact.objects.using(db).get()
+    assert contact.name == "Ada Lovelace"
+    response = client.post(
+        f"/contacts/{contact.pk}/", {"name": "Ada King", "email": "ada@example.com"}
+    )
+    assert response.status_code == 302
+    assert b"Ada King" in client.get("/contacts/").content
+    assert client.get("/contacts/999/").status_code == 404
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("notes.txt", b"hello filestore", content_type="text/plain")
+    assert client.post("/attachments/", {"file": upload}).status_code == 302
+    with tenant.using(acme) as db:
+        attachment = ws.Attachment.objects.using(db).get()
+    response = client.get(f"/attachments/{attachment.pk}/")
+    assert b"".join(response.streaming_content) == b"hello filestore"  # type: ignore[attr-defined]
+    assert "notes.txt" in response["Content-Disposition"]
+    home = client.get("/").content.decode()
+    assert 'id="fig-contacts">1<' in home and 'id="fig-attachments">1<' in home
+    assert f"Release {acme.release}" in home
+
+
+def test_my_preferences(acme: Database, owner: User) -> None:
+    client = signed_in(acme, owner)
+    page = client.get("/preferences/").content.decode()
+    assert owner.email in page and "To change it, contact support." in page
+    response = client.post(
+        "/preferences/",
+        {
+            "action": "profile",
+            "name": "Olivia",
+            "contact_email": "olivia@example.com",
+            "login": "x",
+        },
+    )
+    assert response.status_code == 302
+    with tenant.using(acme) as db:
+        user = ws.User.objects.using(db).get()
+    assert (user.name, user.contact_email, user.login) == (
+        "Olivia",
+        "olivia@example.com",
+        owner.email,
+    )
+
+    form = {"action": "set", "new_password": DB_PASSWORD, "confirm_password": DB_PASSWORD}
+    response = client.post("/preferences/", {**form, "current_password": "wrong"})
+    assert "This is not your current password." in response.content.decode()
+    response = client.post(
+        "/preferences/", {**form, "current_password": PASSWORD, "confirm_password": "x"}
+    )
+    assert "The two passwords differ." in response.content.decode()
+    response = client.post(
+        "/preferences/",
+        {**form, "current_password": PASSWORD, "new_password": "123", "confirm_password": "123"},
+    )
+    assert response.status_code == 200 and response.context["password"].errors
+    assert client.post("/preferences/", {**form, "current_password": PASSWORD}).status_code == 302
+    assert sign_in_db(visitor("acme"), owner.email, DB_PASSWORD) == "/"
+    # Clearing it: the database password no longer works, the account password still does.
+    assert (
+        client.post(
+            "/preferences/", {"action": "clear", "current_password": DB_PASSWORD}
+        ).status_code
+        == 302
+    )
+    assert sign_in_db(visitor("acme"), owner.email, DB_PASSWORD) == "Wrong login or password."
+    assert is_signed_in(client)
+
+
+def test_only_administrators_see_the_users_page(acme: Database, owner: User, member: User) -> None:
+    with tenant.using(acme) as db:
+        ws.User.objects.using(db).create(login=member.email, account_id=member.pk)
+    assert b"Administrator" in signed_in(acme, owner).get("/users/").content
+    assert signed_in(acme, member).get("/users/").status_code == 403
+
+
+def test_post_without_csrf_token_is_refused(acme: Database, owner: User) -> None:
+    client = Client(HTTP_HOST=host("acme"), enforce_csrf_checks=True)
+    response = client.post("/login/", {"login": owner.email, "password": PASSWORD})
+    assert response.status_code == 403
+
+
+def test_a_test_copy_shows_its_banner(acme: Database, owner: User) -> None:
+    operation = lifecycle.start_duplicate(acme, "acme-test", True, by=owner)
+    run_operation.call(operation.pk)
+    copy = Database.objects.get(name="acme-test")
+    page = signed_in(copy, owner).get("/").content.decode()
+    assert f"Test database, expires on {copy.expires_at:%Y-%m-%d}" in page
+    assert "Test database" not in signed_in(acme, owner).get("/").content.decode()
+
+
+# Outgoing mail
+
+
+def test_queued_mail_is_sent_except_from_a_neutralized_copy(
+    acme: Database, owner: User, smtp_mail: SMTPServer
+) -> None:
+    with tenant.using(acme) as db:
+        queue_mail(db, "customer@example.com", "Before the copy", "Hello")
+    operation = lifecycle.start_duplicate(acme, "acme-test", True, by=owner)
+    run_operation.call(operation.pk)
+    copy = Database.objects.get(name="acme-test")
+    with tenant.using(acme) as db:
+        queue_mail(db, "customer@example.com", "From the original", "Hello")
+    with tenant.using(copy) as db:
+        queue_mail(db, "customer@example.com", "From the copy", "Hello")
+        assert set(ws.Mail.objects.using(db).values_list("state", flat=True)) == {"held"}
+
+    sweep(timezone.now() + timedelta(minutes=2))
+    smtp_mail.wait_for("customer@example.com", skip=1)
+    subjects = sorted(m.subject for m in smtp_mail.messages)
+    assert subjects == ["Before the copy", "From the original"]
+    message: EmailMessage = smtp_mail.messages[0].message
+    assert message["From"].startswith("acme <")
+    with tenant.using(acme) as db:
+        assert set(ws.Mail.objects.using(db).values_list("state", flat=True)) == {"sent"}
+    with tenant.using(copy) as db:
+        assert set(ws.Mail.objects.using(db).values_list("state", flat=True)) == {"held"}
+    # Sent once: the next run finds nothing queued.
+    sweep(timezone.now() + timedelta(minutes=4))
+    assert len(smtp_mail.messages) == 2
