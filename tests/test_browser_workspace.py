@@ -1,0 +1,95 @@
+"""A database at its own address, in a real browser: create it in the portal, Connect, add a
+contact, set a database password in My Preferences, sign out, and sign back in with it.
+
+The portal is pytest-django's live server at http://localhost:<port>; the database answers at
+http://acme.localhost:<port>, which Chromium resolves to this machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, expect
+from pytest_django.fixtures import Settings
+from pytest_django.live_server_helper import LiveServer
+
+from tenantry.databases.models import Database
+from tenantry.workspace import models as ws
+from tenantry.workspace import tenant
+from tests.browser import Console
+from tests.conftest import PASSWORD, make_account
+
+EMAIL = "erin@example.com"
+DB_PASSWORD = "only for acme, 2026"
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture
+def portal(
+    live_server: LiveServer, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    # Playwright's sync API keeps an asyncio loop in this thread; the ORM calls run between
+    # Playwright calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    settings.PORTAL_URL = live_server.url  # database addresses use the live server's port
+    yield live_server.url
+    for database in Database.objects.all():
+        database.drop_storage()
+
+
+def test_connect_add_a_contact_and_sign_in_with_a_database_password(
+    portal: str, browser: Browser
+) -> None:
+    expect.set_options(timeout=TIMEOUT_MS)
+    console = Console()
+    make_account(EMAIL)
+    context = console.watch(browser.new_context())
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+
+    page.goto(f"{portal}/accounts/login/")
+    page.locator("input[name=login]").fill(EMAIL)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Sign In", exact=True).click()
+    expect(page).to_have_url(f"{portal}/databases/")
+    page.get_by_label("New database").fill("acme")
+    page.get_by_role("button", name="Create database").click()
+    acme = Database.objects.get(name="acme")
+    assert acme.url.startswith("http://acme.localhost:")
+
+    # Connect: through the portal's self-posting form, to the database, already signed in.
+    page.get_by_role("button", name="Connect to acme").click()
+    expect(page).to_have_url(f"{acme.url}/")
+    expect(page.get_by_role("heading", name="acme")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+    page.get_by_role("link", name="Contacts").click()
+    expect(page.get_by_text("No contacts yet.")).to_be_visible()
+    page.get_by_label("Name").fill("Ada Lovelace")
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_role("button", name="Add contact").click()
+    expect(page.locator(".messages")).to_contain_text("“Ada Lovelace” was added.")
+    expect(page.locator("table.contacts")).to_contain_text("ada@example.com")
+    with tenant.using(acme) as db:
+        assert list(ws.Contact.objects.using(db).values_list("name", flat=True)) == ["Ada Lovelace"]
+
+    page.get_by_role("link", name="My Preferences").click()
+    expect(page.locator("#login")).to_have_text(EMAIL)
+    expect(page.get_by_text("To change it, contact support.")).to_be_visible()
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_label("New password").fill(DB_PASSWORD)
+    page.get_by_label("Confirm password").fill(DB_PASSWORD)
+    page.get_by_role("button", name="Set database password").click()
+    expect(page.locator(".messages")).to_contain_text("Your database password is set.")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(f"{acme.url}/login/")
+    page.goto(f"{acme.url}/contacts/")
+    expect(page).to_have_url(f"{acme.url}/login/?next=/contacts/")
+    page.get_by_label("Login").fill(EMAIL)
+    page.get_by_label("Password").fill(DB_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{acme.url}/contacts/")
+    expect(page.locator("table.contacts")).to_contain_text("Ada Lovelace")
+    assert console.errors == []
