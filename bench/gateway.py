@@ -37,7 +37,6 @@ def main() -> None:
     args = parser.parse_args()
     with workdir() as root:
         setup_django(root / "data")
-        from django.core.management import call_command
         from django.http import HttpResponse
         from django.test import RequestFactory
 
@@ -45,7 +44,6 @@ def main() -> None:
         from tenantry.gateway.middleware import GatewayMiddleware
         from tests.conftest import database_records
 
-        call_command("createcachetable", verbosity=0)
         owner = User.objects.create_user("bench@example.com", "a long bench passphrase")
         database_records(owner, args.count, "db")
         middleware = GatewayMiddleware(lambda request: HttpResponse())

@@ -420,3 +420,15 @@ def test_queued_mail_is_sent_except_from_a_neutralized_copy(
     # Sent once: the next run finds nothing queued.
     sweep(timezone.now() + timedelta(minutes=4))
     assert len(smtp_mail.messages) == 2
+
+
+def test_a_database_whose_storage_is_gone_answers_503(owner: User, db: None) -> None:
+    from tenantry.engines.fleet import engine_for
+
+    broken = Database.create_for(owner, "broken")  # SQLite: no server is registered
+    client = signed_in(broken, owner)
+    engine_for(broken).drop(broken.physical_name)
+    response = client.get("/contacts/")
+    assert response.status_code == 503
+    assert b"cannot be reached right now" in response.content
+    broken.drop_storage()

@@ -6,6 +6,7 @@ is its record, set by the gateway.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -13,6 +14,7 @@ from urllib.parse import quote
 
 from django.contrib import messages
 from django.contrib.auth.hashers import check_password, make_password
+from django.db import OperationalError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -21,6 +23,7 @@ from django.views.decorators.http import require_POST
 
 from tenantry.databases.models import ConnectToken
 from tenantry.engines import filestore
+from tenantry.engines.base import EngineError
 from tenantry.workspace import auth, tenant
 from tenantry.workspace import models as ws
 from tenantry.workspace.forms import (
@@ -35,6 +38,8 @@ from tenantry.workspace.forms import (
 from tenantry.workspace.mail import queue_mail
 
 View = Callable[..., HttpResponseBase]
+logger = logging.getLogger(__name__)
+UNREACHABLE = "This database cannot be reached right now. Try again in a few minutes."
 
 
 def page(view: View | None = None, *, admin: bool = False, public: bool = False) -> Any:
@@ -43,17 +48,21 @@ def page(view: View | None = None, *, admin: bool = False, public: bool = False)
     def decorate(view: View) -> View:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            with tenant.using(request.database) as db:  # type: ignore[attr-defined]
-                request.db = db  # type: ignore[attr-defined]
-                user = auth.current_user(request, db)
-                request.ws_user = user  # type: ignore[attr-defined]
-                if user is None and not public:
-                    return redirect(f"/login/?next={quote(request.path)}")
-                if admin and not (user and user.is_admin):
-                    return HttpResponse(
-                        "Only administrators of this database see this.", status=403
-                    )
-                return view(request, *args, **kwargs)
+            try:
+                with tenant.using(request.database) as db:  # type: ignore[attr-defined]
+                    request.db = db  # type: ignore[attr-defined]
+                    user = auth.current_user(request, db)
+                    request.ws_user = user  # type: ignore[attr-defined]
+                    if user is None and not public:
+                        return redirect(f"/login/?next={quote(request.path)}")
+                    if admin and not (user and user.is_admin):
+                        return HttpResponse(
+                            "Only administrators of this database see this.", status=403
+                        )
+                    return view(request, *args, **kwargs)
+            except (EngineError, OperationalError):
+                logger.exception("Database %s unreachable", request.database)  # type: ignore[attr-defined]
+                return HttpResponse(UNREACHABLE, status=503)
 
         return wrapper
 

@@ -19,7 +19,6 @@ class Command(BaseCommand):
 
     def handle(self, *, bind: tuple[str, int], workers: int, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
-        call_command("createcachetable", verbosity=0)
         # The first database is then made as fast as the next ones.
         sqlite_engine().prepare_template(LATEST)
         start_worker_thread()
