@@ -7,13 +7,13 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, ValidationError
 from ninja.security import HttpBearer
 
 from tenantry.accounts.models import ApiKey, User
-from tenantry.databases import lifecycle
+from tenantry.databases import lifecycle, members
 from tenantry.databases.access import get_database, get_operation
 from tenantry.databases.models import Database, Membership
 from tenantry.engines.base import EngineError
@@ -232,3 +232,49 @@ def download_database(request: HttpRequest, name: str) -> StreamingHttpResponse:
     from tenantry.databases.views import backup_response
 
     return backup_response(admin_database(request, name))
+
+
+class UserOut(Schema):
+    email: str
+    role: str
+    status: str  # "member", or "invited" while the invitation is pending
+
+
+class InviteIn(Schema):
+    emails: list[str]
+    role: str = Membership.Role.USER
+
+
+def users_out(database: Database) -> list[UserOut]:
+    rows = [
+        UserOut(email=m.user.email, role=m.role, status="member")
+        for m in database.memberships.select_related("user").order_by("user__email")  # type: ignore[attr-defined]
+    ]
+    pending = database.invitations.filter(accepted_at=None)  # type: ignore[attr-defined]
+    return rows + [UserOut(email=i.email, role=i.role, status="invited") for i in pending]
+
+
+@api.get("/databases/{name}/users", response=list[UserOut], summary="Users and invitations")
+def list_users(request: HttpRequest, name: str) -> list[UserOut]:
+    return users_out(admin_database(request, name))
+
+
+@api.post("/databases/{name}/users", response={201: list[UserOut]}, summary="Invite users by email")
+def invite_users(request: HttpRequest, name: str, payload: InviteIn) -> Status:
+    database = admin_database(request, name)
+    emails = members.parse_emails(" ".join(payload.emails))
+    sent = members.invite(database, emails, payload.role, by=request.user)  # type: ignore[arg-type]
+    return Status(201, [UserOut(email=i.email, role=i.role, status="invited") for i in sent])
+
+
+@api.delete(
+    "/databases/{name}/users/{email}", response={204: None}, summary="Remove a user or invitation"
+)
+def remove_user(request: HttpRequest, name: str, email: str) -> Status:
+    database = admin_database(request, name)
+    account = User.objects.filter(memberships__database=database, email__iexact=email).first()
+    if account is not None:
+        members.remove(database, [account])
+    elif not database.invitations.filter(accepted_at=None, email__iexact=email).delete()[0]:  # type: ignore[attr-defined]
+        raise Http404(f"{email} is not a user of “{database.name}”.")
+    return Status(204, None)

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from tenantry.databases.models import Database, validate_name
+from tenantry.databases.models import Database, Membership, validate_name
 
 
 class NameField(forms.CharField):
@@ -50,3 +50,17 @@ class DeleteForm(forms.Form):
         if value != self.database.name:
             raise forms.ValidationError("This is not the name of the database.")
         return value
+
+
+class InviteForm(forms.Form):
+    emails = forms.CharField(
+        label="Email addresses",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Add more users: one address per line, or separated by commas.",
+    )
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.USER)
+
+    def clean_emails(self) -> list[str]:
+        from tenantry.databases.members import parse_emails
+
+        return parse_emails(self.cleaned_data["emails"])

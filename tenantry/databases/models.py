@@ -273,3 +273,42 @@ class ConnectToken(models.Model):
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+INVITATION_LIFETIME = timedelta(days=7)
+
+
+class Invitation(models.Model):
+    """An email invited to a database with a role; its link works once, for 7 days."""
+
+    database = models.ForeignKey(Database, models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Membership.Role.choices)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.database} ({self.role})"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    def new_token(self) -> str:
+        """A fresh link (the previous one stops working) valid for another 7 days."""
+        token = secrets.token_urlsafe(32)
+        self.token_hash = _hash(token)
+        self.expires_at = timezone.now() + INVITATION_LIFETIME
+        return token
+
+    @classmethod
+    def find(cls, token: str) -> Invitation | None:
+        return cls.objects.select_related("database").filter(token_hash=_hash(token)).first()

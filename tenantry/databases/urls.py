@@ -11,5 +11,7 @@ urlpatterns = [
     path("databases/<str:name>/download/", views.download, name="database_download"),
     path("databases/<str:name>/rename/", views.rename, name="database_rename"),
     path("databases/<str:name>/delete/", views.delete, name="database_delete"),
+    path("databases/<str:name>/users/", views.users, name="database_users"),
+    path("invitations/<str:token>/", views.invitation, name="invitation"),
     path("operations/<int:operation_id>/", views.operation, name="operation"),
 ]

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+from allauth.account.adapter import get_adapter
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -9,11 +12,12 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from tenantry.accounts.models import User
 from tenantry.backups import archive
-from tenantry.databases import lifecycle
+from tenantry.databases import lifecycle, members
 from tenantry.databases.access import database_admin_required, get_database, get_operation
-from tenantry.databases.forms import CreateForm, DeleteForm, DuplicateForm, RenameForm
-from tenantry.databases.models import ConnectToken, Database, Membership
+from tenantry.databases.forms import CreateForm, DeleteForm, DuplicateForm, InviteForm, RenameForm
+from tenantry.databases.models import ConnectToken, Database, Invitation, Membership
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import ACTIVE_STATES, Operation, OperationBusy
 
@@ -129,3 +133,94 @@ def _sentence(error: BaseException) -> str:
     if isinstance(error, IntegrityError):
         return "That name was just taken. Choose another one."
     return str(error)
+
+
+@database_admin_required
+def users(request: HttpRequest, database: Database) -> HttpResponse:
+    """Members and pending invitations; invite, resend, cancel, remove, promote, demote."""
+    action = request.POST.get("action")
+    form = InviteForm(request.POST if action == "invite" else None)
+    if request.method == "POST":
+        try:
+            done = _users_action(request, database, action, form)
+        except ValidationError as error:
+            messages.error(request, _sentence(error))
+        else:
+            if done:
+                messages.success(request, done)
+                return redirect("database_users", database.name)
+    ctx = {
+        "database": database,
+        "form": form,
+        "memberships": database.memberships.select_related("user").order_by("user__email"),  # type: ignore[attr-defined]
+        "invitations": database.invitations.filter(accepted_at=None),  # type: ignore[attr-defined]
+    }
+    return render(request, "databases/users.html", ctx)
+
+
+def _users_action(
+    request: HttpRequest, database: Database, action: str | None, form: InviteForm
+) -> str | None:
+    """Carry out the posted action; the sentence to show, or None to show the form again."""
+    if action == "invite":
+        if not form.is_valid():
+            return None
+        data = form.cleaned_data
+        sent = members.invite(database, data["emails"], data["role"], by=request.user)  # type: ignore[arg-type]
+        return f"Invitation sent to {', '.join(i.email for i in sent)}."
+    if action in ("resend", "cancel"):
+        pk = request.POST.get("invitation", "")
+        invitation = database.invitations.filter(  # type: ignore[attr-defined]
+            accepted_at=None, pk=int(pk) if pk.isdigit() else 0
+        ).first()
+        if invitation is None:
+            raise ValidationError("This invitation is no longer pending.")
+        if action == "cancel":
+            invitation.delete()
+            return f"The invitation of {invitation.email} is cancelled."
+        members.resend(invitation)
+        return f"The invitation of {invitation.email} is sent again."
+    chosen = list(
+        User.objects.filter(memberships__database=database, email__in=request.POST.getlist("email"))
+    )
+    if not chosen:
+        raise ValidationError("Select at least one user.")
+    if action == "remove":
+        members.remove(database, chosen)
+        return f"Removed: {', '.join(u.email for u in chosen)}."
+    if action in ("admin", "user"):
+        for account in chosen:
+            members.set_role(database, account, action)
+        role = "administrators" if action == "admin" else "users"
+        return f"Now {role}: {', '.join(u.email for u in chosen)}."
+    raise ValidationError("Unknown action.")
+
+
+def invitation(request: HttpRequest, token: str) -> HttpResponse:
+    """The link of an invitation email: accept it, signed in with the invited address."""
+    found = Invitation.find(token)
+    try:
+        members.check(found)
+    except ValidationError as error:
+        return render(request, "databases/invitation.html", {"error": _sentence(error)}, status=400)
+    assert found is not None
+    ctx: dict[str, Any] = {"invitation": found, "has_account": False}
+    if not request.user.is_authenticated:
+        # Whoever holds the link reads the address's mail: signing up with it needs no other
+        # verification.
+        get_adapter().stash_verified_email(request, found.email)
+        ctx["has_account"] = User.objects.filter(email__iexact=found.email).exists()
+        return render(request, "databases/invitation.html", ctx)
+    if request.method == "POST":
+        try:
+            members.accept(found, request.user)  # type: ignore[arg-type]
+        except ValidationError as error:
+            ctx["error"] = _sentence(error)
+        else:
+            messages.success(request, f"You are now a user of “{found.database.name}”.")
+            return redirect("databases")
+    elif request.user.email.lower() != found.email.lower():  # type: ignore[union-attr]
+        ctx["error"] = _sentence(ValidationError(
+            f"This invitation is for {found.email}. Sign in with that address to accept it."
+        ))  # fmt: skip
+    return render(request, "databases/invitation.html", ctx)

@@ -9,8 +9,9 @@ from django.db import IntegrityError
 from django.template.defaultfilters import filesizeformat
 
 from tenantry.accounts.models import User
+from tenantry.api.views import users_out
 from tenantry.backups import archive
-from tenantry.databases import lifecycle
+from tenantry.databases import lifecycle, members
 from tenantry.databases.models import Database
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import OperationBusy
@@ -25,7 +26,10 @@ def find(name: str) -> Database:
 
 
 class Command(BaseCommand):
-    help = "Manage databases as an operator: list, create, duplicate, backup, rename, delete."
+    help = (
+        "Manage databases as an operator: list, create, duplicate, backup, rename, delete, "
+        "users, invite, remove-user."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -46,13 +50,23 @@ class Command(BaseCommand):
         rename = sub.add_parser("rename", help="rename a database")
         rename.add_argument("name")
         rename.add_argument("new_name")
+        users = sub.add_parser("users", help="a database's users and pending invitations")
+        users.add_argument("name")
+        invite = sub.add_parser("invite", help="invite people by email (they get a link)")
+        invite.add_argument("name")
+        invite.add_argument("emails", nargs="+")
+        invite.add_argument("--role", choices=["user", "admin"], default="user")
+        invite.add_argument("--by", required=True, help="the inviting administrator's email")
+        remove = sub.add_parser("remove-user", help="remove a user (or cancel an invitation)")
+        remove.add_argument("name")
+        remove.add_argument("email")
         delete = sub.add_parser("delete", help="delete a database, at once and for good")
         delete.add_argument("name")
         delete.add_argument("--yes", action="store_true", help="confirm the deletion")
 
     def handle(self, *, action: str, **options: Any) -> None:
         try:
-            getattr(self, f"do_{action}")(**options)
+            getattr(self, f"do_{action.replace('-', '_')}")(**options)
         except (ValidationError, OperationBusy, EngineError, IntegrityError) as error:
             messages = error.messages if isinstance(error, ValidationError) else [str(error)]
             if isinstance(error, IntegrityError):
@@ -68,6 +82,31 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{d.name}\t{where}\t{d.release}\t{d.status_label}\t{filesizeformat(d.size_bytes)}"
             )
+
+    def do_users(self, name: str, **options: Any) -> None:
+        for row in users_out(find(name)):
+            self.stdout.write(f"{row.email}\t{row.role}\t{row.status}")
+
+    def do_invite(self, name: str, emails: list[str], role: str, by: str, **options: Any) -> None:
+        database = find(name)
+        admin = User.objects.filter(
+            email__iexact=by, memberships__database=database, memberships__role="admin"
+        ).first()
+        if admin is None:
+            raise CommandError(f"{by} is not an administrator of {name}.")
+        sent = members.invite(database, members.parse_emails(" ".join(emails)), role, by=admin)
+        self.stdout.write(f"Invitation sent to {', '.join(i.email for i in sent)}.")
+
+    def do_remove_user(self, name: str, email: str, **options: Any) -> None:
+        database = find(name)
+        account = User.objects.filter(memberships__database=database, email__iexact=email).first()
+        if account is not None:
+            members.remove(database, [account])
+            self.stdout.write(f"{email} is removed from {name}.")
+        elif database.invitations.filter(accepted_at=None, email__iexact=email).delete()[0]:  # type: ignore[attr-defined]
+            self.stdout.write(f"The invitation of {email} is cancelled.")
+        else:
+            raise CommandError(f"{email} is not a user of {name}.")
 
     def do_create(self, name: str, owner: str, **options: Any) -> None:
         user = User.objects.filter(email__iexact=owner, is_active=True).first()

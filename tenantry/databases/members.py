@@ -1,0 +1,139 @@
+"""The users of a database: invitations, acceptance, removal and roles.
+
+A member is an account with a Membership and, inside the database, an active user whose login
+is the email it was invited with, linked to the account (so the account password works there).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth.account.adapter import get_adapter
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import timezone
+
+from tenantry.accounts.models import User
+from tenantry.databases.models import Database, Invitation, Membership
+from tenantry.workspace import models as ws
+from tenantry.workspace import tenant
+
+Role = Membership.Role
+
+
+def parse_emails(text: str) -> list[str]:
+    """Addresses separated by commas, spaces or lines; each checked, each once."""
+    emails: list[str] = []
+    for part in text.replace(",", " ").split():
+        email = part.strip().lower()
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise ValidationError(f"“{part}” is not an email address.") from None
+        if email not in emails:
+            emails.append(email)
+    if not emails:
+        raise ValidationError("Enter at least one email address.")
+    return emails
+
+
+def invite(database: Database, emails: list[str], role: str, by: User) -> list[Invitation]:
+    """Invite each address (a pending invitation is renewed) and email each its link."""
+    if role not in Role.values:
+        raise ValidationError(f"The role is “user” or “admin”, not “{role}”.")
+    members = set(
+        database.memberships.filter(user__email__in=emails).values_list("user__email", flat=True)  # type: ignore[attr-defined]
+    )
+    already = [e for e in emails if e in members]
+    if already:
+        raise ValidationError(f"Already a user of “{database.name}”: {', '.join(already)}.")
+    sent = []
+    for email in emails:
+        invitation = (
+            database.invitations.filter(email=email, accepted_at=None).first()  # type: ignore[attr-defined]
+            or Invitation(database=database, email=email)
+        )
+        invitation.role, invitation.invited_by = role, by
+        token = invitation.new_token()
+        invitation.save()
+        _send(invitation, token)
+        sent.append(invitation)
+    return sent
+
+
+def resend(invitation: Invitation) -> None:
+    token = invitation.new_token()
+    invitation.save(update_fields=["token_hash", "expires_at"])
+    _send(invitation, token)
+
+
+def _send(invitation: Invitation, token: str) -> None:
+    context: dict[str, Any] = {
+        "invitation": invitation,
+        "link": f"{settings.PORTAL_URL}/invitations/{token}/",
+    }
+    get_adapter().send_mail("databases/email/invitation", invitation.email, context)
+
+
+def check(invitation: Invitation | None, account: User | None = None) -> Invitation:
+    """The invitation if its link may still be used (by `account`, when given)."""
+    if invitation is None or invitation.accepted_at is not None:
+        raise ValidationError("This invitation link is not valid (any more). Ask for a new one.")
+    if invitation.is_expired:
+        raise ValidationError("This invitation has expired. Ask for a new one.")
+    if invitation.database.name is None:
+        raise ValidationError("The database of this invitation no longer exists.")
+    if account is not None and account.email.lower() != invitation.email.lower():
+        raise ValidationError(
+            f"This invitation is for {invitation.email}. Sign in with that address to accept it."
+        )
+    return invitation
+
+
+def accept(invitation: Invitation, account: User) -> Membership:
+    check(invitation, account)
+    database = invitation.database
+    with tenant.using(database) as db:
+        user = ws.User.objects.using(db).filter(login__iexact=invitation.email).first()
+        if user is None:
+            user = ws.User(login=invitation.email, contact_email=invitation.email)
+        user.name = user.name or account.name
+        user.account_id, user.is_active = account.pk, True
+        user.is_admin = invitation.role == Role.ADMIN
+        user.save(using=db)
+    with transaction.atomic():
+        invitation.accepted_at = timezone.now()
+        invitation.save(update_fields=["accepted_at"])
+        membership, _ = Membership.objects.update_or_create(
+            database=database, user=account, defaults={"role": invitation.role}
+        )
+    return membership
+
+
+def _admins_left(database: Database, without: list[int]) -> int:
+    admins = database.memberships.filter(role=Role.ADMIN)  # type: ignore[attr-defined]
+    return admins.exclude(user__in=without).count()  # type: ignore[no-any-return]
+
+
+def remove(database: Database, accounts: list[User]) -> None:
+    """Deactivate their users in the database (ending their sessions there) and unlink them."""
+    ids = [a.pk for a in accounts]
+    if not _admins_left(database, ids):
+        raise ValidationError("A database keeps at least one administrator.")
+    with tenant.using(database) as db:
+        ws.User.objects.using(db).filter(account_id__in=ids).update(
+            is_active=False, account_id=None
+        )
+    Membership.objects.filter(database=database, user__in=ids).delete()
+
+
+def set_role(database: Database, account: User, role: str) -> None:
+    if role not in Role.values:
+        raise ValidationError(f"The role is “user” or “admin”, not “{role}”.")
+    if role == Role.USER and not _admins_left(database, [account.pk]):
+        raise ValidationError("A database keeps at least one administrator.")
+    with tenant.using(database) as db:
+        ws.User.objects.using(db).filter(account_id=account.pk).update(is_admin=role == Role.ADMIN)
+    database.memberships.filter(user=account).update(role=role)  # type: ignore[attr-defined]

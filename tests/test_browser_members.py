@@ -1,0 +1,121 @@
+"""Inviting people in a real browser: the owner invites two addresses at once; one person has an
+account and signs in, the other signs up through the link; both find the database in their
+manager and can connect; the owner removes one, who then can no longer connect.
+
+Invitation mails go through a real SMTP server (aiosmtpd) started by the test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+from pytest_django.fixtures import Settings
+from pytest_django.live_server_helper import LiveServer
+
+from tenantry.databases.models import Database
+from tests.browser import Console
+from tests.conftest import PASSWORD, make_account
+from tests.smtp import SMTPServer
+
+OWNER, KNOWN, NEWCOMER = "olga@example.com", "kim@example.com", "nina@example.com"
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture
+def portal(
+    live_server: LiveServer, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls between Playwright's
+    settings.PORTAL_URL = live_server.url
+    yield live_server.url
+    for database in Database.objects.all():
+        database.drop_storage()
+
+
+def person(browser: Browser, console: Console) -> Page:
+    context: BrowserContext = console.watch(browser.new_context())
+    context.set_default_timeout(TIMEOUT_MS)
+    return context.new_page()
+
+
+def sign_in(page: Page, portal: str, email: str) -> None:
+    page.goto(f"{portal}/accounts/login/")
+    page.locator("input[name=login]").fill(email)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Sign In", exact=True).click()
+
+
+def link(smtp: SMTPServer, email: str) -> str:
+    found = re.search(r"https?://\S+/invitations/[\w-]+/", smtp.wait_for(email).text)
+    assert found
+    return found.group(0)
+
+
+def connect(page: Page, portal: str) -> None:
+    page.goto(f"{portal}/databases/")
+    page.get_by_role("button", name="Connect to acme").click()
+
+
+def test_invite_two_people_both_accept_one_is_removed(
+    portal: str, browser: Browser, smtp_mail: SMTPServer
+) -> None:
+    expect.set_options(timeout=TIMEOUT_MS)
+    console = Console()
+    owner_account = make_account(OWNER)
+    make_account(KNOWN)
+    Database.create_for(owner_account, "acme")
+    acme_url = Database.objects.get(name="acme").url
+
+    owner = person(browser, console)
+    sign_in(owner, portal, OWNER)
+    owner.locator("#db-acme").get_by_label("Manage acme").click()
+    owner.locator("#db-acme").get_by_role("link", name="Users", exact=True).click()
+    owner.get_by_label("Email addresses").fill(f"{KNOWN}\n{NEWCOMER}")
+    owner.get_by_role("button", name="Invite", exact=True).click()
+    expect(owner.locator(".messages")).to_contain_text(f"Invitation sent to {KNOWN}, {NEWCOMER}.")
+    expect(owner.locator("table.invitations")).to_contain_text(NEWCOMER)
+
+    # Kim has an account: sign in from the link, accept.
+    kim = person(browser, console)
+    kim.goto(link(smtp_mail, KNOWN))
+    kim.get_by_role("link", name="Sign in to accept").click()
+    kim.locator("input[name=login]").fill(KNOWN)
+    kim.locator("input[name=password]").fill(PASSWORD)
+    kim.get_by_role("button", name="Sign In", exact=True).click()
+    kim.get_by_role("button", name="Accept the invitation").click()
+    expect(kim).to_have_url(f"{portal}/databases/")
+    expect(kim.locator("#db-acme")).to_contain_text("User")
+    expect(kim.locator("#db-acme").get_by_label("Manage acme")).to_have_count(0)
+
+    # Nina has none: sign up from the link (no verification mail needed), accept.
+    nina = person(browser, console)
+    nina.goto(link(smtp_mail, NEWCOMER))
+    nina.get_by_role("link", name="Create your account to accept").click()
+    nina.locator("input[name=email]").fill(NEWCOMER)
+    nina.locator("input[name=password1]").fill(PASSWORD)
+    nina.locator("input[name=password2]").fill(PASSWORD)
+    nina.get_by_role("button", name="Sign Up", exact=True).click()
+    nina.get_by_role("button", name="Accept the invitation").click()
+    expect(nina.locator("#db-acme")).to_be_visible()
+
+    # Both connect.
+    for page in (kim, nina):
+        connect(page, portal)
+        expect(page).to_have_url(f"{acme_url}/")
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+    # The owner removes Kim: Kim's database session ends and Connect is gone.
+    owner.reload()
+    owner.get_by_label(f"Select {KNOWN}").check()
+    owner.get_by_role("button", name="Remove").click()
+    expect(owner.locator(".messages")).to_contain_text(f"Removed: {KNOWN}.")
+    kim.goto(f"{acme_url}/contacts/")
+    expect(kim).to_have_url(re.compile(re.escape(f"{acme_url}/login/")))
+    kim.goto(f"{portal}/databases/")
+    expect(kim.locator("#db-acme")).to_have_count(0)
+    nina.goto(f"{acme_url}/contacts/")
+    expect(nina.get_by_role("heading", name="Contacts")).to_be_visible()
+    assert console.errors == []
