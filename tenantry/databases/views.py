@@ -198,12 +198,10 @@ def _users_action(
 
 def invitation(request: HttpRequest, token: str) -> HttpResponse:
     """The link of an invitation email: accept it, signed in with the invited address."""
-    found = Invitation.find(token)
     try:
-        members.check(found)
+        found = members.check(Invitation.find(token))
     except ValidationError as error:
         return render(request, "databases/invitation.html", {"error": _sentence(error)}, status=400)
-    assert found is not None
     ctx: dict[str, Any] = {"invitation": found, "has_account": False}
     if not request.user.is_authenticated:
         # Whoever holds the link reads the address's mail: signing up with it needs no other
@@ -211,16 +209,12 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         get_adapter().stash_verified_email(request, found.email)
         ctx["has_account"] = User.objects.filter(email__iexact=found.email).exists()
         return render(request, "databases/invitation.html", ctx)
-    if request.method == "POST":
-        try:
+    try:
+        if request.method == "POST":
             members.accept(found, request.user)  # type: ignore[arg-type]
-        except ValidationError as error:
-            ctx["error"] = _sentence(error)
-        else:
             messages.success(request, f"You are now a user of “{found.database.name}”.")
             return redirect("databases")
-    elif request.user.email.lower() != found.email.lower():  # type: ignore[union-attr]
-        ctx["error"] = _sentence(ValidationError(
-            f"This invitation is for {found.email}. Sign in with that address to accept it."
-        ))  # fmt: skip
+        members.check(found, request.user)  # type: ignore[arg-type]
+    except ValidationError as error:
+        ctx["error"] = _sentence(error)
     return render(request, "databases/invitation.html", ctx)
