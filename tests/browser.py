@@ -8,6 +8,7 @@ or of a whole browser context.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -59,3 +60,25 @@ def browser() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def new_page(browser: Browser, console: Console, timeout_ms: int = 15_000) -> Page:
+    """A page in a fresh context (its own cookies: one person), watched by `console`."""
+    context = console.watch(browser.new_context())
+    context.set_default_timeout(timeout_ms)
+    return context.new_page()
+
+
+@pytest.fixture
+def portal(live_server: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The live server's URL as the portal's, so database addresses use its port; the
+    databases made meanwhile are dropped afterwards."""
+    from tenantry.databases.models import Database
+
+    # Playwright's sync API keeps an asyncio loop in the test's thread; the ORM calls run
+    # between Playwright calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    settings.PORTAL_URL = live_server.url
+    yield live_server.url
+    for database in Database.objects.all():
+        database.drop_storage()

@@ -19,7 +19,7 @@ from playwright.sync_api import (
 )
 from pytest_django.live_server_helper import LiveServer
 
-from tests.browser import Console
+from tests.browser import Console, new_page
 
 if TYPE_CHECKING:
     from tests.smtp import SMTPServer
@@ -42,12 +42,6 @@ def fresh_totp(secret: str) -> str:
     return format_hotp_value(hotp_value(secret, int(time.time()) // 30))
 
 
-def new_page(browser: Browser, console: Console) -> Page:
-    context = console.watch(browser.new_context())
-    context.set_default_timeout(TIMEOUT_MS)
-    return context.new_page()
-
-
 def sign_in(page: Page, base: str, code: str) -> None:
     """Email and password, then the second factor (a TOTP or recovery code)."""
     page.goto(f"{base}/accounts/login/")
@@ -68,7 +62,7 @@ def test_signup_2fa_and_logout_from_all_devices(
     base = live_server.url
     expect.set_options(timeout=TIMEOUT_MS)
     console = Console()
-    page = new_page(browser, console)
+    page = new_page(browser, console, TIMEOUT_MS)
 
     # Sign up: with mandatory verification, allauth only says a mail was sent.
     page.goto(f"{base}/accounts/signup/")
@@ -150,7 +144,7 @@ def test_signup_2fa_and_logout_from_all_devices(
 
     # A second device. A TOTP code from the same 30 s window would be refused as a replay,
     # so this one uses a recovery code.
-    other = new_page(browser, console)
+    other = new_page(browser, console, TIMEOUT_MS)
     sign_in(other, base, recovery_code)
 
     page.goto(f"{base}/account/security/")

@@ -8,37 +8,16 @@ Invitation mails go through a real SMTP server (aiosmtpd) started by the test.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
-from pytest_django.fixtures import Settings
-from pytest_django.live_server_helper import LiveServer
+from playwright.sync_api import Browser, Page, expect
 
 from tenantry.databases.models import Database
-from tests.browser import Console
+from tests.browser import Console, new_page
 from tests.conftest import PASSWORD, make_account
 from tests.smtp import SMTPServer
 
 OWNER, KNOWN, NEWCOMER = "olga@example.com", "kim@example.com", "nina@example.com"
 TIMEOUT_MS = 15_000
-
-
-@pytest.fixture
-def portal(
-    live_server: LiveServer, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls between Playwright's
-    settings.PORTAL_URL = live_server.url
-    yield live_server.url
-    for database in Database.objects.all():
-        database.drop_storage()
-
-
-def person(browser: Browser, console: Console) -> Page:
-    context: BrowserContext = console.watch(browser.new_context())
-    context.set_default_timeout(TIMEOUT_MS)
-    return context.new_page()
 
 
 def sign_in(page: Page, portal: str, email: str) -> None:
@@ -69,7 +48,7 @@ def test_invite_two_people_both_accept_one_is_removed(
     Database.create_for(owner_account, "acme")
     acme_url = Database.objects.get(name="acme").url
 
-    owner = person(browser, console)
+    owner = new_page(browser, console)
     sign_in(owner, portal, OWNER)
     owner.locator("#db-acme").get_by_label("Manage acme").click()
     owner.locator("#db-acme").get_by_role("link", name="Users", exact=True).click()
@@ -79,7 +58,7 @@ def test_invite_two_people_both_accept_one_is_removed(
     expect(owner.locator("table.invitations")).to_contain_text(NEWCOMER)
 
     # Kim has an account: sign in from the link, accept.
-    kim = person(browser, console)
+    kim = new_page(browser, console)
     kim.goto(link(smtp_mail, KNOWN))
     kim.get_by_role("link", name="Sign in to accept").click()
     kim.locator("input[name=login]").fill(KNOWN)
@@ -91,7 +70,7 @@ def test_invite_two_people_both_accept_one_is_removed(
     expect(kim.locator("#db-acme").get_by_label("Manage acme")).to_have_count(0)
 
     # Nina has none: sign up from the link (no verification mail needed), accept.
-    nina = person(browser, console)
+    nina = new_page(browser, console)
     nina.goto(link(smtp_mail, NEWCOMER))
     nina.get_by_role("link", name="Create your account to accept").click()
     nina.locator("input[name=email]").fill(NEWCOMER)

@@ -7,35 +7,17 @@ http://acme.localhost:<port>, which Chromium resolves to this machine.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from playwright.sync_api import Browser, expect
-from pytest_django.fixtures import Settings
-from pytest_django.live_server_helper import LiveServer
 
 from tenantry.databases.models import Database
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.browser import Console
+from tests.browser import Console, new_page
 from tests.conftest import PASSWORD, make_account
 
 EMAIL = "erin@example.com"
 DB_PASSWORD = "only for acme, 2026"
 TIMEOUT_MS = 15_000
-
-
-@pytest.fixture
-def portal(
-    live_server: LiveServer, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    # Playwright's sync API keeps an asyncio loop in this thread; the ORM calls run between
-    # Playwright calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.PORTAL_URL = live_server.url  # database addresses use the live server's port
-    yield live_server.url
-    for database in Database.objects.all():
-        database.drop_storage()
 
 
 def test_connect_add_a_contact_and_sign_in_with_a_database_password(
@@ -44,9 +26,7 @@ def test_connect_add_a_contact_and_sign_in_with_a_database_password(
     expect.set_options(timeout=TIMEOUT_MS)
     console = Console()
     make_account(EMAIL)
-    context = console.watch(browser.new_context())
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
+    page = new_page(browser, console, TIMEOUT_MS)
 
     page.goto(f"{portal}/accounts/login/")
     page.locator("input[name=login]").fill(EMAIL)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import uuid
@@ -16,7 +15,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from tenantry.accounts.models import User
+from tenantry.accounts.models import User, hash_key
 from tenantry.engines import filestore
 from tenantry.engines.fleet import engine_for, place
 from tenantry.gateway import sites
@@ -253,7 +252,7 @@ class ConnectToken(models.Model):
         token = secrets.token_urlsafe(32)
         cls.objects.filter(expires_at__lte=timezone.now()).delete()
         cls.objects.create(
-            database=database, user=user, token_hash=_hash(token),
+            database=database, user=user, token_hash=hash_key(token),
             expires_at=timezone.now() + CONNECT_TOKEN_LIFETIME,
         )  # fmt: skip
         return token
@@ -262,17 +261,13 @@ class ConnectToken(models.Model):
     def redeem(cls, database: Database, token: str) -> User | None:
         """The account the token was issued to, once: a second use finds nothing."""
         found = cls.objects.filter(
-            token_hash=_hash(token), database=database, expires_at__gt=timezone.now()
+            token_hash=hash_key(token), database=database, expires_at__gt=timezone.now()
         ).first()
         if found is None or cls.objects.filter(pk=found.pk).delete()[0] != 1:
             return None
         if not Membership.objects.filter(database=database, user=found.user_id).exists():
             return None
         return found.user  # type: ignore[no-any-return]
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 INVITATION_LIFETIME = timedelta(days=7)
@@ -305,10 +300,10 @@ class Invitation(models.Model):
     def new_token(self) -> str:
         """A fresh link (the previous one stops working) valid for another 7 days."""
         token = secrets.token_urlsafe(32)
-        self.token_hash = _hash(token)
+        self.token_hash = hash_key(token)
         self.expires_at = timezone.now() + INVITATION_LIFETIME
         return token
 
     @classmethod
     def find(cls, token: str) -> Invitation | None:
-        return cls.objects.select_related("database").filter(token_hash=_hash(token)).first()
+        return cls.objects.select_related("database").filter(token_hash=hash_key(token)).first()
