@@ -197,6 +197,46 @@ else:
         }
     }
 
+# Stored backups: folders under the data dir, or an S3 bucket (any S3-compatible store):
+# s3://[ACCESS_KEY:SECRET_KEY@]bucket[/prefix][?endpoint_url=https://...&region=...]. Keys left
+# out of the URL come from boto3's usual places (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY...).
+BACKUP_STORAGE_URL = env("BACKUP_STORAGE_URL", str(DATA_DIR / "backups"))
+
+
+def _backup_storage(url: str) -> dict[str, object]:
+    parts = urlsplit(url)
+    if parts.scheme != "s3":
+        location = parts.path if parts.scheme == "file" else url
+        return {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": location},
+        }
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    options: dict[str, object] = {
+        "bucket_name": parts.hostname,
+        "location": parts.path.strip("/"),
+        "endpoint_url": query.get("endpoint_url"),
+        "region_name": query.get("region"),
+        "addressing_style": query.get("addressing_style"),
+        "access_key": unquote(parts.username or "") or None,
+        "secret_key": unquote(parts.password or "") or None,
+        "file_overwrite": False,
+        "querystring_expire": 300,
+        # A restore reads a backup through a temporary file: on disk beyond 16 MB.
+        "max_memory_size": 16 * 1024 * 1024,
+    }
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "backups": _backup_storage(BACKUP_STORAGE_URL),
+}
+# Uploaded backups are written to disk as they arrive (beyond 2.5 MB), never held in memory.
+FILE_UPLOAD_TEMP_DIR = DATA_DIR / "uploads"
+FILE_UPLOAD_TEMP_DIR.mkdir(exist_ok=True)
+
 # Security headers and cookies.
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -97,6 +97,7 @@ def undo_duplicate(operation: Operation) -> None:
     if copy is not None:
         copy.drop_storage()
         copy.delete()
+        operation.target = None
 
 
 def start_delete(database: Database, by: Any = None) -> Operation:

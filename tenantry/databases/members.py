@@ -96,13 +96,7 @@ def accept(invitation: Invitation, account: User) -> Membership:
     check(invitation, account)
     database = invitation.database
     with tenant.using(database) as db:
-        user = ws.User.objects.using(db).filter(login__iexact=invitation.email).first()
-        if user is None:
-            user = ws.User(login=invitation.email, contact_email=invitation.email)
-        user.name = user.name or account.name
-        user.account_id, user.is_active = account.pk, True
-        user.is_admin = invitation.role == Role.ADMIN
-        user.save(using=db)
+        _link(db, account, invitation.email, invitation.role)
     with transaction.atomic():
         invitation.accepted_at = timezone.now()
         invitation.save(update_fields=["accepted_at"])
@@ -110,6 +104,30 @@ def accept(invitation: Invitation, account: User) -> Membership:
             database=database, user=account, defaults={"role": invitation.role}
         )
     return membership
+
+
+def _link(db: str, account: User, login: str, role: str) -> None:
+    """The account's active user in the database: found by its login, or made."""
+    user = ws.User.objects.using(db).filter(login__iexact=login).first()
+    if user is None:
+        user = ws.User(login=login, contact_email=login)
+    user.name = user.name or account.name
+    user.account_id, user.is_active = account.pk, True
+    user.is_admin = role == Role.ADMIN
+    user.save(using=db)
+
+
+def link_members(db: str, database: Database) -> None:
+    """After a restore: the database's users linked to its members, and to no one else (a
+    backup from elsewhere links its users to accounts that mean nothing here)."""
+    memberships = list(database.memberships.select_related("user"))  # type: ignore[attr-defined]
+    ids = [m.user_id for m in memberships]
+    ws.User.objects.using(db).exclude(account_id=None).exclude(account_id__in=ids).update(
+        account_id=None
+    )
+    for member in memberships:
+        linked = ws.User.objects.using(db).filter(account_id=member.user_id).first()
+        _link(db, member.user, linked.login if linked else member.user.email, member.role)
 
 
 def _admins_left(database: Database, without: list[int]) -> int:

@@ -190,8 +190,12 @@ class Database(models.Model):
         return self.copies.exclude(status=self.Status.DELETING)  # type: ignore[attr-defined, no-any-return]
 
     def drop_storage(self) -> None:
+        """The database, its files and its stored backups."""
+        from tenantry.backups import store
+
         engine_for(self).drop(self.physical_name)
         filestore.remove(self.physical_name)
+        store.remove_all(self)
 
 
 class Membership(models.Model):

@@ -6,7 +6,7 @@ import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 from django.core.management import call_command
 from django.db import connections
@@ -71,6 +71,11 @@ class Engine(ABC):
     @abstractmethod
     def dump(self, physical: str) -> Iterator[bytes]:
         """A consistent SQL dump of the database, streamed while it stays in use."""
+
+    @abstractmethod
+    def load(self, physical: str, dump: IO[bytes]) -> None:
+        """A new database made from a dump of this engine's format (a restore), read as a
+        stream. The dump may come from anyone: it cannot reach beyond the new database."""
 
     def connect(self, physical: str) -> str:
         """The Django alias of a physical database for this thread, opened on first use.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import glob
 import os
+import secrets
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg
@@ -212,9 +214,78 @@ class PostgreSQLEngine(Engine):
                 process.kill()
                 process.wait()
 
-    def _conninfo(self, physical: str) -> list[str]:
+    def load(self, physical: str, dump: IO[bytes]) -> None:
+        """psql loads the plain SQL dump as a throwaway role that owns nothing but the new
+        database (not as the server's own user), in psql's restricted mode (no \\! or other
+        meta-command): a dump from anyone reaches nothing else on the server."""
+        self.drop(physical)
+        self._create_empty(physical)
+        role, password = self._load_role(physical), secrets.token_urlsafe(24)
+        with self.admin() as db:
+            db.execute(
+                sql.SQL(
+                    "CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE"
+                ).format(sql.Identifier(role), sql.Literal(password))
+            )
+            db.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(physical), sql.Identifier(role)
+                )
+            )
+        try:
+            self._psql_as(role, password, physical, dump)
+        except BaseException:
+            self.drop(physical)
+            raise
+        with self.admin() as db:
+            db.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(physical))
+            )
+        with psycopg.connect(autocommit=True, **{**self.params, "dbname": physical}) as db:
+            db.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
+        with self.admin() as db:
+            db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+    def _load_role(self, physical: str) -> str:
+        """The role a restore loads as, named after the database: a drop removes it too."""
+        return f"tenantry_load_{physical}"
+
+    def _psql_as(self, role: str, password: str, physical: str, dump: IO[bytes]) -> None:
+        key = secrets.token_hex(16)
+        process = subprocess.Popen(
+            [pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", *self._conninfo(physical, role)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={**os.environ, "PGPASSWORD": password},
+        )  # fmt: skip
+        assert process.stdin is not None and process.stderr is not None
+        errors: list[bytes] = []
+        reader = threading.Thread(target=lambda: errors.append(process.stderr.read()))  # type: ignore[union-attr]
+        reader.start()
+        try:
+            process.stdin.write(f"\\restrict {key}\n".encode())
+            # The dump's own restrict and unrestrict lines go: its key would lift ours.
+            own = b""
+            for line in dump:
+                if not own and line.startswith(b"\\restrict "):
+                    own = line.split()[1]
+                    continue
+                if own and line.strip() == b"\\unrestrict " + own:
+                    continue
+                process.stdin.write(line)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass  # psql stopped at an error: its message says which
+        finally:
+            code = process.wait()
+            reader.join()
+        if code:
+            lines = b"".join(errors).decode(errors="replace").strip().splitlines()
+            reason = lines[-1] if lines else f"psql stopped ({code})"
+            raise EngineError(f"The PostgreSQL dump could not be loaded: {reason}")
+
+    def _conninfo(self, physical: str, user: str = "") -> list[str]:
         p = self.params
-        return ["-h", p["host"], "-p", str(p["port"]), "-U", p["user"], "-d", physical]
+        return ["-h", p["host"], "-p", str(p["port"]), "-U", user or p["user"], "-d", physical]
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, "PGPASSWORD": self.params["password"]}
@@ -224,6 +295,10 @@ class PostgreSQLEngine(Engine):
         with self.admin() as db:
             db.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(physical))
+            )
+            # Left by a restore that stopped half way (it owned nothing else).
+            db.execute(
+                sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(self._load_role(physical)))
             )
 
     def size(self, physical: str) -> int:

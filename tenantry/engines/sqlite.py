@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 
-from tenantry.engines.base import Engine
+from tenantry.engines.base import Engine, EngineError
 
 # Writers wait this long for a lock (a duplicate holds one while it copies) before failing.
 BUSY_TIMEOUT_MS = 60_000
+
+
+# What a dump being loaded may not do: reach other files (ATTACH, VACUUM INTO) or change how
+# SQLite reads the file (PRAGMA, but foreign_keys).
+_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_CREATE_VTABLE}
+
+
+def _only_inside(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+    if action in _DENIED or (action == sqlite3.SQLITE_PRAGMA and arg1 != "foreign_keys"):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 class SQLiteEngine(Engine):
@@ -106,6 +118,37 @@ class SQLiteEngine(Engine):
             yield "".join(chunk).encode()
         finally:
             db.close()
+
+    def load(self, physical: str, dump: IO[bytes]) -> None:
+        final = self.path(physical)
+        partial = final.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        db = sqlite3.connect(partial, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.set_authorizer(_only_inside)
+            statement, batch = "", []
+            for line in io.TextIOWrapper(dump, encoding="utf-8"):
+                statement += line
+                if not sqlite3.complete_statement(statement):
+                    continue
+                # The dump's own transaction is replaced by one per batch.
+                if statement.strip() not in ("BEGIN TRANSACTION;", "COMMIT;"):
+                    batch.append(statement)
+                statement = ""
+                if len(batch) >= 1000:
+                    db.executescript("BEGIN;" + "".join(batch) + "COMMIT;")
+                    batch.clear()
+            if statement.strip():
+                raise EngineError("The SQLite dump ends in the middle of a statement.")
+            db.executescript("BEGIN;" + "".join(batch) + "COMMIT;")
+        except (sqlite3.Error, UnicodeDecodeError) as error:
+            partial.unlink(missing_ok=True)
+            raise EngineError(f"The SQLite dump could not be loaded: {error}.")
+        finally:
+            db.close()
+        os.replace(partial, final)
 
     def size(self, physical: str) -> int:
         path = self.path(physical)

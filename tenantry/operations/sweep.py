@@ -18,8 +18,10 @@ EXPIRY_WARNING = timedelta(days=3)
 
 
 def sweep(now: datetime | None = None) -> None:
-    """Warn of and remove expired copies, clear creations that never finished, and run the
-    databases' scheduled jobs (their outgoing mail among them)."""
+    """Warn of and remove expired copies, clear creations that never finished, queue the
+    daily backups, clear abandoned backup files, and run the databases' scheduled jobs
+    (their outgoing mail among them)."""
+    from tenantry.backups import store
     from tenantry.databases.lifecycle import (
         delete_expired_copies,
         remove_abandoned_creations,
@@ -31,6 +33,8 @@ def sweep(now: datetime | None = None) -> None:
     warn_of_expiry(now, EXPIRY_WARNING)
     delete_expired_copies(now)
     remove_abandoned_creations(now)
+    store.schedule_daily(now)
+    store.remove_abandoned(now)
     jobs.run_everywhere(now)
 
 

@@ -18,14 +18,16 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def using(database: Database) -> Iterator[str]:
-    """The Django alias of the database's tenant connection, closed again afterwards."""
+def using(database: Database, physical: str = "") -> Iterator[str]:
+    """The Django alias of the database's tenant connection, closed again afterwards
+    (`physical`: another physical database of the same engine, a restore being made)."""
     engine = engine_for(database)
-    alias = engine.connect(database.physical_name)
+    physical = physical or database.physical_name
+    alias = engine.connect(physical)
     try:
         yield alias
     finally:
-        engine.disconnect(database.physical_name)
+        engine.disconnect(physical)
 
 
 def initialize(db: str, database: Database, admin: Any) -> None:

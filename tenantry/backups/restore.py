@@ -1,0 +1,273 @@
+"""Restore: a backup ZIP made into a database, a new one or in place of one.
+
+What a ZIP says is checked before anything changes, each problem with its own sentence: a
+damaged ZIP, a file that is no backup, a newer release or format, the other engine, and (in
+the worker, reading every member once) a checksum that does not match. The dump is loaded into
+a new physical database; an existing database is backed up first and only swapped for the new
+one at the end, so a restore that fails leaves it untouched and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import uuid
+import zipfile
+import zlib
+from collections.abc import Iterator
+from typing import IO, Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from tenantry.accounts.models import User
+from tenantry.backups import archive, store
+from tenantry.backups.models import Backup
+from tenantry.databases import members
+from tenantry.databases.models import Database, Membership, validate_name
+from tenantry.engines import filestore
+from tenantry.engines.fleet import engine_for, place
+from tenantry.gateway import sites
+from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
+from tenantry.workspace import tenant
+from tenantry.workspace.releases import LATEST, RELEASES
+
+NOT_A_ZIP = "This file is not a readable ZIP: it is damaged, cut short, or not a ZIP at all."
+NOT_A_BACKUP = "This ZIP is not a Tenantry backup: it has no valid manifest.json."
+FILESTORE_MEMBER = re.compile(r"^filestore/([0-9a-f]{2})/\1[0-9a-f]{62}$")
+ENGINES = dict(Database.Engine.choices)
+
+
+def read_manifest(file: IO[bytes]) -> tuple[zipfile.ZipFile, dict[str, Any]]:
+    """The ZIP and its manifest, checked for shape: every member it lists is there, and
+    nothing lies outside dump.sql and filestore/."""
+    try:
+        zipped = zipfile.ZipFile(file)
+        manifest = json.loads(zipped.read("manifest.json"))
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError):
+        raise ValidationError(NOT_A_ZIP)
+    except (KeyError, ValueError):
+        raise ValidationError(NOT_A_BACKUP)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    strings = ("database", "uuid", "release", "engine")
+    if (
+        not isinstance(files, dict)
+        or "dump.sql" not in files
+        or not all(isinstance(manifest.get(key), str) for key in strings)
+        or not isinstance(manifest.get("format"), int)
+    ):
+        raise ValidationError(NOT_A_BACKUP)
+    try:
+        uuid.UUID(manifest["uuid"])
+    except ValueError:
+        raise ValidationError(NOT_A_BACKUP)
+    if manifest["format"] > archive.FORMAT_VERSION:
+        raise ValidationError(
+            f"This backup was made by a newer version of Tenantry (format {manifest['format']}). "
+            "Upgrade Tenantry to restore it."
+        )
+    present = set(zipped.namelist())
+    for name, facts in files.items():
+        if name != "dump.sql" and not FILESTORE_MEMBER.match(name):
+            raise ValidationError(f"{NOT_A_BACKUP[:-1]} (unexpected member “{name}”).")
+        if not isinstance(facts, dict) or not isinstance(facts.get("sha256"), str):
+            raise ValidationError(NOT_A_BACKUP)
+        if name not in present:
+            raise ValidationError(f"The backup is incomplete: “{name}” is missing from the ZIP.")
+    return zipped, manifest
+
+
+def inspect(file: IO[bytes]) -> dict[str, Any]:
+    """The manifest of a ZIP someone sent, checked for shape (the quick checks)."""
+    return read_manifest(file)[1]
+
+
+def check_fits(release: str, engine: str, target: str, subject: str) -> None:
+    """Refuse a backup this platform cannot load on the `target` engine, where `subject`
+    ("“shop” is", "new databases here are") goes."""
+    if release not in RELEASES:
+        raise ValidationError(
+            f"This backup is at release {release}, which this platform does not know (its "
+            f"latest is {LATEST}). Upgrade Tenantry to restore it."
+        )
+    if engine not in ENGINES:
+        raise ValidationError(NOT_A_BACKUP)
+    if engine != target:
+        raise ValidationError(
+            f"This backup holds a {ENGINES[engine]} database, and {subject} on {ENGINES[target]}. "
+            "A backup is restored on the engine it was made with."
+        )
+
+
+def verify(zipped: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
+    """Read every member once and compare it with the manifest."""
+    for name, facts in manifest["files"].items():
+        digest, size = hashlib.sha256(), 0
+        try:
+            with zipped.open(name) as member:
+                while chunk := member.read(archive.CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
+            raise ValidationError(f"The backup is damaged: “{name}” cannot be read ({error}).")
+        sha = digest.hexdigest()
+        named = name.rsplit("/", 1)[-1] if name != "dump.sql" else sha
+        if sha != facts["sha256"] or size != facts.get("size", size) or sha != named:
+            raise ValidationError(
+                f"The backup is damaged: “{name}” does not match the checksum in its manifest."
+            )
+
+
+def keep_upload(file: Any, by: User) -> Backup:
+    """Check a ZIP someone sent and put it in the backup storage, for the worker to read."""
+    manifest = inspect(file)
+    file.seek(0)
+    backup = store.new_backup(None, Backup.Kind.UPLOAD, by)
+    backup.release, backup.engine = manifest["release"], manifest["engine"]
+    backup.save(update_fields=["release", "engine"])
+    store.write(backup, file)
+    return backup
+
+
+def start(
+    backup: Backup,
+    target: Database | str,
+    by: User | None,
+    as_copy: bool = True,
+    neutralize: bool = False,
+) -> Operation:
+    """Restore `backup` over the database `target`, or into a new database named `target`.
+    A refused upload is removed."""
+    try:
+        return _start(backup, target, by, as_copy, neutralize)
+    except (ValidationError, OperationBusy):
+        if backup.kind == Backup.Kind.UPLOAD:
+            store.discard(backup)
+        raise
+
+
+def _start(
+    backup: Backup, target: Database | str, by: User | None, as_copy: bool, neutralize: bool
+) -> Operation:
+    params: dict[str, Any] = {"backup": backup.pk, "as_copy": as_copy, "neutralize": neutralize}
+    if isinstance(target, Database):
+        check_fits(backup.release, backup.engine, target.engine, f"“{target.name}” is")
+        if target.status != Database.Status.ACTIVE:
+            raise ValidationError(f"“{target.name}” is being changed and cannot be restored now.")
+        params |= {"replace": True, "old": target.physical_name, "physical": _physical()}
+        return Operation.start("restore", target, by=by, params=params)
+    validate_name(target)
+    server = place()
+    kind = Database.Engine.POSTGRESQL if server else Database.Engine.SQLITE
+    check_fits(backup.release, backup.engine, kind, "new databases here are")
+    with transaction.atomic():
+        database = Database.objects.create(
+            name=target, physical_name=_physical(), engine=kind, server=server,
+            release=backup.release, created_by=by,
+        )  # fmt: skip
+        params |= {"replace": False, "physical": database.physical_name}
+        try:
+            return Operation.start("restore", database, by=by, params=params)
+        except OperationBusy:
+            transaction.set_rollback(True)
+            raise
+
+
+def _physical() -> str:
+    return "tn_" + secrets.token_hex(10)
+
+
+def run(operation: Operation) -> None:
+    params, database = operation.params, operation.database
+    if database is None:
+        raise ValidationError("The database to restore into no longer exists.")
+    physical, replace = params["physical"], params["replace"]
+    if not (replace and database.physical_name == physical):  # else: swapped, finish up
+        _load(operation, database)
+    if replace:
+        operation.advance(97, "Removing the replaced database")
+        engine_for(database).drop(params["old"])
+        filestore.remove(params["old"])
+    _forget_upload(operation)
+
+
+def _load(operation: Operation, database: Database) -> None:
+    params = operation.params
+    physical, replace = params["physical"], params["replace"]
+    backup = Backup.objects.filter(pk=params["backup"], state=Backup.State.READY).first()
+    if backup is None:
+        raise ValidationError("The backup to restore is no longer stored.")
+    engine = engine_for(database)
+    operation.advance(2, "Checking the backup")
+    with store.open_file(backup) as file:
+        zipped, manifest = read_manifest(file)
+        verify(zipped, manifest)
+        if replace and "saved" not in params:
+            operation.advance(20, "Backing up the database first")
+            saved = store.make(database, Backup.Kind.BEFORE_RESTORE, by=operation.created_by)
+            params["saved"] = saved.pk
+            operation.save(update_fields=["params"])
+        operation.advance(40, "Loading the database")
+        with zipped.open("dump.sql") as dump:
+            engine.load(physical, dump)
+        operation.advance(75, "Loading the files")
+        filestore.remove(physical)
+        for name in manifest["files"]:
+            if name.startswith("filestore/"):
+                with zipped.open(name) as member:
+                    filestore.store(physical, _chunks(member))
+    operation.advance(85, "Giving the database its identity")
+    new_uuid = uuid.uuid4() if params["as_copy"] else uuid.UUID(manifest["uuid"])
+    test_copy = params["neutralize"] or database.is_test_copy
+    if not replace and operation.created_by is not None:
+        Membership.objects.get_or_create(
+            database=database, user=operation.created_by, defaults={"role": Membership.Role.ADMIN}
+        )
+    with tenant.using(database, physical) as db:
+        tenant.set_identity(db, new_uuid, test_copy, database.expires_at)
+        if params["neutralize"]:
+            tenant.neutralize(db)
+        members.link_members(db, database)
+    operation.advance(95, "Opening the database")
+    fields = {
+        "uuid": new_uuid,
+        "release": manifest["release"],
+        "is_test_copy": test_copy,
+        "size_bytes": engine.size(physical),
+    }
+    if replace:
+        fields["physical_name"] = physical  # the swap: from now on the database is the new one
+    else:
+        fields["status"] = Database.Status.ACTIVE
+    Database.objects.filter(pk=database.pk).update(**fields)
+    sites.forget(database.name)
+
+
+def _chunks(file: IO[bytes]) -> Iterator[bytes]:
+    while chunk := file.read(archive.CHUNK):
+        yield chunk
+
+
+def _forget_upload(operation: Operation) -> None:
+    backup = Backup.objects.filter(pk=operation.params["backup"], kind=Backup.Kind.UPLOAD).first()
+    if backup is not None:
+        store.discard(backup)
+
+
+def undo(operation: Operation) -> None:
+    params, database = operation.params, operation.database
+    _forget_upload(operation)
+    if database is None:
+        return
+    if not params["replace"]:
+        database.drop_storage()
+        database.delete()
+        operation.database = None
+    elif database.physical_name != params["physical"]:
+        engine_for(database).drop(params["physical"])
+        filestore.remove(params["physical"])
+
+
+KINDS["restore"] = Kind("Restore", run, undo)

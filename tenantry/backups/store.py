@@ -1,0 +1,212 @@
+"""Backups in the backup storage: written as they are made, read back, kept or pruned.
+
+The storage is Django's storage API (`STORAGES["backups"]`): folders under the data dir by
+default, an S3 bucket through django-storages in production. A ZIP flows from the dump into the
+storage chunk by chunk; nothing is staged on local disk first.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import IO, TYPE_CHECKING, Any
+
+from django.core.files import File
+from django.core.files.storage import Storage, storages
+from django.db.models import Exists, OuterRef
+from django.http import FileResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
+from django.tasks import task
+from django.utils import timezone
+
+from tenantry.backups import archive
+from tenantry.backups.models import Backup
+
+if TYPE_CHECKING:
+    from tenantry.databases.models import Database
+
+logger = logging.getLogger(__name__)
+
+DAY = timedelta(days=1)
+# Daily backups kept: the newest of each of the last 7 days, 4 weeks and 3 months.
+RETENTION: tuple[tuple[int, Callable[[datetime], tuple[int, ...]]], ...] = (
+    (7, lambda t: (t.year, t.month, t.day)),
+    (4, lambda t: tuple(t.isocalendar())[:2]),
+    (3, lambda t: (t.year, t.month)),
+)
+BEFORE_RESTORE_KEPT = timedelta(days=30)
+# A backup being written touches its record this often; one quiet for STALE was abandoned.
+BEAT_SECONDS = 5
+STALE = timedelta(minutes=10)
+
+
+def storage() -> Storage:
+    return storages["backups"]
+
+
+class _Reader(io.RawIOBase):
+    """A read-only file over an iterator of bytes: what storage.save() takes."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks, self.pending = chunks, memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.pending:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.pending = memoryview(chunk)
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+
+def new_backup(database: Database | None, kind: str, by: Any = None, **fields: Any) -> Backup:
+    """A record for a backup about to be written, with its own name in the storage."""
+    now = fields.pop("created_at", None) or timezone.now()
+    folder = database.physical_name if database else "uploads"
+    return Backup.objects.create(
+        database=database, kind=kind, created_by=by, created_at=now,
+        path=f"{folder}/{now:%Y-%m-%d_%H%M%S}_{kind}_{secrets.token_hex(4)}.zip",
+        release=database.release if database else "", engine=database.engine if database else "",
+        **fields,
+    )  # fmt: skip
+
+
+def make(database: Database, kind: str, by: Any = None) -> Backup:
+    """Back the database up into the storage now."""
+    backup = new_backup(database, kind, by)
+    write(backup, archive.stream(database))
+    return backup
+
+
+def write(backup: Backup, content: File | Iterator[bytes]) -> None:
+    """Write the backup's file and mark it ready. `content` is a file (an upload: moved into
+    a folder storage, not copied) or a stream of chunks, passed on as they come.
+
+    If anything fails, neither the file nor the record is left behind.
+    """
+    if not isinstance(content, File):
+        content = File(io.BufferedReader(_Reader(_beating(backup, content)), 1 << 20))
+    try:
+        backup.path = storage().save(backup.path, content)
+        backup.size = storage().size(backup.path)
+    except BaseException:
+        discard(backup)
+        raise
+    backup.state = Backup.State.READY
+    backup.save(update_fields=["path", "size", "state"])
+
+
+def _beating(backup: Backup, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    last = 0.0
+    for chunk in chunks:
+        if time.monotonic() - last > BEAT_SECONDS:
+            last = time.monotonic()
+            Backup.objects.filter(pk=backup.pk).update(heartbeat_at=timezone.now())
+        yield chunk
+
+
+def discard(backup: Backup) -> None:
+    """Remove the backup's file and its record."""
+    try:
+        storage().delete(backup.path)
+    except Exception:
+        logger.exception("Could not remove the backup file %s", backup.path)
+    backup.delete()
+
+
+def open_file(backup: Backup) -> IO[bytes]:
+    """The backup's ZIP, seekable (zipfile reads its end first)."""
+    return storage().open(backup.path, "rb")  # type: ignore[no-any-return]
+
+
+def response(backup: Backup, name: str) -> HttpResponseBase:
+    """A download of the stored file: read from the folder, or a short-lived S3 link."""
+    filename = f"{name}_{backup.created_at:%Y-%m-%d_%H%M%S}.zip"
+    try:
+        local = storage().path(backup.path)
+    except NotImplementedError:
+        disposition = f'attachment; filename="{filename}"'
+        url = storage().url(backup.path, parameters={"ResponseContentDisposition": disposition})  # type: ignore[call-arg]
+        return HttpResponseRedirect(url)
+    return FileResponse(open(local, "rb"), as_attachment=True, filename=filename)  # noqa: SIM115
+
+
+def retained(backups: list[Backup]) -> set[int]:
+    """The pks to keep among daily backups (newest first): 7 daily, 4 weekly, 3 monthly."""
+    keep: set[int] = set()
+    for count, period in RETENTION:
+        seen: list[tuple[int, ...]] = []
+        for backup in backups:
+            key = period(backup.created_at)
+            if key not in seen:
+                if len(seen) == count:
+                    break
+                seen.append(key)
+                keep.add(backup.pk)
+    return keep
+
+
+def prune(database: Database, now: datetime) -> None:
+    daily = list(database.backups.filter(kind=Backup.Kind.DAILY, state=Backup.State.READY))  # type: ignore[attr-defined]
+    keep = retained(daily)
+    old = database.backups.filter(  # type: ignore[attr-defined]
+        kind=Backup.Kind.BEFORE_RESTORE, created_at__lt=now - BEFORE_RESTORE_KEPT
+    )
+    for backup in [b for b in daily if b.pk not in keep] + list(old):
+        discard(backup)
+
+
+def remove_all(database: Database) -> None:
+    for backup in database.backups.all():  # type: ignore[attr-defined]
+        discard(backup)
+
+
+@task
+def write_daily(backup_id: int) -> None:
+    backup = Backup.objects.filter(pk=backup_id, state=Backup.State.WRITING).first()
+    database = backup.database if backup else None
+    if backup is None:
+        return
+    if database is None or database.status != database.Status.ACTIVE or database.name is None:
+        discard(backup)
+        return
+    Backup.objects.filter(pk=backup.pk).update(heartbeat_at=timezone.now())
+    write(backup, archive.stream(database))
+    prune(database, backup.created_at)
+
+
+def schedule_daily(now: datetime) -> int:
+    """Queue a backup of every live database whose last daily backup is a day old."""
+    from tenantry.databases.models import Database
+
+    recent = Backup.objects.filter(
+        database=OuterRef("pk"), kind=Backup.Kind.DAILY, created_at__gt=now - DAY
+    )
+    due = Database.objects.filter(status=Database.Status.ACTIVE, name__isnull=False)
+    count = 0
+    for database in due.exclude(Exists(recent)):
+        backup = new_backup(database, Backup.Kind.DAILY, created_at=now)
+        write_daily.enqueue(backup.pk)
+        count += 1
+    return count
+
+
+def remove_abandoned(now: datetime) -> None:
+    """Files a dead process left half written, queued backups never run, stale uploads."""
+    writing = Backup.objects.filter(state=Backup.State.WRITING)
+    for backup in writing.filter(heartbeat_at__lt=now - STALE) | writing.filter(
+        heartbeat_at=None, created_at__lt=now - DAY
+    ):
+        discard(backup)
+    for backup in Backup.objects.filter(kind=Backup.Kind.UPLOAD, created_at__lt=now - DAY):
+        discard(backup)

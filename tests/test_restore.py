@@ -1,0 +1,270 @@
+"""Restore on both engines: a backup made into a new database or over one, as a copy or as
+moved, optionally neutralized; every check with its own sentence; a failure leaves nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from tenantry.accounts.models import User
+from tenantry.backups import restore, store
+from tenantry.backups.models import Backup
+from tenantry.databases.models import Database, Membership
+from tenantry.engines import filestore
+from tenantry.engines.fleet import engine_for
+from tenantry.operations.models import Operation
+from tenantry.workspace import models as ws
+from tenantry.workspace import tenant
+from tests.test_databases import run_pending
+
+TABLES = [
+    ws.User, ws.Contact, ws.Attachment, ws.Mail, ws.MailServer, ws.PaymentProvider,
+    ws.DeliveryCarrier, ws.ScheduledJob,
+]  # fmt: skip
+
+
+@pytest.fixture
+def shop(engine_kind: str, owner: User) -> Database:
+    database = Database.create_for(owner, "shop")
+    with tenant.using(database) as db:
+        ws.Contact.objects.using(db).create(name="Ada Lovelace", company="Analytical\nEngines")
+        ws.Contact.objects.using(db).create(name="O'Brien; DROP TABLE x;", notes="é ✓ \\N")
+        ws.PaymentProvider.objects.using(db).create(name="Stripe", state="enabled")
+    sha, size = filestore.store(database.physical_name, [b"%PDF invoice"])
+    with tenant.using(database) as db:
+        ws.Attachment.objects.using(db).create(name="invoice.pdf", sha256=sha, size=size)
+    return database
+
+
+def contents(database: Database) -> dict[str, Any]:
+    """Every row of every workspace table (but the identity), and every file."""
+    found: dict[str, Any] = {}
+    with tenant.using(database) as db:
+        for model in TABLES:
+            found[model.__name__] = sorted(
+                json.dumps(row, default=str, sort_keys=True)
+                for row in model.objects.using(db).values()
+            )
+    root = filestore.root(database.physical_name)
+    found["files"] = sorted(
+        (str(p.relative_to(root)), p.read_bytes()) for p in root.rglob("*") if p.is_file()
+    )
+    return found
+
+
+def identity(database: Database) -> ws.Settings:
+    with tenant.using(database) as db:
+        return ws.Settings.objects.using(db).get()
+
+
+def restored(name: str) -> Database:
+    run_pending()
+    operation = Operation.objects.filter(kind="restore").order_by("pk").last()
+    assert operation is not None and operation.state == "done", operation and operation.error
+    return Database.objects.get(name=name)
+
+
+def test_backup_then_restore_into_a_new_database_equals_the_original(
+    shop: Database, owner: User
+) -> None:
+    backup = store.make(shop, Backup.Kind.DAILY)
+    restore.start(backup, "shop-two", by=owner)
+    copy = restored("shop-two")
+    assert copy.status == "active" and copy.engine == shop.engine
+    assert contents(copy) == contents(shop)
+    assert copy.uuid != shop.uuid and identity(copy).uuid == copy.uuid
+    assert copy.role_of(owner) == "admin"
+    # As moved: the same identity.
+    restore.start(backup, "shop-three", by=owner, as_copy=False)
+    moved = restored("shop-three")
+    assert moved.uuid == shop.uuid and identity(moved).uuid == shop.uuid
+
+
+def test_restore_over_a_database_backs_it_up_first_and_swaps_at_the_end(
+    shop: Database, owner: User
+) -> None:
+    backup = store.make(shop, Backup.Kind.DAILY)
+    before = contents(shop)
+    with tenant.using(shop) as db:
+        ws.Contact.objects.using(db).create(name="Added after the backup")
+    after = contents(shop)
+    old_physical = shop.physical_name
+    restore.start(backup, shop, by=owner, as_copy=False)
+    shop = restored("shop")
+    assert shop.physical_name != old_physical
+    assert not engine_for(shop).exists(old_physical)
+    assert not filestore.root(old_physical).exists()
+    assert contents(shop) == before
+    saved = shop.backups.get(kind=Backup.Kind.BEFORE_RESTORE)  # type: ignore[attr-defined]
+    restore.start(saved, shop, by=owner)
+    assert contents(restored("shop")) == after
+
+
+def test_neutralized_restore(shop: Database, owner: User) -> None:
+    backup = store.make(shop, Backup.Kind.DAILY)
+    restore.start(backup, "shop-test", by=owner, neutralize=True)
+    copy = restored("shop-test")
+    assert copy.is_test_copy and identity(copy).is_test_copy
+    with tenant.using(copy) as db:
+        assert not ws.ScheduledJob.objects.using(db).filter(active=True).exists()
+        assert not ws.MailServer.objects.using(db).filter(active=True).exists()
+
+
+def test_users_linked_to_unknown_accounts_are_unlinked(
+    shop: Database, owner: User, outsider: User
+) -> None:
+    with tenant.using(shop) as db:
+        ws.User.objects.using(db).create(login="stranger", account_id=outsider.pk)
+    backup = store.make(shop, Backup.Kind.DAILY)
+    restore.start(backup, "shop-two", by=owner)
+    copy = restored("shop-two")
+    with tenant.using(copy) as db:
+        linked = dict(ws.User.objects.using(db).values_list("login", "account_id"))
+    assert linked["stranger"] is None and linked[owner.email] == owner.pk
+    assert not Membership.objects.filter(database=copy, user=outsider).exists()
+
+
+# What a ZIP may be wrong with, each with its own sentence.
+
+
+def zip_of(files: dict[str, bytes]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    buffer.seek(0)
+    return buffer
+
+
+def members_of(backup: Backup) -> dict[str, bytes]:
+    with store.open_file(backup) as f, zipfile.ZipFile(f) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+def test_every_problem_has_its_own_sentence(shop: Database, owner: User) -> None:
+    good = members_of(store.make(shop, Backup.Kind.DAILY))
+    manifest = json.loads(good["manifest.json"])
+    sentences = set()
+
+    def refused(data: io.BytesIO | bytes) -> str:
+        file = data if isinstance(data, io.BytesIO) else io.BytesIO(data)
+        with pytest.raises(ValidationError) as caught:
+            restore.inspect(file)
+        sentences.add(caught.value.messages[0])
+        return caught.value.messages[0]
+
+    raw = zip_of(good).getvalue()
+    assert "not a readable ZIP" in refused(raw[: len(raw) // 2])
+    assert "not a Tenantry backup" in refused(zip_of({"dump.sql": b"x"}))
+    newer = {**good, "manifest.json": json.dumps({**manifest, "format": 99}).encode()}
+    assert "newer version of Tenantry" in refused(zip_of(newer))
+    missing = {k: v for k, v in good.items() if not k.startswith("filestore/")}
+    assert "incomplete" in refused(zip_of(missing))
+    assert len(sentences) == 4
+
+    def upload(files: dict[str, bytes]) -> Backup:
+        return restore.keep_upload(zip_of(files), owner)
+
+    release = {**good, "manifest.json": json.dumps({**manifest, "release": "9.0"}).encode()}
+    with pytest.raises(ValidationError, match="release 9.0, which this platform does not know"):
+        restore.start(upload(release), "shop-new", by=owner)
+    other = "postgresql" if shop.engine == "sqlite" else "sqlite"
+    engine = {**good, "manifest.json": json.dumps({**manifest, "engine": other}).encode()}
+    with pytest.raises(ValidationError, match="restored on the engine it was made with"):
+        restore.start(upload(engine), shop, by=owner)
+    assert not Database.objects.filter(name="shop-new").exists()
+
+    # A checksum that does not match: found by the worker, before anything changes.
+    damaged = {**good, "dump.sql": good["dump.sql"].replace(b"Ada Lovelace", b"Ada Lovelacf")}
+    before = contents(shop)
+    restore.start(upload(damaged), shop, by=owner)
+    restore.start(upload(damaged), "shop-new", by=owner)
+    run_pending()
+    for operation in Operation.objects.filter(kind="restore"):
+        assert operation.state == "failed"
+        assert operation.error == (
+            "The backup is damaged: “dump.sql” does not match the checksum in its manifest."
+        )
+    assert not Database.objects.filter(name="shop-new").exists()
+    assert contents(Database.objects.get(name="shop")) == before
+    assert not shop.backups.filter(kind=Backup.Kind.BEFORE_RESTORE).exists()  # type: ignore[attr-defined]
+    assert not Backup.objects.filter(kind=Backup.Kind.UPLOAD).exists()
+
+
+def resealed(files: dict[str, bytes], dump: bytes) -> dict[str, bytes]:
+    """The backup with another dump, its manifest updated to match (a well-formed ZIP)."""
+    import hashlib
+
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"]["dump.sql"] = {"size": len(dump), "sha256": hashlib.sha256(dump).hexdigest()}
+    return {**files, "dump.sql": dump, "manifest.json": json.dumps(manifest).encode()}
+
+
+def test_a_dump_that_fails_to_load_leaves_nothing_and_the_old_one_untouched(
+    shop: Database, owner: User
+) -> None:
+    good = members_of(store.make(shop, Backup.Kind.DAILY))
+    broken = resealed(good, good["dump.sql"] + b"\nTHIS IS NOT SQL;\n")
+    before, physical = contents(shop), shop.physical_name
+    restore.start(restore.keep_upload(zip_of(broken), owner), shop, by=owner)
+    restore.start(restore.keep_upload(zip_of(broken), owner), "shop-new", by=owner)
+    run_pending()
+    errors = set(Operation.objects.filter(kind="restore").values_list("error", flat=True))
+    assert len(errors) == 1 and "dump could not be loaded" in errors.pop()
+    shop.refresh_from_db()
+    assert shop.physical_name == physical and contents(shop) == before
+    assert not Database.objects.filter(name="shop-new").exists()
+    assert set(Database.objects.values_list("physical_name", flat=True)) == {physical}
+    if shop.engine == "sqlite":
+        tenants = {p.name.split(".")[0] for p in engine_for(shop).root.iterdir()}  # type: ignore[attr-defined]
+        assert {t for t in tenants if t.startswith("tn_")} == {physical}
+    else:
+        names = engine_for(shop).sizes()  # type: ignore[attr-defined]
+        assert {n for n in names if n.startswith("tn_")} == {physical}
+
+
+def test_a_dump_cannot_reach_beyond_its_database(
+    shop: Database, owner: User, tmp_path: Path
+) -> None:
+    good = members_of(store.make(shop, Backup.Kind.DAILY))
+    target = tmp_path / "written-by-the-dump"
+    if shop.engine == "sqlite":
+        attacks = [
+            f"ATTACH DATABASE '{target}' AS evil;\nCREATE TABLE evil.t(x);\n",
+            f"VACUUM INTO '{target}';\n",
+        ]
+    else:
+        attacks = [
+            f"\\! touch {target}\n",
+            f"COPY (SELECT 1) TO PROGRAM 'touch {target}';\n",
+            "CREATE ROLE evil SUPERUSER LOGIN;\n",
+            "RESET ROLE; SET SESSION AUTHORIZATION postgres;\n",
+        ]
+    for attack in attacks:
+        dump = attack.encode() + good["dump.sql"]
+        restore.start(restore.keep_upload(zip_of(resealed(good, dump)), owner), "evil", by=owner)
+        run_pending()
+        operation = Operation.objects.get(kind="restore")
+        assert operation.state == "failed", attack
+        assert not target.exists(), attack
+        assert not Database.objects.filter(name="evil").exists()
+        operation.delete()
+    if shop.engine == "postgresql":
+        server = engine_for(shop)
+        with server.admin() as db:  # type: ignore[attr-defined]
+            roles = db.execute("SELECT rolname FROM pg_roles WHERE rolname ~ 'evil|load'")
+            assert roles.fetchall() == []
+
+
+def test_a_moved_restore_over_keeps_the_identity(shop: Database, owner: User) -> None:
+    backup = store.make(shop, Backup.Kind.DAILY)
+    restore.start(backup, shop, by=owner, as_copy=True)
+    copy = restored("shop")
+    assert copy.uuid != shop.uuid and isinstance(copy.uuid, uuid.UUID)
