@@ -268,3 +268,46 @@ def test_a_moved_restore_over_keeps_the_identity(shop: Database, owner: User) ->
     restore.start(backup, shop, by=owner, as_copy=True)
     copy = restored("shop")
     assert copy.uuid != shop.uuid and isinstance(copy.uuid, uuid.UUID)
+
+
+def test_the_portal_lists_backups_and_restores_an_upload(shop: Database, owner: User) -> None:
+    from tests.conftest import client_for
+
+    backup = store.make(shop, Backup.Kind.DAILY)
+    client = client_for(owner)
+    page = client.get("/databases/shop/backups/").content.decode()
+    assert f"/databases/shop/backups/{backup.pk}/download/" in page and "Daily" in page
+    download = client.get(f"/databases/shop/backups/{backup.pk}/download/")
+    data = b"".join(download.streaming_content)  # type: ignore[attr-defined]
+    assert zipfile.ZipFile(io.BytesIO(data)).testzip() is None
+    upload = io.BytesIO(data)
+    upload.name = "shop.zip"
+    response = client.post(
+        "/databases/restore/", {"file": upload, "name": "shop-up", "identity": "copy"}
+    )
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    assert contents(restored("shop-up")) == contents(shop)
+    response = client.post(
+        "/databases/restore/", {"file": io.BytesIO(b"nope"), "name": "shop-x", "identity": "copy"}
+    )
+    assert "not a readable ZIP" in response.content.decode()
+
+
+def test_the_api_restores_a_stored_backup_and_refuses_clearly(shop: Database, owner: User) -> None:
+    from tests.conftest import api
+
+    backup = store.make(shop, Backup.Kind.DAILY)
+    client = api(owner)
+    listed = client.get("/api/v1/databases/shop/backups").json()
+    assert [b["id"] for b in listed] == [backup.pk]
+    response = client.post("/api/v1/databases/shop/restore", {"backup": backup.pk})
+    assert response.status_code == 409 and "replace=true" in response.json()["detail"]
+    response = client.post("/api/v1/databases/shop-api/restore", {"backup": backup.pk})
+    assert response.status_code == 202, response.content
+    assert contents(restored("shop-api")) == contents(shop)
+    response = client.post(
+        "/api/v1/databases/shop/restore", {"backup": backup.pk, "replace": "true"}
+    )
+    assert response.status_code == 202, response.content
+    response = client.post("/api/v1/databases/shop-z/restore", {"file": io.BytesIO(b"zz")})
+    assert response.status_code == 400 and "not a readable ZIP" in response.json()["detail"]

@@ -8,11 +8,14 @@ from uuid import UUID
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from ninja import NinjaAPI, Schema, Status
+from django.http.response import HttpResponseBase
+from ninja import File, Form, NinjaAPI, Schema, Status, UploadedFile
 from ninja.errors import AuthenticationError, ValidationError
 from ninja.security import HttpBearer
 
 from tenantry.accounts.models import ApiKey, User
+from tenantry.backups import restore, store
+from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle, members
 from tenantry.databases.access import get_database, get_operation
 from tenantry.databases.models import Database, Membership
@@ -104,6 +107,15 @@ def storage_failed(request: HttpRequest, exc: EngineError) -> HttpResponse:
 
 class Forbidden(Exception):
     pass
+
+
+class Conflict(Exception):
+    pass
+
+
+@api.exception_handler(Conflict)
+def conflict(request: HttpRequest, exc: Conflict) -> HttpResponse:
+    return error(request, str(exc), 409)
 
 
 @api.exception_handler(Forbidden)
@@ -232,6 +244,74 @@ def download_database(request: HttpRequest, name: str) -> StreamingHttpResponse:
     from tenantry.databases.views import backup_response
 
     return backup_response(admin_database(request, name))
+
+
+class BackupOut(Schema):
+    id: int
+    created_at: datetime
+    kind: str
+    release: str
+    engine: str
+    size: int
+
+
+@api.get("/databases/{name}/backups", response=list[BackupOut], summary="Stored backups")
+def list_backups(request: HttpRequest, name: str) -> list[Backup]:
+    database = admin_database(request, name)
+    return list(database.backups.filter(state=Backup.State.READY).exclude(kind=Backup.Kind.UPLOAD))  # type: ignore[attr-defined]
+
+
+@api.get("/databases/{name}/backups/{backup_id}/download", summary="A stored backup's ZIP")
+def download_backup(request: HttpRequest, name: str, backup_id: int) -> HttpResponseBase:
+    from tenantry.databases.views import stored_backup
+
+    database = admin_database(request, name)
+    return store.response(stored_backup(database, backup_id), database.name or "")
+
+
+@api.post(
+    "/databases/{name}/restore",
+    response={202: OperationOut},
+    summary="Restore a backup into a new database, or over one",
+    description=(
+        "Send a backup ZIP as the multipart field `file`, or name a stored backup of a database "
+        "you administer with `backup` (its id). If `{name}` is one of your databases, "
+        "`replace=true` restores over it after an automatic backup; otherwise a new database "
+        "named `{name}` is made. `as_copy` (default true) gives it a new identity (uuid); "
+        "`neutralize` turns off its mail, payments, carriers and jobs."
+    ),
+)
+def restore_database(
+    request: HttpRequest,
+    name: str,
+    file: UploadedFile | None = File(None),  # noqa: B008
+    backup: int | None = Form(None),  # noqa: B008
+    replace: bool = Form(False),  # noqa: B008
+    as_copy: bool = Form(True),  # noqa: B008
+    neutralize: bool = Form(False),  # noqa: B008
+) -> Status:
+    user: User = request.user  # type: ignore[assignment]
+    existing = Membership.objects.filter(user=user, database__name=name).first()
+    target: Database | str = name.strip().lower()
+    if existing is not None:
+        target = admin_database(request, name)
+        if not replace:
+            raise Conflict(
+                f"“{name}” exists. Send replace=true to restore over it (it is backed up "
+                "first), or choose the name of a new database."
+            )
+    if (file is None) == (backup is None):
+        raise DjangoValidationError("Send either a backup ZIP as `file` or a stored `backup` id.")
+    if backup is not None:
+        source = Backup.objects.filter(
+            pk=backup, state=Backup.State.READY,
+            database__memberships__user=user, database__memberships__role=Membership.Role.ADMIN,
+        ).exclude(kind=Backup.Kind.UPLOAD).first()  # fmt: skip
+        if source is None:
+            raise Http404("No such backup.")
+    else:
+        source = restore.keep_upload(file, user)
+    return Status(202, restore.start(source, target, user, as_copy, neutralize))
 
 
 class UserOut(Schema):

@@ -64,3 +64,55 @@ class InviteForm(forms.Form):
         from tenantry.databases.members import parse_emails
 
         return parse_emails(self.cleaned_data["emails"])
+
+
+class RestoreForm(forms.Form):
+    """Restore a stored backup (`backup` given) or a ZIP sent with the form; over `database`
+    (when given) or into a new database."""
+
+    file = forms.FileField(label="Backup ZIP", required=False)
+    into = forms.ChoiceField(
+        label="Restore",
+        choices=[
+            ("new", "Into a new database"),
+            ("over", "Over this database: its current state is backed up first"),
+        ],
+        widget=forms.RadioSelect,
+        initial="new",
+    )
+    name = forms.CharField(label="Name of the new database", required=False)
+    identity = forms.ChoiceField(
+        label="Identity",
+        choices=[
+            ("copy", "As a copy: the database gets a new identity (uuid)"),
+            ("moved", "As moved: it keeps the identity of the backup"),
+        ],
+        widget=forms.RadioSelect,
+        initial="copy",
+    )
+    neutralize = forms.BooleanField(
+        label="Neutralize",
+        required=False,
+        help_text="Turns off its mail, payments, delivery orders and scheduled jobs.",
+    )
+
+    def __init__(self, database: Database | None, has_backup: bool, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if database is None:
+            del self.fields["into"]
+        if not has_backup:
+            self.fields["file"].required = True
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("into", "new") == "new":
+            name = (data.get("name") or "").strip().lower()
+            if not name:
+                self.add_error("name", "Name the new database.")
+            else:
+                try:
+                    validate_name(name)
+                except forms.ValidationError as error:
+                    self.add_error("name", error)
+                data["name"] = name
+        return data

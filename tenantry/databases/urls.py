@@ -6,9 +6,17 @@ from tenantry.databases import views
 
 urlpatterns = [
     path("databases/", views.manager, name="databases"),
+    path("databases/restore/", views.restore_new, name="restore"),
     path("databases/<str:name>/connect/", views.connect, name="database_connect"),
     path("databases/<str:name>/duplicate/", views.duplicate, name="database_duplicate"),
     path("databases/<str:name>/download/", views.download, name="database_download"),
+    path("databases/<str:name>/backups/", views.backups, name="database_backups"),
+    path(
+        "databases/<str:name>/backups/<int:backup_id>/download/",
+        views.backup_download,
+        name="backup_download",
+    ),
+    path("databases/<str:name>/restore/", views.restore_over, name="database_restore"),
     path("databases/<str:name>/rename/", views.rename, name="database_rename"),
     path("databases/<str:name>/delete/", views.delete, name="database_delete"),
     path("databases/<str:name>/users/", views.users, name="database_users"),

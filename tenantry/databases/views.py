@@ -9,14 +9,23 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import redirect, render
+from django.http.response import HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from tenantry.accounts.models import User
-from tenantry.backups import archive
+from tenantry.backups import archive, restore, store
+from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle, members
 from tenantry.databases.access import database_admin_required, get_database, get_operation
-from tenantry.databases.forms import CreateForm, DeleteForm, DuplicateForm, InviteForm, RenameForm
+from tenantry.databases.forms import (
+    CreateForm,
+    DeleteForm,
+    DuplicateForm,
+    InviteForm,
+    RenameForm,
+    RestoreForm,
+)
 from tenantry.databases.models import ConnectToken, Database, Invitation, Membership
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import ACTIVE_STATES, Operation, OperationBusy
@@ -83,6 +92,57 @@ def backup_response(database: Database) -> StreamingHttpResponse:
     response = StreamingHttpResponse(archive.stream(database), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{archive.filename(database)}"'
     return response
+
+
+@database_admin_required
+def backups(request: HttpRequest, database: Database) -> HttpResponse:
+    stored = database.backups.filter(state=Backup.State.READY).exclude(kind=Backup.Kind.UPLOAD)  # type: ignore[attr-defined]
+    return render(request, "databases/backups.html", {"database": database, "backups": stored})
+
+
+def stored_backup(database: Database, backup_id: Any) -> Backup:
+    """A ready backup of `database` (never an upload), or 404."""
+    found = database.backups.filter(  # type: ignore[attr-defined]
+        pk=int(backup_id) if str(backup_id).isdigit() else 0, state=Backup.State.READY
+    ).exclude(kind=Backup.Kind.UPLOAD)
+    return get_object_or_404(found)
+
+
+@database_admin_required
+def backup_download(request: HttpRequest, database: Database, backup_id: int) -> HttpResponseBase:
+    return store.response(stored_backup(database, backup_id), database.name or "")
+
+
+@login_required
+def restore_new(request: HttpRequest) -> HttpResponse:
+    return _restore(request, None)
+
+
+@database_admin_required
+def restore_over(request: HttpRequest, database: Database) -> HttpResponse:
+    return _restore(request, database)
+
+
+def _restore(request: HttpRequest, database: Database | None) -> HttpResponse:
+    """Restore a stored backup of the database, or a ZIP sent with the form."""
+    chosen = request.GET.get("backup") or request.POST.get("backup")
+    backup = stored_backup(database, chosen) if database and chosen else None
+    form = RestoreForm(database, backup is not None, request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            source = backup or restore.keep_upload(data["file"], request.user)  # type: ignore[arg-type]
+            target = database if data.get("into") == "over" else data["name"]
+            operation = restore.start(
+                source, target, request.user,  # type: ignore[arg-type]
+                as_copy=data["identity"] == "copy", neutralize=data["neutralize"],
+            )  # fmt: skip
+        except (ValidationError, OperationBusy, IntegrityError) as error:
+            form.add_error(None, _sentence(error))
+        else:
+            return redirect("operation", operation.pk)
+    ctx = {"database": database, "backup": backup, "form": form}
+    return render(request, "databases/restore.html", ctx)
 
 
 @database_admin_required

@@ -4,13 +4,15 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 from django.template.defaultfilters import filesizeformat
 
 from tenantry.accounts.models import User
 from tenantry.api.views import users_out
-from tenantry.backups import archive
+from tenantry.backups import archive, restore
+from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle, members
 from tenantry.databases.models import Database
 from tenantry.engines.base import EngineError
@@ -27,8 +29,8 @@ def find(name: str) -> Database:
 
 class Command(BaseCommand):
     help = (
-        "Manage databases as an operator: list, create, duplicate, backup, rename, delete, "
-        "users, invite, remove-user."
+        "Manage databases as an operator: list, create, duplicate, backup, backups, restore, "
+        "rename, delete, users, invite, remove-user."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -47,6 +49,25 @@ class Command(BaseCommand):
         backup = sub.add_parser("backup", help="write a database's backup ZIP")
         backup.add_argument("name")
         backup.add_argument("-o", "--output", help="the ZIP file (default: NAME_DATE.zip here)")
+        backups = sub.add_parser("backups", help="a database's stored backups")
+        backups.add_argument("name")
+        restore = sub.add_parser(
+            "restore", help="restore a backup into a new database, or over one (--replace)"
+        )
+        restore.add_argument("name", help="the database to make, or to restore over")
+        source = restore.add_mutually_exclusive_group(required=True)
+        source.add_argument("--file", help="a backup ZIP")
+        source.add_argument("--backup", type=int, help="the id of a stored backup")
+        restore.add_argument(
+            "--replace", action="store_true", help="restore over NAME, after a backup of it"
+        )
+        restore.add_argument("--owner", help="the new database's administrator (account email)")
+        restore.add_argument(
+            "--moved", action="store_true", help="keep the backup's identity (default: a copy)"
+        )
+        restore.add_argument(
+            "--neutralize", action="store_true", help="turn off mail, payments and jobs"
+        )
         rename = sub.add_parser("rename", help="rename a database")
         rename.add_argument("name")
         rename.add_argument("new_name")
@@ -133,6 +154,43 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot write {path}: {error.strerror}.")
         partial.rename(path)
         self.stdout.write(f"Wrote the backup of {name} to {path}.")
+
+    def do_backups(self, name: str, **options: Any) -> None:
+        database = find(name)
+        for b in database.backups.filter(state=Backup.State.READY).exclude(kind=Backup.Kind.UPLOAD):  # type: ignore[attr-defined]
+            when = f"{b.created_at:%Y-%m-%d %H:%M}"
+            self.stdout.write(f"{b.pk}\t{when}\t{b.kind}\t{b.release}\t{filesizeformat(b.size)}")
+
+    def do_restore(
+        self,
+        name: str,
+        file: str | None,
+        backup: int | None,
+        replace: bool,
+        owner: str | None,
+        moved: bool,
+        neutralize: bool,
+        **options: Any,
+    ) -> None:
+        target: Database | str = find(name) if replace else name
+        by = None
+        if not replace:
+            by = User.objects.filter(email__iexact=owner or "", is_active=True).first()
+            if by is None:
+                raise CommandError("A new database needs an administrator: --owner EMAIL.")
+        if file is not None:
+            try:
+                with open(file, "rb") as f:
+                    source = restore.keep_upload(File(f), by)  # type: ignore[arg-type]
+            except OSError as error:
+                raise CommandError(f"Cannot read {file}: {error.strerror}.")
+        else:
+            source = Backup.objects.filter(pk=backup or 0, state=Backup.State.READY).first()  # type: ignore[assignment]
+            if source is None:
+                raise CommandError(f"There is no stored backup {backup}.")
+        operation = restore.start(source, target, by, as_copy=not moved, neutralize=neutralize)
+        run_in_terminal(operation, self.stdout)
+        self.stdout.write(f"Restored {name}.")
 
     def do_rename(self, name: str, new_name: str, **options: Any) -> None:
         find(name).rename(new_name)
