@@ -54,6 +54,20 @@ from tenantry.engines.fleet import server_engine
 for s in Server.objects.all():
     names = server_engine(s).sizes()
     out["orphans"] += [n for n in names if n.startswith("tn_") and n not in known]
+from tenantry.backups.models import Backup
+from tenantry.backups.store import storage
+stored = set(Backup.objects.values_list("path", flat=True))
+out["backups"] = list(Backup.objects.values("kind", "state"))
+folder = os.path.join(os.environ["TENANTRY_DATA_DIR"], "backups")
+for where, _, files in os.walk(folder):
+    for f in files:
+        path = os.path.relpath(os.path.join(where, f), folder)
+        if path not in stored:
+            out["orphans"].append("backups/" + path)
+for s in Server.objects.all():
+    with server_engine(s).admin() as db:
+        roles = db.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenantry_load_%'")
+        out["orphans"] += [r[0] for r in roles]
 print(json.dumps(out))
 """
     return json.loads(shell(data_dir, code))  # type: ignore[no-any-return]
@@ -187,3 +201,75 @@ start_delete(Database.objects.get(name="acme"))
     assert result["operations"][0]["state"] == "done", result
     assert result["records"] == {}
     assert result["orphans"] == []
+
+
+def test_a_restore_into_a_new_database_killed_midway_is_finished_after_restart(
+    setup: Path,
+) -> None:
+    data_dir = setup
+    shell(
+        data_dir,
+        """
+from tenantry.backups import restore, store
+from tenantry.databases.models import Database
+from tenantry.accounts.models import User
+backup = store.make(Database.objects.get(name="acme"), "daily")
+restore.start(backup, "acme-restored", User.objects.get())
+""",
+    )
+    interrupt_at(data_dir, 75)  # loading the files
+    result = state(data_dir)
+    assert result["operations"][0]["state"] == "done", result
+    assert result["records"]["acme-restored"] == {"status": "active", "exists": True, "files": True}
+    assert result["orphans"] == []
+    assert result["backups"] == [{"kind": "daily", "state": "ready"}]
+    count = shell(
+        data_dir,
+        """
+from tenantry.databases.models import Database
+from tenantry.engines import filestore
+from tenantry.workspace import models as ws, tenant
+d = Database.objects.get(name="acme-restored")
+with tenant.using(d) as db:
+    contacts = ws.Contact.objects.using(db).count()
+files = [p for p in filestore.root(d.physical_name).rglob("*") if p.is_file()]
+print(contacts, len(files))
+""",
+    )
+    assert count == f"500 {FILES}"
+
+
+def test_a_restore_over_a_database_killed_while_backing_it_up_is_finished_after_restart(
+    setup: Path,
+) -> None:
+    data_dir = setup
+    shell(
+        data_dir,
+        """
+from tenantry.backups import restore, store
+from tenantry.databases.models import Database
+from tenantry.workspace import models as ws, tenant
+d = Database.objects.get(name="acme")
+backup = store.make(d, "daily")
+with tenant.using(d) as db:
+    ws.Contact.objects.using(db).create(name="after the backup")
+restore.start(backup, d, None)
+""",
+    )
+    interrupt_at(data_dir, 20)  # the automatic backup of acme
+    result = state(data_dir)
+    assert result["operations"][0]["state"] == "done", result
+    assert result["records"] == {"acme": {"status": "active", "exists": True, "files": True}}
+    assert result["orphans"] == []
+    kinds = sorted((b["kind"], b["state"]) for b in result["backups"])
+    assert kinds == [("before_restore", "ready"), ("daily", "ready")]
+    count = shell(
+        data_dir,
+        """
+from tenantry.databases.models import Database
+from tenantry.workspace import models as ws, tenant
+with tenant.using(Database.objects.get(name="acme")) as db:
+    print(ws.Contact.objects.using(db).count())
+""",
+    )
+    assert count == "500"

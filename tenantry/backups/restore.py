@@ -206,9 +206,7 @@ def _load(operation: Operation, database: Database) -> None:
         verify(zipped, manifest)
         if replace and "saved" not in params:
             operation.advance(20, "Backing up the database first")
-            saved = store.make(database, Backup.Kind.BEFORE_RESTORE, by=operation.created_by)
-            params["saved"] = saved.pk
-            operation.save(update_fields=["params"])
+            _save_first(operation, database)
         operation.advance(40, "Loading the database")
         with zipped.open("dump.sql") as dump:
             engine.load(physical, dump)
@@ -243,6 +241,20 @@ def _load(operation: Operation, database: Database) -> None:
         fields["status"] = Database.Status.ACTIVE
     Database.objects.filter(pk=database.pk).update(**fields)
     sites.forget(database.name)
+
+
+def _save_first(operation: Operation, database: Database) -> None:
+    """The automatic backup before a restore over a database; one a crash cut short goes."""
+    params = operation.params
+    unfinished = Backup.objects.filter(pk=params.get("saving", 0)).first()
+    if unfinished is not None:
+        store.discard(unfinished)
+    saved = store.new_backup(database, Backup.Kind.BEFORE_RESTORE, by=operation.created_by)
+    params["saving"] = saved.pk
+    operation.save(update_fields=["params"])
+    store.write(saved, archive.stream(database))
+    params["saved"] = saved.pk
+    operation.save(update_fields=["params"])
 
 
 def _chunks(file: IO[bytes]) -> Iterator[bytes]:
