@@ -240,6 +240,8 @@ def test_a_dump_cannot_reach_beyond_its_database(
             f"ATTACH DATABASE '{target}' AS evil;\nCREATE TABLE evil.t(x);\n",
             f"VACUUM INTO '{target}';\n",
         ]
+        # Accepted by SQLite, refused as a schema that is not the release's.
+        later = ["CREATE TRIGGER evil AFTER INSERT ON workspace_contact BEGIN SELECT 1; END;\n"]
     else:
         attacks = [
             f"\\! touch {target}\n",
@@ -247,12 +249,27 @@ def test_a_dump_cannot_reach_beyond_its_database(
             "CREATE ROLE evil SUPERUSER LOGIN;\n",
             "RESET ROLE; SET SESSION AUTHORIZATION postgres;\n",
         ]
-    for attack in attacks:
-        dump = attack.encode() + good["dump.sql"]
+        # Harmless while loading (as the throwaway role); would run later as the platform's
+        # user: refused as a schema that is not the release's.
+        later = [
+            "CREATE FUNCTION public.evil() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$BEGIN COPY (SELECT 1) TO PROGRAM 'touch {target}'; RETURN NEW; END$$;\n"
+            "CREATE TRIGGER evil BEFORE INSERT ON public.workspace_contact "
+            "FOR EACH ROW EXECUTE FUNCTION public.evil();\n",
+            "ALTER TABLE public.workspace_contact ALTER COLUMN notes "
+            f"SET DEFAULT lo_export(0, '{target}');\n",
+        ]
+    for attack in attacks + [f"SELECT 1;\n{x}" for x in later]:
+        appended = attack.startswith("SELECT 1;")
+        dump = (
+            good["dump.sql"] + attack.encode() if appended else attack.encode() + good["dump.sql"]
+        )
         restore.start(restore.keep_upload(zip_of(resealed(good, dump)), owner), "evil", by=owner)
         run_pending()
         operation = Operation.objects.get(kind="restore")
         assert operation.state == "failed", attack
+        if appended:
+            assert "schema was changed outside Tenantry" in operation.error
         assert not target.exists(), attack
         assert not Database.objects.filter(name="evil").exists()
         operation.delete()

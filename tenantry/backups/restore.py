@@ -28,6 +28,7 @@ from tenantry.backups.models import Backup
 from tenantry.databases import members
 from tenantry.databases.models import Database, Membership, validate_name
 from tenantry.engines import filestore
+from tenantry.engines.base import Engine
 from tenantry.engines.fleet import engine_for, place
 from tenantry.gateway import sites
 from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
@@ -210,6 +211,7 @@ def _load(operation: Operation, database: Database) -> None:
         operation.advance(40, "Loading the database")
         with zipped.open("dump.sql") as dump:
             engine.load(physical, dump)
+        _check_schema(engine, physical, manifest["release"])
         operation.advance(75, "Loading the files")
         filestore.remove(physical)
         for name in manifest["files"]:
@@ -241,6 +243,17 @@ def _load(operation: Operation, database: Database) -> None:
         fields["status"] = Database.Status.ACTIVE
     Database.objects.filter(pk=database.pk).update(**fields)
     sites.forget(database.name)
+
+
+def _check_schema(engine: Engine, physical: str, release: str) -> None:
+    """Only the data may differ from the release's template: a function, trigger, default or
+    view added to the dump could run later with the platform's rights."""
+    engine.prepare_template(release)
+    if engine.schema(physical) != engine.schema(engine.template_name(release)):
+        raise ValidationError(
+            f"The backup's tables are not those of release {release}: its schema was changed "
+            "outside Tenantry, so it cannot be restored."
+        )
 
 
 def _save_first(operation: Operation, database: Database) -> None:

@@ -204,9 +204,15 @@ def delete_expired_copies(now: datetime) -> None:
 
 def remove_abandoned_creations(now: datetime) -> None:
     """A create whose process died leaves a record 'being created' with no operation."""
-    stale = Database.objects.filter(
-        status=Database.Status.CREATING, created_at__lt=now - timedelta(minutes=10)
-    ).exclude(pk__in=Operation.objects.filter(state__in=("queued", "running")).values("target"))
+    active = Operation.objects.filter(state__in=("queued", "running"))
+    stale = (
+        Database.objects.filter(
+            status=Database.Status.CREATING, created_at__lt=now - timedelta(minutes=10)
+        )
+        # A copy being made is an operation's target; a restore's new database, its database.
+        .exclude(pk__in=active.values("target"))
+        .exclude(pk__in=active.values("database"))
+    )
     for database in stale:
         database.drop_storage()
         database.delete()

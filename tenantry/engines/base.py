@@ -77,6 +77,11 @@ class Engine(ABC):
         """A new database made from a dump of this engine's format (a restore), read as a
         stream. The dump may come from anyone: it cannot reach beyond the new database."""
 
+    @abstractmethod
+    def schema(self, physical: str) -> str:
+        """The database's schema as text (tables, indexes, triggers, functions...): a restored
+        database must have exactly its release template's."""
+
     def connect(self, physical: str) -> str:
         """The Django alias of a physical database for this thread, opened on first use.
 

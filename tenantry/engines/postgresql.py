@@ -238,13 +238,30 @@ class PostgreSQLEngine(Engine):
             self.drop(physical)
             raise
         with self.admin() as db:
-            db.execute(
-                sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(physical))
-            )
+            name = sql.Identifier(physical)
+            db.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(name))
+            # Settings the dump may have given the database (a search_path...) go.
+            db.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(name))
         with psycopg.connect(autocommit=True, **{**self.params, "dbname": physical}) as db:
             db.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
         with self.admin() as db:
             db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+    def schema(self, physical: str) -> str:
+        result = subprocess.run(
+            [pg_bin("pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
+             *self._conninfo(physical)],
+            capture_output=True, env=self._env(),
+        )  # fmt: skip
+        if result.returncode:
+            raise EngineError(f"Reading the schema failed: {result.stderr.decode().strip()}")
+        # Comments and the dump's random restrict key differ from one dump to the next.
+        lines = result.stdout.decode().splitlines()
+        return "\n".join(
+            line
+            for line in lines
+            if line and not line.startswith(("--", "\\restrict", "\\unrestrict"))
+        )
 
     def _load_role(self, physical: str) -> str:
         """The role a restore loads as, named after the database: a drop removes it too."""

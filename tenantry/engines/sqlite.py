@@ -150,6 +150,15 @@ class SQLiteEngine(Engine):
             db.close()
         os.replace(partial, final)
 
+    def schema(self, physical: str) -> str:
+        with sqlite3.connect(f"file:{self.path(physical)}?mode=ro", uri=True) as db:
+            rows = db.execute(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master "
+                "WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+            ).fetchall()
+        db.close()
+        return "\n".join(repr(row) for row in rows)
+
     def size(self, physical: str) -> int:
         path = self.path(physical)
         return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
