@@ -29,7 +29,7 @@ class Backup(models.Model):
     release = models.CharField(max_length=20, blank=True)
     engine = models.CharField(max_length=20, blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, models.CASCADE, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
     # Set when writing starts and touched meanwhile: a quiet one was left by a dead process.

@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
                 ('engine', models.CharField(blank=True, max_length=20)),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
                 ('database', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='backups', to='databases.database')),
             ],
             options={
