@@ -211,6 +211,8 @@ def _backup_storage(url: str) -> dict[str, object]:
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": location},
         }
+    from boto3.s3.transfer import TransferConfig
+
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     options: dict[str, object] = {
         "bucket_name": parts.hostname,
@@ -220,7 +222,11 @@ def _backup_storage(url: str) -> dict[str, object]:
         "addressing_style": query.get("addressing_style"),
         "access_key": unquote(parts.username or "") or None,
         "secret_key": unquote(parts.password or "") or None,
+        "signature_version": "s3v4",
         "file_overwrite": False,
+        # Parts are sent one after the other, from the thread that writes the backup: memory
+        # stays at one part, and database connections stay in the thread that opened them.
+        "transfer_config": TransferConfig(use_threads=False),
         "querystring_expire": 300,
         # A restore reads a backup through a temporary file: on disk beyond 16 MB.
         "max_memory_size": 16 * 1024 * 1024,

@@ -2,11 +2,13 @@
 
 Use the `browser` fixture for a launched Chromium (closed after the test), and `Console` to
 collect console errors/warnings and uncaught page errors (CSP violations among them) of a page
-or of a whole browser context.
+or of a whole browser context; `worker` runs the task worker beside the live server, so that
+operations started in the browser really run.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +20,9 @@ from playwright.sync_api import (
     Page,
     sync_playwright,
 )
+
+from tenantry.databases.models import Database
+from tenantry.portal.management.commands._server import make_worker
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -82,3 +87,40 @@ def portal(live_server: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> 
     yield live_server.url
     for database in Database.objects.all():
         database.drop_storage()
+
+
+class Worker:
+    """django-tasks-db's worker, as `tenantry serve` makes it, in a thread for one test."""
+
+    def __init__(self) -> None:
+        self.worker = make_worker()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        assert self.thread is None, "the worker is already running"
+        self.worker = make_worker()  # a stopped worker does not start again
+        self.thread = threading.Thread(target=self.worker.run, name="test-worker", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Ends the worker's loop (within its 1 s poll interval, or after the running task)."""
+        if self.thread is not None:
+            self.worker.running = False
+            self.thread.join(timeout=10)
+            assert not self.thread.is_alive(), "the worker did not stop"
+            self.thread = None
+
+
+@pytest.fixture
+def worker(transactional_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Worker]:
+    """Started by the test when it wants operations to run; stopped before the database goes."""
+    # Playwright's sync API keeps an asyncio loop in the test's thread, so Django would refuse
+    # the ORM calls of the test and of this teardown; they run between Playwright calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    worker = Worker()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        for database in Database.objects.all():
+            database.drop_storage()

@@ -16,15 +16,9 @@ from tenantry.backups.models import Backup
 from tenantry.databases.models import Database
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.browser import Console
+from tests.browser import Console, Worker
 from tests.conftest import PASSWORD, make_account
-from tests.test_browser_databases import (  # noqa: F401  (worker is a fixture)
-    TIMEOUT_MS,
-    Worker,
-    manage,
-    watch_until_done,
-    worker,
-)
+from tests.test_browser_databases import TIMEOUT_MS, manage, watch_until_done
 
 EMAIL = "erin@example.com"
 
@@ -33,7 +27,7 @@ def test_download_and_restore_backups_in_the_portal(
     live_server: LiveServer,
     browser: Browser,
     worker: Worker,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     base = live_server.url
     expect.set_options(timeout=TIMEOUT_MS)

@@ -9,10 +9,7 @@ go to SQLite (files under the test run's TENANTRY_DATA_DIR).
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 
-import pytest
 from playwright.sync_api import (
     Browser,
     Page,
@@ -23,8 +20,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from tenantry.databases.models import Database
 from tenantry.engines.fleet import engine_for
-from tenantry.portal.management.commands._server import make_worker
-from tests.browser import Console
+from tests.browser import Console, Worker
 from tests.conftest import PASSWORD, make_account
 
 EMAIL = "dana@example.com"
@@ -32,43 +28,6 @@ TIMEOUT_MS = 15_000
 # An operation waits for the worker's next poll (1 s), then runs; the page polls every second.
 OPERATION_TIMEOUT_MS = 30_000
 SCREENSHOT = "/tmp/manager.png"  # noqa: S108 (for a person to look at, not read back)
-
-
-class Worker:
-    """django-tasks-db's worker, as `tenantry serve` makes it, in a thread for one test."""
-
-    def __init__(self) -> None:
-        self.worker = make_worker()
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        assert self.thread is None, "the worker is already running"
-        self.worker = make_worker()  # a stopped worker does not start again
-        self.thread = threading.Thread(target=self.worker.run, name="test-worker", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        """Ends the worker's loop (within its 1 s poll interval, or after the running task)."""
-        if self.thread is not None:
-            self.worker.running = False
-            self.thread.join(timeout=10)
-            assert not self.thread.is_alive(), "the worker did not stop"
-            self.thread = None
-
-
-@pytest.fixture
-def worker(transactional_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Worker]:
-    """Started by the test when it wants operations to run; stopped before the database goes."""
-    # Playwright's sync API keeps an asyncio loop in the test's thread, so Django would refuse
-    # the ORM calls of the test and of this teardown; they run between Playwright calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    worker = Worker()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        for database in Database.objects.all():
-            database.drop_storage()
 
 
 def manage(page: Page, name: str, action: str) -> None:

@@ -185,7 +185,9 @@ class Command(BaseCommand):
             except OSError as error:
                 raise CommandError(f"Cannot read {file}: {error.strerror}.")
         else:
-            source = Backup.objects.filter(pk=backup or 0, state=Backup.State.READY).first()  # type: ignore[assignment]
+            # Never an upload: it is someone's restore under way, and no stored backup.
+            stored = Backup.objects.filter(pk=backup or 0, state=Backup.State.READY)
+            source = stored.exclude(kind=Backup.Kind.UPLOAD).first()  # type: ignore[assignment]
             if source is None:
                 raise CommandError(f"There is no stored backup {backup}.")
         operation = restore.start(source, target, by, as_copy=not moved, neutralize=neutralize)
