@@ -328,3 +328,17 @@ def test_the_api_restores_a_stored_backup_and_refuses_clearly(shop: Database, ow
     assert response.status_code == 202, response.content
     response = client.post("/api/v1/databases/shop-z/restore", {"file": io.BytesIO(b"zz")})
     assert response.status_code == 400 and "not a readable ZIP" in response.json()["detail"]
+
+
+def test_a_sqlite_dump_cut_short_leaves_no_file(shop: Database, owner: User) -> None:
+    if shop.engine != "sqlite":
+        return  # psql's side is covered by the failing-load test above
+    good = members_of(store.make(shop, Backup.Kind.DAILY))
+    cut = good["dump.sql"] + b"INSERT INTO workspace_contact(name) VALUES('never closed"
+    restore.start(restore.keep_upload(zip_of(resealed(good, cut)), owner), "shop-cut", by=owner)
+    run_pending()
+    operation = Operation.objects.get(kind="restore")
+    assert operation.error == "The SQLite dump ends in the middle of a statement."
+    tenants = engine_for(shop).root  # type: ignore[attr-defined]
+    assert [p.name for p in tenants.iterdir() if p.name.endswith(".partial")] == []
+    assert not Database.objects.filter(name="shop-cut").exists()

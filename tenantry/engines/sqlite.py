@@ -6,7 +6,7 @@ import io
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +27,25 @@ def _only_inside(action: int, arg1: str | None, arg2: str | None, *_: Any) -> in
     if action in _DENIED or (action == sqlite3.SQLITE_PRAGMA and arg1 != "foreign_keys"):
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
+
+
+def _run_script(db: sqlite3.Connection, lines: Iterable[str]) -> None:
+    """Run an SQL dump statement by statement, a thousand to a transaction (the dump's own
+    BEGIN and COMMIT are left out)."""
+    statement, batch = "", []
+    for line in lines:
+        statement += line
+        if not sqlite3.complete_statement(statement):
+            continue
+        if statement.strip() not in ("BEGIN TRANSACTION;", "COMMIT;"):
+            batch.append(statement)
+        statement = ""
+        if len(batch) >= 1000:
+            db.executescript("BEGIN;" + "".join(batch) + "COMMIT;")
+            batch.clear()
+    if statement.strip():
+        raise EngineError("The SQLite dump ends in the middle of a statement.")
+    db.executescript("BEGIN;" + "".join(batch) + "COMMIT;")
 
 
 class SQLiteEngine(Engine):
@@ -128,26 +147,14 @@ class SQLiteEngine(Engine):
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             db.set_authorizer(_only_inside)
-            statement, batch = "", []
-            for line in io.TextIOWrapper(dump, encoding="utf-8"):
-                statement += line
-                if not sqlite3.complete_statement(statement):
-                    continue
-                # The dump's own transaction is replaced by one per batch.
-                if statement.strip() not in ("BEGIN TRANSACTION;", "COMMIT;"):
-                    batch.append(statement)
-                statement = ""
-                if len(batch) >= 1000:
-                    db.executescript("BEGIN;" + "".join(batch) + "COMMIT;")
-                    batch.clear()
-            if statement.strip():
-                raise EngineError("The SQLite dump ends in the middle of a statement.")
-            db.executescript("BEGIN;" + "".join(batch) + "COMMIT;")
-        except (sqlite3.Error, UnicodeDecodeError) as error:
-            partial.unlink(missing_ok=True)
-            raise EngineError(f"The SQLite dump could not be loaded: {error}.")
-        finally:
+            _run_script(db, io.TextIOWrapper(dump, encoding="utf-8"))
+        except BaseException as error:
             db.close()
+            partial.unlink(missing_ok=True)
+            if isinstance(error, sqlite3.Error | UnicodeDecodeError):
+                raise EngineError(f"The SQLite dump could not be loaded: {error}.") from None
+            raise
+        db.close()
         os.replace(partial, final)
 
     def schema(self, physical: str) -> str:
