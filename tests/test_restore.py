@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.core.exceptions import ValidationError
 
 from tenantry.accounts.models import User
@@ -24,10 +25,8 @@ from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tests.test_databases import run_pending
 
-TABLES = [
-    ws.User, ws.Contact, ws.Attachment, ws.Mail, ws.MailServer, ws.PaymentProvider,
-    ws.DeliveryCarrier, ws.ScheduledJob,
-]  # fmt: skip
+# Every table of the workspace app; its identity (uuid) is compared on its own.
+TABLES = [m for m in apps.get_app_config("workspace").get_models() if m is not ws.Settings]
 
 
 @pytest.fixture
@@ -53,6 +52,10 @@ def contents(database: Database) -> dict[str, Any]:
                 for row in model.objects.using(db).values()
             )
     root = filestore.root(database.physical_name)
+    with tenant.using(database) as db:
+        found["settings"] = list(
+            ws.Settings.objects.using(db).values("created_at", "is_test_copy", "expires_at")
+        )
     found["files"] = sorted(
         (str(p.relative_to(root)), p.read_bytes()) for p in root.rglob("*") if p.is_file()
     )
