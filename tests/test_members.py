@@ -244,6 +244,8 @@ def test_the_cli_invites_lists_and_removes(
     assert not Invitation.objects.exists()
     with pytest.raises(CommandError, match="at least one administrator"):
         call_command("db", "remove-user", "acme", owner.email)
+    with pytest.raises(CommandError, match="nobody@example.com is not a user of “acme”"):
+        call_command("db", "remove-user", "acme", "nobody@example.com")
     with pytest.raises(CommandError, match="is not an administrator of acme"):
         call_command("db", "invite", "acme", "x@example.com", "--by", "nobody@example.com")
 

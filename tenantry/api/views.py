@@ -325,18 +325,9 @@ class InviteIn(Schema):
     role: str = Membership.Role.USER
 
 
-def users_out(database: Database) -> list[UserOut]:
-    rows = [
-        UserOut(email=m.user.email, role=m.role, status="member")
-        for m in database.memberships.select_related("user").order_by("user__email")  # type: ignore[attr-defined]
-    ]
-    pending = database.invitations.filter(accepted_at=None)  # type: ignore[attr-defined]
-    return rows + [UserOut(email=i.email, role=i.role, status="invited") for i in pending]
-
-
 @api.get("/databases/{name}/users", response=list[UserOut], summary="Users and invitations")
-def list_users(request: HttpRequest, name: str) -> list[UserOut]:
-    return users_out(admin_database(request, name))
+def list_users(request: HttpRequest, name: str) -> list[dict[str, str]]:
+    return members.listing(admin_database(request, name))
 
 
 @api.post("/databases/{name}/users", response={201: list[UserOut]}, summary="Invite users by email")
@@ -351,10 +342,5 @@ def invite_users(request: HttpRequest, name: str, payload: InviteIn) -> Status:
     "/databases/{name}/users/{email}", response={204: None}, summary="Remove a user or invitation"
 )
 def remove_user(request: HttpRequest, name: str, email: str) -> Status:
-    database = admin_database(request, name)
-    account = User.objects.filter(memberships__database=database, email__iexact=email).first()
-    if account is not None:
-        members.remove(database, [account])
-    elif not database.invitations.filter(accepted_at=None, email__iexact=email).delete()[0]:  # type: ignore[attr-defined]
-        raise Http404(f"{email} is not a user of “{database.name}”.")
+    members.remove_email(admin_database(request, name), email)
     return Status(204, None)

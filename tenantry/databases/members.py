@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.http import Http404
 from django.utils import timezone
 
 from tenantry.accounts.models import User
@@ -21,6 +22,16 @@ from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 
 Role = Membership.Role
+
+
+def listing(database: Database) -> list[dict[str, str]]:
+    """Its members (status "member") then its pending invitations ("invited")."""
+    rows = [
+        {"email": m.user.email, "role": m.role, "status": "member"}
+        for m in database.memberships.select_related("user").order_by("user__email")  # type: ignore[attr-defined]
+    ]
+    pending = database.invitations.filter(accepted_at=None)  # type: ignore[attr-defined]
+    return rows + [{"email": i.email, "role": i.role, "status": "invited"} for i in pending]
 
 
 def parse_emails(text: str) -> list[str]:
@@ -145,6 +156,17 @@ def remove(database: Database, accounts: list[User]) -> None:
             is_active=False, account_id=None
         )
     Membership.objects.filter(database=database, user__in=ids).delete()
+
+
+def remove_email(database: Database, email: str) -> str:
+    """Remove the user with this email, or cancel its invitation: the sentence saying which."""
+    account = User.objects.filter(memberships__database=database, email__iexact=email).first()
+    if account is not None:
+        remove(database, [account])
+        return f"{email} is removed from {database.name}."
+    if database.invitations.filter(accepted_at=None, email__iexact=email).delete()[0]:  # type: ignore[attr-defined]
+        return f"The invitation of {email} is cancelled."
+    raise Http404(f"{email} is not a user of “{database.name}”.")
 
 
 def set_role(database: Database, account: User, role: str) -> None:

@@ -7,10 +7,10 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
+from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 
 from tenantry.accounts.models import User
-from tenantry.api.views import users_out
 from tenantry.backups import archive, restore
 from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle, members
@@ -105,8 +105,8 @@ class Command(BaseCommand):
             )
 
     def do_users(self, name: str, **options: Any) -> None:
-        for row in users_out(find(name)):
-            self.stdout.write(f"{row.email}\t{row.role}\t{row.status}")
+        for row in members.listing(find(name)):
+            self.stdout.write(f"{row['email']}\t{row['role']}\t{row['status']}")
 
     def do_invite(self, name: str, emails: list[str], role: str, by: str, **options: Any) -> None:
         database = find(name)
@@ -119,15 +119,10 @@ class Command(BaseCommand):
         self.stdout.write(f"Invitation sent to {', '.join(i.email for i in sent)}.")
 
     def do_remove_user(self, name: str, email: str, **options: Any) -> None:
-        database = find(name)
-        account = User.objects.filter(memberships__database=database, email__iexact=email).first()
-        if account is not None:
-            members.remove(database, [account])
-            self.stdout.write(f"{email} is removed from {name}.")
-        elif database.invitations.filter(accepted_at=None, email__iexact=email).delete()[0]:  # type: ignore[attr-defined]
-            self.stdout.write(f"The invitation of {email} is cancelled.")
-        else:
-            raise CommandError(f"{email} is not a user of {name}.")
+        try:
+            self.stdout.write(members.remove_email(find(name), email))
+        except Http404 as error:
+            raise CommandError(str(error))
 
     def do_create(self, name: str, owner: str, **options: Any) -> None:
         user = User.objects.filter(email__iexact=owner, is_active=True).first()
