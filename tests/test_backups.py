@@ -36,6 +36,7 @@ from tenantry.backups import restore, store
 from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Database, Membership
+from tenantry.engines.fleet import engine_for
 from tenantry.operations.models import Operation
 from tenantry.operations.sweep import sweep
 from tenantry.settings import _backup_storage
@@ -119,8 +120,12 @@ def test_the_sweep_backs_up_every_live_database_once_a_day(shop: Database, owner
     assert all(b.kind == Backup.Kind.DAILY and b.created_at == now for b in queued)
     # A database deleted once its backup is queued: the worker drops the backup.
     lifecycle.start_delete(late, by=owner)
+    Database.objects.filter(pk=shop.pk).update(size_bytes=0)
     done = run_daily_backups()
     assert [b.database for b in done] == [shop]
+    # The daily backup also refreshes the size shown in the manager.
+    size = engine_for(shop).size(shop.physical_name)
+    assert size > 0 and Database.objects.get(pk=shop.pk).size_bytes == size
     assert not Backup.objects.filter(database=late).exists()
     assert not Backup.objects.filter(database=deleting).exists()
 

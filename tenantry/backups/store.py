@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from tenantry.backups import archive
 from tenantry.backups.models import Backup
+from tenantry.engines.fleet import engine_for
 
 if TYPE_CHECKING:
     from tenantry.databases.models import Database
@@ -183,6 +184,9 @@ def write_daily(backup_id: int) -> None:
     Backup.objects.filter(pk=backup.pk).update(heartbeat_at=timezone.now())
     write(backup, archive.stream(database))
     prune(database, backup.created_at)
+    # The manager's size column, refreshed once a day.
+    size = engine_for(database).size(database.physical_name)
+    type(database).objects.filter(pk=database.pk).update(size_bytes=size)
 
 
 def schedule_daily(now: datetime) -> int:
