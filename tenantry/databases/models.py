@@ -152,13 +152,11 @@ class Database(models.Model):
             created_by=user,
         )
         try:
-            engine = engine_for(database)
-            engine.create(database.physical_name, LATEST)
+            database.size_bytes = engine_for(database).create(database.physical_name, LATEST)
             from tenantry.workspace import tenant
 
             with tenant.using(database) as db:
                 tenant.initialize(db, database, admin=user)
-            database.size_bytes = engine.size(database.physical_name)
             database.status = cls.Status.ACTIVE
             with transaction.atomic():
                 database.save(update_fields=["status", "size_bytes"])

@@ -51,8 +51,9 @@ class Engine(ABC):
     def has_template(self, release: str) -> bool: ...
 
     @abstractmethod
-    def create(self, physical: str, release: str) -> None:
-        """A new database at `release`, copied from that release's template."""
+    def create(self, physical: str, release: str) -> int:
+        """A new database at `release`, copied from that release's template; its bytes on
+        disk (measured on the way, so a create asks the server once)."""
 
     @abstractmethod
     def clone(self, source: str, target: str) -> None:

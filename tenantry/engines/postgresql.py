@@ -102,13 +102,14 @@ class PostgreSQLEngine(Engine):
         except psycopg.errors.DuplicateDatabase:
             self.drop(physical)  # another process published the same template first
 
-    def create(self, physical: str, release: str) -> None:
+    def create(self, physical: str, release: str) -> int:
         self.prepare_template(release)
         # WAL_LOG for the small template: FILE_COPY would checkpoint the whole server at
         # every create, slowing every tenant on it.
-        self._copy(self.template_name(release), physical, "WAL_LOG")
+        return self._copy(self.template_name(release), physical, "WAL_LOG")
 
-    def _copy(self, source: str, target: str, strategy: str = "FILE_COPY") -> None:
+    def _copy(self, source: str, target: str, strategy: str = "FILE_COPY") -> int:
+        """Copy a database on this server; the copy's size."""
         # FILE_COPY copies a large database at disk speed (measured 1.3-1.7x faster than
         # WAL_LOG at 1 GB), for two checkpoints.
         with self.admin() as db:
@@ -117,6 +118,8 @@ class PostgreSQLEngine(Engine):
                     sql.Identifier(target), sql.Identifier(source), sql.SQL(strategy)
                 )
             )
+            row = db.execute("SELECT pg_database_size(%s)", [target]).fetchone()
+        return int(row[0]) if row else 0
 
     def clone(self, source: str, target: str) -> None:
         # A template must have no session open while it is copied.

@@ -84,9 +84,10 @@ class SQLiteEngine(Engine):
             db.execute("PRAGMA journal_mode=DELETE")
         os.replace(self.path(physical), self.path(self.template_name(release)))
 
-    def create(self, physical: str, release: str) -> None:
+    def create(self, physical: str, release: str) -> int:
         self.prepare_template(release)
         self._copy_in(self.path(self.template_name(release)), None, physical)
+        return self.size(physical)
 
     def clone(self, source: str, target: str) -> None:
         src = self.path(source)
