@@ -89,6 +89,28 @@ def portal(live_server: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> 
         database.drop_storage()
 
 
+def sign_in(page: Page, base: str, email: str) -> None:
+    """Sign in to the portal at `base` with the test password."""
+    from tests.conftest import PASSWORD
+
+    page.goto(f"{base}/accounts/login/")
+    page.locator("input[name=login]").fill(email)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Sign In", exact=True).click()
+
+
+def htmx_polls(page: Page) -> list[str]:
+    """The URLs htmx requests from the page, as they happen (the live progress polls)."""
+    polls: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            polls.append(request.url) if request.headers.get("hx-request") == "true" else None
+        ),
+    )
+    return polls
+
+
 class Worker:
     """django-tasks-db's worker, as `tenantry serve` makes it, in a thread for one test."""
 

@@ -8,7 +8,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from playwright.sync_api import Browser, Request, expect
+from playwright.sync_api import Browser, expect
 from pytest_django.live_server_helper import LiveServer
 
 from tenantry.backups import store
@@ -16,8 +16,8 @@ from tenantry.backups.models import Backup
 from tenantry.databases.models import Database
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.browser import Console, Worker
-from tests.conftest import PASSWORD, make_account
+from tests.browser import Console, Worker, htmx_polls, sign_in
+from tests.conftest import make_account
 from tests.test_browser_databases import TIMEOUT_MS, manage, watch_until_done
 
 EMAIL = "erin@example.com"
@@ -41,17 +41,8 @@ def test_download_and_restore_backups_in_the_portal(
     context = console.watch(browser.new_context(accept_downloads=True))
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    polls: list[str] = []
-
-    def on_request(request: Request) -> None:
-        if request.headers.get("hx-request") == "true":
-            polls.append(request.url)
-
-    page.on("request", on_request)
-    page.goto(f"{base}/accounts/login/")
-    page.locator("input[name=login]").fill(EMAIL)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    polls = htmx_polls(page)
+    sign_in(page, base, EMAIL)
     expect(page).to_have_url(f"{base}/databases/")
 
     # Manage → Backups: the daily backup, with its date and size.

@@ -13,15 +13,14 @@ import re
 from playwright.sync_api import (
     Browser,
     Page,
-    Request,
     expect,
 )
 from pytest_django.live_server_helper import LiveServer
 
 from tenantry.databases.models import Database
 from tenantry.engines.fleet import engine_for
-from tests.browser import Console, Worker
-from tests.conftest import PASSWORD, make_account
+from tests.browser import Console, Worker, htmx_polls, sign_in
+from tests.conftest import make_account
 
 EMAIL = "dana@example.com"
 TIMEOUT_MS = 15_000
@@ -63,19 +62,10 @@ def test_create_duplicate_rename_and_delete_databases(
     context = console.watch(browser.new_context())
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    polls: list[str] = []
-
-    def on_request(request: Request) -> None:
-        if request.headers.get("hx-request") == "true":
-            polls.append(request.url)
-
-    page.on("request", on_request)
+    polls = htmx_polls(page)
 
     # Sign in: the manager is the home of a signed-in person, empty at first.
-    page.goto(f"{base}/accounts/login/")
-    page.locator("input[name=login]").fill(EMAIL)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    sign_in(page, base, EMAIL)
     expect(page).to_have_url(f"{base}/databases/")
     expect(page.get_by_role("heading", name="My databases")).to_be_visible()
     expect(page.get_by_role("heading", name="No databases yet")).to_be_visible()

@@ -12,19 +12,12 @@ import re
 from playwright.sync_api import Browser, Page, expect
 
 from tenantry.databases.models import Database
-from tests.browser import Console, new_page
+from tests.browser import Console, new_page, sign_in
 from tests.conftest import PASSWORD, make_account
 from tests.smtp import SMTPServer
 
 OWNER, KNOWN, NEWCOMER = "olga@example.com", "kim@example.com", "nina@example.com"
 TIMEOUT_MS = 15_000
-
-
-def sign_in(page: Page, portal: str, email: str) -> None:
-    page.goto(f"{portal}/accounts/login/")
-    page.locator("input[name=login]").fill(email)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
 
 
 def link(smtp: SMTPServer, email: str) -> str:
