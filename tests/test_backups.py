@@ -589,3 +589,24 @@ def test_db_restore_refuses_a_damaged_file_and_leaves_no_database(
     assert not Database.objects.filter(name="broken").exists()
     assert not Backup.objects.filter(kind=Backup.Kind.UPLOAD).exists()
     assert files_under("uploads") == uploads
+
+
+def test_a_daily_backup_that_fails_is_tried_again_a_day_later(shop: Database) -> None:
+    if shop.engine != "postgresql":
+        return  # a SQLite dump reads a file that is always there
+    engine_for(shop).drop(shop.physical_name)  # the server lost it: pg_dump fails
+    now = timezone.now()
+    sweep(now)
+    (backup,) = Backup.objects.filter(state=Backup.State.WRITING)
+    with pytest.raises(Exception, match="dump failed"):
+        store.write_daily.call(backup.pk)
+    (failed,) = Backup.objects.all()
+    assert failed.state == Backup.State.FAILED and files_under(shop.physical_name) == set()
+    DBTaskResult.objects.all().delete()
+    sweep(now + timedelta(hours=12))  # not a dump attempt every minute
+    assert not Backup.objects.filter(state=Backup.State.WRITING).exists()
+    sweep(now + timedelta(days=1, minutes=1))
+    assert Backup.objects.filter(state=Backup.State.WRITING).count() == 1
+    assert not Backup.objects.filter(state=Backup.State.FAILED).exists()
+    client = client_for(Database.objects.get(pk=shop.pk).created_by)  # type: ignore[arg-type]
+    assert "Failed" not in client.get("/databases/shop/backups/").content.decode()

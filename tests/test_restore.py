@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.core.exceptions import ValidationError
+from django.db import connections
 
 from tenantry.accounts.models import User
 from tenantry.backups import restore, store
@@ -35,6 +36,7 @@ def shop(engine_kind: str, owner: User) -> Database:
     with tenant.using(database) as db:
         ws.Contact.objects.using(db).create(name="Ada Lovelace", company="Analytical\nEngines")
         ws.Contact.objects.using(db).create(name="O'Brien; DROP TABLE x;", notes="é ✓ \\N")
+        ws.Contact.objects.using(db).create(name="Line endings", notes="a\r\nb\rc\n;\nd;")
         ws.PaymentProvider.objects.using(db).create(name="Stripe", state="enabled")
     sha, size = filestore.store(database.physical_name, [b"%PDF invoice"])
     with tenant.using(database) as db:
@@ -244,7 +246,11 @@ def test_a_dump_cannot_reach_beyond_its_database(
             f"VACUUM INTO '{target}';\n",
         ]
         # Accepted by SQLite, refused as a schema that is not the release's.
-        later = ["CREATE TRIGGER evil AFTER INSERT ON workspace_contact BEGIN SELECT 1; END;\n"]
+        later = [
+            "CREATE TRIGGER evil AFTER INSERT ON workspace_contact BEGIN SELECT 1; END;\n",
+            # Named like SQLite's own objects, which the schema check leaves out.
+            "CREATE TRIGGER sqliteX AFTER INSERT ON workspace_contact BEGIN SELECT 1; END;\n",
+        ]
     else:
         attacks = [
             f"\\! touch {target}\n",
@@ -261,6 +267,7 @@ def test_a_dump_cannot_reach_beyond_its_database(
             "FOR EACH ROW EXECUTE FUNCTION public.evil();\n",
             "ALTER TABLE public.workspace_contact ALTER COLUMN notes "
             f"SET DEFAULT lo_export(0, '{target}');\n",
+            "GRANT ALL ON public.workspace_user TO PUBLIC;\n",
         ]
     for attack in attacks + [f"SELECT 1;\n{x}" for x in later]:
         appended = attack.startswith("SELECT 1;")
@@ -345,3 +352,73 @@ def test_a_sqlite_dump_cut_short_leaves_no_file(shop: Database, owner: User) -> 
     tenants = engine_for(shop).root  # type: ignore[attr-defined]
     assert [p.name for p in tenants.iterdir() if p.name.endswith(".partial")] == []
     assert not Database.objects.filter(name="shop-cut").exists()
+
+
+def test_what_a_dump_does_to_its_own_database_is_undone(shop: Database, owner: User) -> None:
+    if shop.engine != "postgresql":
+        return  # a SQLite file has no such settings
+    good = members_of(store.make(shop, Backup.Kind.DAILY))
+    change = (
+        "DO $$BEGIN EXECUTE format('ALTER DATABASE %I IS_TEMPLATE true CONNECTION LIMIT 0', "
+        "current_database()); EXECUTE format('ALTER DATABASE %I SET search_path = nowhere', "
+        "current_database()); END$$;\n"
+        "ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO PUBLIC;\n"
+    )
+    dump = good["dump.sql"] + b"SELECT 1;\n" + change.encode()
+    restore.start(restore.keep_upload(zip_of(resealed(good, dump)), owner), "shop-two", by=owner)
+    copy = restored("shop-two")
+    with engine_for(copy).admin() as db:  # type: ignore[attr-defined]
+        row = db.execute(
+            "SELECT datistemplate, datconnlimit, datallowconn, "
+            "(SELECT count(*) FROM pg_db_role_setting WHERE setdatabase = d.oid) "
+            "FROM pg_database d WHERE datname = %s",
+            [copy.physical_name],
+        ).fetchone()
+    assert row == (False, -1, True, 0)
+    with tenant.using(copy) as db, connections[db].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_default_acl")
+        assert cursor.fetchone() == (0,)
+    assert contents(copy) == contents(shop)
+    copy.drop_storage()
+    assert not engine_for(copy).exists(copy.physical_name)
+
+
+def patched(data: bytes, local: tuple[int, bytes], central: tuple[int, bytes]) -> bytes:
+    """The ZIP with a header field set in every local and central record."""
+    out = bytearray(data)
+    for signature, (offset, value) in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
+        at = out.find(signature)
+        while at != -1:
+            out[at + offset : at + offset + len(value)] = value
+            at = out.find(signature, at + 4)
+    return bytes(out)
+
+
+def test_zips_it_cannot_read_or_unpack_get_their_own_sentences(
+    shop: Database, owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = members_of(store.make(shop, Backup.Kind.DAILY))
+    raw = zip_of(good).getvalue()
+    sentences = []
+    for data in (
+        patched(raw, (6, b"\x01\x00"), (8, b"\x01\x00")),  # the "encrypted" flag
+        patched(raw, (8, b"\x09\x00"), (10, b"\x09\x00")),  # Deflate64
+        zip_of({**good, "manifest.json": b" " * (11 * 1024 * 1024)}).getvalue(),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            restore.inspect(io.BytesIO(data))
+        sentences.append(caught.value.messages[0])
+    assert "This ZIP is encrypted" in sentences[0]
+    assert "packed in a way Tenantry cannot read" in sentences[1]
+    assert sentences[2] == restore.NOT_A_BACKUP
+    # More than the disk has free: refused before anything is unpacked.
+    free = sum(len(v) for k, v in good.items() if k != "manifest.json") - 1
+    monkeypatch.setattr(restore.shutil, "disk_usage", lambda path: shutil_usage(free))
+    with pytest.raises(ValidationError, match="This backup unpacks to .* free here"):
+        restore.inspect(zip_of(good))
+
+
+def shutil_usage(free: int) -> Any:
+    import shutil
+
+    return shutil._ntuple_diskusage(free * 2, free, free)  # type: ignore[attr-defined]

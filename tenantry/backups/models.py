@@ -17,6 +17,8 @@ class Backup(models.Model):
     class State(models.TextChoices):
         WRITING = "writing", "Being written"
         READY = "ready", "Ready"
+        # A daily backup that could not be made (no file): the next attempt is a day later.
+        FAILED = "failed", "Failed"
 
     database = models.ForeignKey(
         "databases.Database", models.CASCADE, null=True, blank=True, related_name="backups"

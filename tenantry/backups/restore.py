@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import secrets
+import shutil
 import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import IO, Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.template.defaultfilters import filesizeformat
 
 from tenantry.accounts.models import User
 from tenantry.backups import archive, store
@@ -35,8 +40,11 @@ from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
 from tenantry.workspace import tenant
 from tenantry.workspace.releases import LATEST, RELEASES
 
+logger = logging.getLogger(__name__)
+
 NOT_A_ZIP = "This file is not a readable ZIP: it is damaged, cut short, or not a ZIP at all."
 NOT_A_BACKUP = "This ZIP is not a Tenantry backup: it has no valid manifest.json."
+MANIFEST_MAX = 10 * 1024 * 1024
 FILESTORE_MEMBER = re.compile(r"^filestore/([0-9a-f]{2})/\1[0-9a-f]{62}$")
 ENGINES = dict(Database.Engine.choices)
 
@@ -46,11 +54,15 @@ def read_manifest(file: IO[bytes]) -> tuple[zipfile.ZipFile, dict[str, Any]]:
     nothing lies outside dump.sql and filestore/."""
     try:
         zipped = zipfile.ZipFile(file)
+        if zipped.getinfo("manifest.json").file_size > MANIFEST_MAX:
+            raise ValidationError(NOT_A_BACKUP)
         manifest = json.loads(zipped.read("manifest.json"))
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError):
         raise ValidationError(NOT_A_ZIP)
     except (KeyError, ValueError):
         raise ValidationError(NOT_A_BACKUP)
+    except (RuntimeError, NotImplementedError) as error:
+        raise ValidationError(_unreadable(error))
     files = manifest.get("files") if isinstance(manifest, dict) else None
     strings = ("database", "uuid", "release", "engine")
     if (
@@ -69,7 +81,7 @@ def read_manifest(file: IO[bytes]) -> tuple[zipfile.ZipFile, dict[str, Any]]:
             f"This backup was made by a newer version of Tenantry (format {manifest['format']}). "
             "Upgrade Tenantry to restore it."
         )
-    present = set(zipped.namelist())
+    present = {info.filename: info for info in zipped.infolist()}
     for name, facts in files.items():
         if name != "dump.sql" and not FILESTORE_MEMBER.match(name):
             raise ValidationError(f"{NOT_A_BACKUP[:-1]} (unexpected member “{name}”).")
@@ -77,7 +89,21 @@ def read_manifest(file: IO[bytes]) -> tuple[zipfile.ZipFile, dict[str, Any]]:
             raise ValidationError(NOT_A_BACKUP)
         if name not in present:
             raise ValidationError(f"The backup is incomplete: “{name}” is missing from the ZIP.")
+    # What the ZIP unpacks to must fit: deflate packs up to a thousand to one.
+    needed = sum(present[name].file_size for name in files)
+    free = shutil.disk_usage(settings.DATA_DIR).free
+    if needed > free:
+        raise ValidationError(
+            f"This backup unpacks to {filesizeformat(needed)}, more than the "
+            f"{filesizeformat(free)} free here."
+        )
     return zipped, manifest
+
+
+def _unreadable(error: Exception) -> str:
+    if "encrypted" in str(error):
+        return "This ZIP is encrypted. Send the backup as Tenantry made it, not encrypted."
+    return f"This ZIP is packed in a way Tenantry cannot read ({error})."
 
 
 def inspect(file: IO[bytes]) -> dict[str, Any]:
@@ -113,6 +139,8 @@ def verify(zipped: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
                     size += len(chunk)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
             raise ValidationError(f"The backup is damaged: “{name}” cannot be read ({error}).")
+        except (RuntimeError, NotImplementedError) as error:
+            raise ValidationError(_unreadable(error))
         sha = digest.hexdigest()
         named = name.rsplit("/", 1)[-1] if name != "dump.sql" else sha
         if sha != facts["sha256"] or size != facts.get("size", size) or sha != named:
@@ -128,7 +156,11 @@ def keep_upload(file: Any, by: User) -> Backup:
     backup = store.new_backup(None, Backup.Kind.UPLOAD, by)
     backup.release, backup.engine = manifest["release"], manifest["engine"]
     backup.save(update_fields=["release", "engine"])
-    store.write(backup, file)
+    try:
+        store.write(backup, file)
+    except Exception as error:
+        logger.exception("Storing an uploaded backup failed")
+        raise ValidationError(f"The backup storage did not take the file ({error}). Try again.")
     return backup
 
 
@@ -143,7 +175,7 @@ def start(
     A refused upload is removed."""
     try:
         return _start(backup, target, by, as_copy, neutralize)
-    except (ValidationError, OperationBusy):
+    except (ValidationError, OperationBusy, IntegrityError):
         if backup.kind == Backup.Kind.UPLOAD:
             store.discard(backup)
         raise
@@ -205,19 +237,29 @@ def _load(operation: Operation, database: Database) -> None:
     with store.open_file(backup) as file:
         zipped, manifest = read_manifest(file)
         verify(zipped, manifest)
-        if replace and "saved" not in params:
-            operation.advance(20, "Backing up the database first")
-            _save_first(operation, database)
-        operation.advance(40, "Loading the database")
-        with zipped.open("dump.sql") as dump:
-            engine.load(physical, dump)
-        _check_schema(engine, physical, manifest["release"])
-        operation.advance(75, "Loading the files")
-        filestore.remove(physical)
-        for name in manifest["files"]:
-            if name.startswith("filestore/"):
-                with zipped.open(name) as member:
-                    filestore.store(physical, _chunks(member))
+        # A database restored over takes no writes from its automatic backup to the swap:
+        # they would be in neither (its readers go on).
+        with engine.held(params["old"]) if replace else nullcontext():
+            if replace and "saved" not in params:
+                operation.advance(20, "Backing up the database first")
+                _save_first(operation, database)
+            operation.advance(40, "Loading the database")
+            with zipped.open("dump.sql") as dump:
+                engine.load(physical, dump)
+            _check_schema(engine, physical, manifest["release"])
+            operation.advance(75, "Loading the files")
+            filestore.remove(physical)
+            for name in manifest["files"]:
+                if name.startswith("filestore/"):
+                    with zipped.open(name) as member:
+                        filestore.store(physical, _chunks(member))
+            _open(operation, database, manifest)
+
+
+def _open(operation: Operation, database: Database, manifest: dict[str, Any]) -> None:
+    """Give the loaded database its identity and users, then put it in service."""
+    params = operation.params
+    physical, replace = params["physical"], params["replace"]
     operation.advance(85, "Giving the database its identity")
     new_uuid = uuid.uuid4() if params["as_copy"] else uuid.UUID(manifest["uuid"])
     test_copy = params["neutralize"] or database.is_test_copy
@@ -235,7 +277,7 @@ def _load(operation: Operation, database: Database) -> None:
         "uuid": new_uuid,
         "release": manifest["release"],
         "is_test_copy": test_copy,
-        "size_bytes": engine.size(physical),
+        "size_bytes": engine_for(database).size(physical),
     }
     if replace:
         fields["physical_name"] = physical  # the swap: from now on the database is the new one
@@ -286,6 +328,7 @@ def undo(operation: Operation) -> None:
     _forget_upload(operation)
     if database is None:
         return
+    database.refresh_from_db()  # the swap updates the record, not this copy of it
     if not params["replace"]:
         database.drop_storage()
         database.delete()
@@ -293,6 +336,8 @@ def undo(operation: Operation) -> None:
     elif database.physical_name != params["physical"]:
         engine_for(database).drop(params["physical"])
         filestore.remove(params["physical"])
+    # Once swapped, the restored database is the live one: a failure after that (removing
+    # the replaced one) leaves that one behind, never the live one dropped.
 
 
 KINDS["restore"] = Kind("Restore", run, undo)

@@ -182,7 +182,15 @@ def write_daily(backup_id: int) -> None:
         discard(backup)
         return
     Backup.objects.filter(pk=backup.pk).update(heartbeat_at=timezone.now())
-    write(backup, archive.stream(database))
+    try:
+        write(backup, archive.stream(database))
+    except Exception:
+        logger.exception("The daily backup of %s failed", database.name)
+        Backup.objects.create(
+            database=database, kind=backup.kind, state=Backup.State.FAILED,
+            path=backup.path, created_at=backup.created_at,
+        )  # fmt: skip
+        raise
     prune(database, backup.created_at)
     # The manager's size column, refreshed once a day.
     size = engine_for(database).size(database.physical_name)
@@ -206,7 +214,8 @@ def schedule_daily(now: datetime) -> int:
 
 
 def remove_abandoned(now: datetime) -> None:
-    """Files a dead process left half written, queued backups never run, stale uploads."""
+    """Files a dead process left half written, queued backups never run, stale uploads, and
+    the records of failed daily backups once a day old."""
     writing = Backup.objects.filter(state=Backup.State.WRITING)
     for backup in writing.filter(heartbeat_at__lt=now - STALE) | writing.filter(
         heartbeat_at=None, created_at__lt=now - DAY
@@ -214,3 +223,4 @@ def remove_abandoned(now: datetime) -> None:
         discard(backup)
     for backup in Backup.objects.filter(kind=Backup.Kind.UPLOAD, created_at__lt=now - DAY):
         discard(backup)
+    Backup.objects.filter(state=Backup.State.FAILED, created_at__lt=now - DAY).delete()

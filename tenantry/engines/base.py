@@ -6,6 +6,7 @@ import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import IO, Any
 
 from django.core.management import call_command
@@ -77,6 +78,11 @@ class Engine(ABC):
     def load(self, physical: str, dump: IO[bytes]) -> None:
         """A new database made from a dump of this engine's format (a restore), read as a
         stream. The dump may come from anyone: it cannot reach beyond the new database."""
+
+    @abstractmethod
+    def held(self, physical: str) -> AbstractContextManager[None]:
+        """The database read but not written while the block runs (writers wait, or fail
+        once they have waited too long)."""
 
     @abstractmethod
     def schema(self, physical: str) -> str:

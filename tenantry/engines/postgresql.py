@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
@@ -35,6 +35,9 @@ def _version(path: str) -> int:
     part = path.split("/")[4]
     return int(part) if part.isdigit() else 0
 
+
+# Dumps and loads flow through pieces of this size.
+CHUNK = 1024 * 1024
 
 # How long a clone lets the source's open sessions finish before ending them.
 DRAIN_SECONDS = 10
@@ -174,6 +177,9 @@ class PostgreSQLEngine(Engine):
                     sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(name)
                 )
 
+    def held(self, physical: str) -> AbstractContextManager[None]:
+        return self.read_only(physical)
+
     def move(self, physical: str, to: PostgreSQLEngine) -> None:
         """Copy the database to another server, streamed from pg_dump into pg_restore.
 
@@ -207,7 +213,7 @@ class PostgreSQLEngine(Engine):
         )  # fmt: skip
         assert process.stdout is not None
         try:
-            while chunk := process.stdout.read(1024 * 1024):
+            while chunk := process.stdout.read(CHUNK):
                 yield chunk
             error = process.stderr.read().decode() if process.stderr else ""
             if process.wait():
@@ -237,23 +243,35 @@ class PostgreSQLEngine(Engine):
             )
         try:
             self._psql_as(role, password, physical, dump)
+            self._take_back(physical, role)
         except BaseException:
             self.drop(physical)
             raise
+
+    def _take_back(self, physical: str, role: str) -> None:
+        """The loaded database back in the server user's hands, as the template made it: what
+        the dump's owner could change on the database itself (template flag, connection
+        limit, settings) is undone, its grants go, and so does the role."""
+        names = {"db": sql.Identifier(physical), "role": sql.Identifier(role)}
         with self.admin() as db:
-            name = sql.Identifier(physical)
-            db.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(name))
-            # Settings the dump may have given the database (a search_path...) go.
-            db.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(name))
+            db.execute(sql.SQL("ALTER DATABASE {db} OWNER TO CURRENT_USER").format(**names))
+            db.execute(
+                sql.SQL(
+                    "ALTER DATABASE {db} IS_TEMPLATE false ALLOW_CONNECTIONS true "
+                    "CONNECTION LIMIT -1"
+                ).format(**names)
+            )
+            db.execute(sql.SQL("ALTER DATABASE {db} RESET ALL").format(**names))
         with psycopg.connect(autocommit=True, **{**self.params, "dbname": physical}) as db:
-            db.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
+            db.execute(sql.SQL("REASSIGN OWNED BY {role} TO CURRENT_USER").format(**names))
+            db.execute(sql.SQL("DROP OWNED BY {role}").format(**names))
         with self.admin() as db:
-            db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+            db.execute(sql.SQL("DROP ROLE {role}").format(**names))
 
     def schema(self, physical: str) -> str:
         result = subprocess.run(
-            [pg_bin("pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
-             *self._conninfo(physical)],
+            # Privileges included: a grant to PUBLIC is a change of schema too.
+            [pg_bin("pg_dump"), "--schema-only", "--no-owner", *self._conninfo(physical)],
             capture_output=True, env=self._env(),
         )  # fmt: skip
         if result.returncode:
@@ -283,15 +301,17 @@ class PostgreSQLEngine(Engine):
         reader.start()
         try:
             process.stdin.write(f"\\restrict {key}\n".encode())
-            # The dump's own restrict and unrestrict lines go: its key would lift ours.
-            own = b""
-            for line in dump:
-                if not own and line.startswith(b"\\restrict "):
-                    own = line.split()[1]
+            # The dump's own restrict and unrestrict lines go: its key would lift ours. Read in
+            # pieces of at most a chunk, so a line without end cannot fill the memory.
+            own, at_line_start = b"", True
+            while piece := dump.readline(CHUNK):
+                line_start, at_line_start = at_line_start, piece.endswith(b"\n")
+                if line_start and not own and piece.startswith(b"\\restrict "):
+                    own = piece.split()[1]
                     continue
-                if own and line.strip() == b"\\unrestrict " + own:
+                if line_start and own and piece.strip() == b"\\unrestrict " + own:
                     continue
-                process.stdin.write(line)
+                process.stdin.write(piece)
             process.stdin.close()
         except BrokenPipeError:
             pass  # psql stopped at an error: its message says which
@@ -313,6 +333,11 @@ class PostgreSQLEngine(Engine):
     def drop(self, physical: str) -> None:
         self.disconnect(physical)
         with self.admin() as db:
+            template = "SELECT 1 FROM pg_database WHERE datname = %s AND datistemplate"
+            if db.execute(template, [physical]).fetchone():  # a restore cut short may leave it so
+                db.execute(
+                    sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(physical))
+                )
             db.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(physical))
             )

@@ -6,7 +6,8 @@ import io
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -14,6 +15,8 @@ from django.conf import settings
 
 from tenantry.engines.base import Engine, EngineError
 
+# Dumps and loads flow through pieces of this size.
+CHUNK = 1024 * 1024
 # Writers wait this long for a lock (a duplicate holds one while it copies) before failing.
 BUSY_TIMEOUT_MS = 60_000
 
@@ -29,13 +32,14 @@ def _only_inside(action: int, arg1: str | None, arg2: str | None, *_: Any) -> in
     return sqlite3.SQLITE_OK
 
 
-def _run_script(db: sqlite3.Connection, lines: Iterable[str]) -> None:
+def _run_script(db: sqlite3.Connection, text: io.TextIOBase) -> None:
     """Run an SQL dump statement by statement, a thousand to a transaction (the dump's own
-    BEGIN and COMMIT are left out)."""
+    BEGIN and COMMIT are left out). Read in pieces of at most a chunk; a statement can only
+    end where a piece ends with a semicolon, so only there is it checked whole."""
     statement, batch = "", []
-    for line in lines:
-        statement += line
-        if not sqlite3.complete_statement(statement):
+    while piece := text.readline(CHUNK):
+        statement += piece
+        if not piece.rstrip().endswith(";") or not sqlite3.complete_statement(statement):
             continue
         if statement.strip() not in ("BEGIN TRANSACTION;", "COMMIT;"):
             batch.append(statement)
@@ -90,14 +94,22 @@ class SQLiteEngine(Engine):
         return self.size(physical)
 
     def clone(self, source: str, target: str) -> None:
-        src = self.path(source)
-        db = sqlite3.connect(src, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        try:
-            # The write lock holds writers back (they wait, they do not fail) and keeps the
-            # file and its WAL still while both are copied; readers go on meanwhile.
-            db.execute("BEGIN IMMEDIATE")
+        # The write lock holds writers back (they wait, they do not fail) and keeps the file
+        # and its WAL still while both are copied.
+        with self.held(source):
+            src = self.path(source)
             wal = Path(f"{src}-wal")
             self._copy_in(src, wal if wal.exists() else None, target)
+
+    @contextmanager
+    def held(self, physical: str) -> Iterator[None]:
+        """The write lock, taken and kept: readers go on, writers wait (BUSY_TIMEOUT_MS)."""
+        db = sqlite3.connect(
+            self.path(physical), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        )
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield
             db.execute("ROLLBACK")
         finally:
             db.close()
@@ -140,15 +152,16 @@ class SQLiteEngine(Engine):
             db.close()
 
     def load(self, physical: str, dump: IO[bytes]) -> None:
+        self.drop(physical)  # what a load cut short may have left
         final = self.path(physical)
         partial = final.with_suffix(".partial")
-        partial.unlink(missing_ok=True)
         db = sqlite3.connect(partial, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             db.set_authorizer(_only_inside)
-            _run_script(db, io.TextIOWrapper(dump, encoding="utf-8"))
+            # newline="": the carriage returns inside values stay as they are.
+            _run_script(db, io.TextIOWrapper(dump, encoding="utf-8", newline=""))
         except BaseException as error:
             db.close()
             partial.unlink(missing_ok=True)
@@ -162,7 +175,7 @@ class SQLiteEngine(Engine):
         with sqlite3.connect(f"file:{self.path(physical)}?mode=ro", uri=True) as db:
             rows = db.execute(
                 "SELECT type, name, tbl_name, sql FROM sqlite_master "
-                "WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+                "WHERE substr(name, 1, 7) != 'sqlite_' ORDER BY type, name"
             ).fetchall()
         db.close()
         return "\n".join(repr(row) for row in rows)

@@ -30,12 +30,20 @@ def sweep(now: datetime | None = None) -> None:
     from tenantry.workspace import jobs
 
     now = now or timezone.now()
-    warn_of_expiry(now, EXPIRY_WARNING)
-    delete_expired_copies(now)
-    remove_abandoned_creations(now)
-    store.schedule_daily(now)
-    store.remove_abandoned(now)
-    jobs.run_everywhere(now)
+    steps = [
+        lambda: warn_of_expiry(now, EXPIRY_WARNING),
+        lambda: delete_expired_copies(now),
+        lambda: remove_abandoned_creations(now),
+        lambda: store.schedule_daily(now),
+        lambda: store.remove_abandoned(now),
+        lambda: jobs.run_everywhere(now),
+    ]
+    # One step that fails (a server down, a database that cannot be dropped) stops no other.
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            logger.exception("A step of the sweep failed; it runs again at the next sweep")
 
 
 def run_periodically() -> None:
