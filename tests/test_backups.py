@@ -250,10 +250,16 @@ def test_the_sweep_removes_abandoned_backups_and_stale_uploads(shop: Database) -
     just_queued = stored(shop, writing, created_at=now - timedelta(hours=1))
     old_upload = stored(None, Backup.Kind.UPLOAD, created_at=now - timedelta(days=1, minutes=1))
     new_upload = stored(None, Backup.Kind.UPLOAD, created_at=now - timedelta(hours=23))
-    Backup.objects.filter(pk__in=[old_upload.pk, new_upload.pk]).update(state="ready")
+    awaited = stored(None, Backup.Kind.UPLOAD, created_at=now - timedelta(days=2))
+    uploads = [old_upload.pk, new_upload.pk, awaited.pk]
+    Backup.objects.filter(pk__in=uploads).update(state="ready")
+    # A restore still queued (no worker free for two days) keeps its upload.
+    Operation.objects.create(
+        kind="restore", database=shop, database_name="shop", params={"backup": awaited.pk}
+    )
 
     sweep(now)
-    kept = {alive, just_queued, new_upload}
+    kept = {alive, just_queued, new_upload, awaited}
     assert set(Backup.objects.all()) == kept  # and no new daily: one is under way
     for backup in (dead, never_run, old_upload):
         assert not (storage_root() / backup.path).exists()

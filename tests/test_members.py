@@ -304,3 +304,26 @@ def test_who_reaches_what_in_the_portal_and_the_api(
     assert Membership.objects.get(user=owner).role == "admin"
     assert not Invitation.objects.filter(accepted_at=None).exists()
     assert Database.objects.count() == 1
+
+
+def test_the_sweep_purges_invitations_a_month_after_they_expire(
+    acme: Database, owner: User
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tenantry.databases.models import ConnectToken
+    from tenantry.operations.sweep import sweep
+
+    now = timezone.now()
+    for email, expired in (("old@example.com", 31), ("recent@example.com", 29)):
+        invitation = Invitation(database=acme, email=email, role="user")
+        invitation.new_token()
+        invitation.expires_at = now - timedelta(days=expired)
+        invitation.save()
+    ConnectToken.issue(acme, owner)
+    sweep(now + timedelta(minutes=2))
+    pending = Invitation.objects.values_list("email", flat=True)
+    assert list(pending) == ["recent@example.com"]  # still listed, to be resent
+    assert not ConnectToken.objects.exists()

@@ -214,13 +214,18 @@ def schedule_daily(now: datetime) -> int:
 
 
 def remove_abandoned(now: datetime) -> None:
-    """Files a dead process left half written, queued backups never run, stale uploads, and
-    the records of failed daily backups once a day old."""
+    """Files a dead process left half written, queued backups never run, uploads no restore
+    waits for, and the records of failed daily backups once a day old."""
     writing = Backup.objects.filter(state=Backup.State.WRITING)
     for backup in writing.filter(heartbeat_at__lt=now - STALE) | writing.filter(
         heartbeat_at=None, created_at__lt=now - DAY
     ):
         discard(backup)
-    for backup in Backup.objects.filter(kind=Backup.Kind.UPLOAD, created_at__lt=now - DAY):
+    from tenantry.operations.models import ACTIVE_STATES, Operation
+
+    waiting = Operation.objects.filter(kind="restore", state__in=ACTIVE_STATES)
+    needed = [operation.params.get("backup") for operation in waiting]
+    stale = Backup.objects.filter(kind=Backup.Kind.UPLOAD, created_at__lt=now - DAY)
+    for backup in stale.exclude(pk__in=needed):  # not while a restore waits for it
         discard(backup)
     Backup.objects.filter(state=Backup.State.FAILED, created_at__lt=now - DAY).delete()

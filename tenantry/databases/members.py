@@ -6,6 +6,7 @@ is the email it was invited with, linked to the account (so the account password
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from allauth.account.adapter import get_adapter
@@ -17,7 +18,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from tenantry.accounts.models import User
-from tenantry.databases.models import Database, Invitation, Membership
+from tenantry.databases.models import ConnectToken, Database, Invitation, Membership
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 
@@ -139,6 +140,16 @@ def link_members(db: str, database: Database) -> None:
     for member in memberships:
         linked = ws.User.objects.using(db).filter(account_id=member.user_id).first()
         _link(db, member.user, linked.login if linked else member.user.email, member.role)
+
+
+# An expired invitation stays listed (to be resent) this long, then goes.
+EXPIRED_KEPT = timedelta(days=30)
+
+
+def purge_expired(now: datetime) -> None:
+    """Invitations expired a month ago, and sign-in tokens past their minute."""
+    Invitation.objects.filter(accepted_at=None, expires_at__lt=now - EXPIRED_KEPT).delete()
+    ConnectToken.objects.filter(expires_at__lte=now).delete()
 
 
 def _admins_left(database: Database, without: list[int]) -> int:

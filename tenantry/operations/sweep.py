@@ -19,9 +19,10 @@ EXPIRY_WARNING = timedelta(days=3)
 
 def sweep(now: datetime | None = None) -> None:
     """Warn of and remove expired copies, clear creations that never finished, queue the
-    daily backups, clear abandoned backup files, and run the databases' scheduled jobs
-    (their outgoing mail among them)."""
+    daily backups, clear abandoned backup files, purge expired invitations and sign-in
+    tokens, and run the databases' scheduled jobs (their outgoing mail among them)."""
     from tenantry.backups import store
+    from tenantry.databases import members
     from tenantry.databases.lifecycle import (
         delete_expired_copies,
         remove_abandoned_creations,
@@ -36,6 +37,7 @@ def sweep(now: datetime | None = None) -> None:
         lambda: remove_abandoned_creations(now),
         lambda: store.schedule_daily(now),
         lambda: store.remove_abandoned(now),
+        lambda: members.purge_expired(now),
         lambda: jobs.run_everywhere(now),
     ]
     # One step that fails (a server down, a database that cannot be dropped) stops no other.
