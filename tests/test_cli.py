@@ -206,3 +206,102 @@ def test_a_bad_bind_address_is_a_clear_error(data_dir: Path) -> None:
     result = tenantry(data_dir, "serve", "--bind", "nonsense")
     assert result.returncode != 0
     assert "is not HOST:PORT" in result.stderr
+
+
+def serving(url: str) -> int:
+    """The pid of the `tenantry serve` listening at `url`."""
+    bind = urllib.parse.urlsplit(url).netloc
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in words and bind.encode() in words:
+            return int(cmdline.parent.name)
+    raise AssertionError(f"no tenantry serve at {bind}")
+
+
+def served_processes(pid: int) -> list[int]:
+    """The process and its children (Granian's web workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(child) for child in children)]
+
+
+def peak_memory_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert found
+    return int(found.group(1)) / 1024
+
+
+def test_a_large_backup_uploads_and_restores_through_the_running_server(
+    server: str, data_dir: Path, tmp_path: Path
+) -> None:
+    import http.client
+
+    tenantry(data_dir, "accounts", "create", "big@example.com", "--password-stdin",
+             "--verified", stdin=PASSWORD)  # fmt: skip
+    key = tenantry(data_dir, "apikeys", "create", "big@example.com", "--name", "up").stdout.strip()
+    assert tenantry(data_dir, "db", "create", "big", "--owner", "big@example.com").returncode == 0
+    # 120 MB of files that do not compress, so the ZIP is as large.
+    code = """
+import os
+from tenantry.databases.models import Database
+from tenantry.engines import filestore
+d = Database.objects.get(name="big")
+filestore.store(d.physical_name, (os.urandom(1 << 20) for _ in range(120)))
+"""
+    assert tenantry(data_dir, "shell", "-c", code).returncode == 0
+    backup = tmp_path / "big.zip"
+    assert tenantry(data_dir, "db", "backup", "big", "-o", str(backup)).returncode == 0
+    size = backup.stat().st_size
+    assert size > 120 << 20
+
+    # A multipart upload streamed from the file: the web server takes it whole, as it comes.
+    boundary = "tenantry-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.zip"\r\n'
+        "Content-Type: application/zip\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        with backup.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+        yield tail
+
+    before = {pid: peak_memory_mb(pid) for pid in served_processes(serving(server))}
+    host = urllib.parse.urlsplit(server)
+    connection = http.client.HTTPConnection(host.hostname or "", host.port, timeout=120)
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Content-Length": str(len(head) + size + len(tail)),
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+    }
+    connection.request("POST", "/api/v1/databases/big-restored/restore", body(), headers)
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    assert response.status == 202, answer
+
+    request = urllib.request.Request(
+        f"{server}/api/v1/operations/{answer['id']}", headers={"Authorization": f"Bearer {key}"}
+    )
+    deadline = time.monotonic() + 120
+    while (state := json.load(urllib.request.urlopen(request)))["state"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
+    assert state["state"] == "done", state
+    # No process of the server held the upload, or the restore, in memory: none grew by half
+    # its size (a web worker receives it, the task worker beside them restores it).
+    after = {pid: peak_memory_mb(pid) for pid in served_processes(serving(server))}
+    grown = {pid: after[pid] - before.get(pid, 0) for pid in after}
+    assert max(grown.values()) < size / 2 / (1 << 20), (grown, size)
+    check = """
+from tenantry.databases.models import Database
+from tenantry.engines import filestore
+d = Database.objects.get(name="big-restored")
+print(sum(p.stat().st_size for p in filestore.root(d.physical_name).rglob("*") if p.is_file()))
+"""
+    assert tenantry(data_dir, "shell", "-v0", "-c", check).stdout.strip() == str(120 << 20)
