@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
 import json
 import os
@@ -237,8 +238,6 @@ def peak_memory_mb(pid: int) -> float:
 def test_a_large_backup_uploads_and_restores_through_the_running_server(
     server: str, data_dir: Path, tmp_path: Path
 ) -> None:
-    import http.client
-
     tenantry(data_dir, "accounts", "create", "big@example.com", "--password-stdin",
              "--verified", stdin=PASSWORD)  # fmt: skip
     key = tenantry(data_dir, "apikeys", "create", "big@example.com", "--name", "up").stdout.strip()
