@@ -7,7 +7,7 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from ninja import File, Form, NinjaAPI, Schema, Status, UploadedFile
 from ninja.errors import AuthenticationError, ValidationError
@@ -17,7 +17,7 @@ from tenantry.accounts.models import ApiKey, User
 from tenantry.backups import restore, store
 from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle, members
-from tenantry.databases.access import get_database, get_operation
+from tenantry.databases.access import get_backup, get_database, get_operation
 from tenantry.databases.models import Database, Membership
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import Operation, OperationBusy
@@ -258,15 +258,14 @@ class BackupOut(Schema):
 @api.get("/databases/{name}/backups", response=list[BackupOut], summary="Stored backups")
 def list_backups(request: HttpRequest, name: str) -> list[Backup]:
     database = admin_database(request, name)
-    return list(database.backups.filter(state=Backup.State.READY).exclude(kind=Backup.Kind.UPLOAD))  # type: ignore[attr-defined]
+    return list(database.backups.stored())  # type: ignore[attr-defined]
 
 
 @api.get("/databases/{name}/backups/{backup_id}/download", summary="A stored backup's ZIP")
 def download_backup(request: HttpRequest, name: str, backup_id: int) -> HttpResponseBase:
-    from tenantry.databases.views import stored_backup
-
     database = admin_database(request, name)
-    return store.response(stored_backup(database, backup_id), database.name or "")
+    backup = get_backup(request.user, backup_id, database)  # type: ignore[arg-type]
+    return store.response(backup, database.name or "")
 
 
 @api.post(
@@ -302,15 +301,7 @@ def restore_database(
             )
     if (file is None) == (backup is None):
         raise DjangoValidationError("Send either a backup ZIP as `file` or a stored `backup` id.")
-    if backup is not None:
-        source = Backup.objects.filter(
-            pk=backup, state=Backup.State.READY,
-            database__memberships__user=user, database__memberships__role=Membership.Role.ADMIN,
-        ).exclude(kind=Backup.Kind.UPLOAD).first()  # fmt: skip
-        if source is None:
-            raise Http404("No such backup.")
-    else:
-        source = restore.keep_upload(file, user)
+    source = get_backup(user, backup) if backup is not None else restore.keep_upload(file, user)
     return Status(202, restore.start(source, target, user, as_copy, neutralize))
 
 

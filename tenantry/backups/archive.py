@@ -12,7 +12,7 @@ import json
 import zipfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from tenantry.databases.models import Database
 from tenantry.engines import filestore
@@ -51,8 +51,13 @@ def members(database: Database) -> Iterator[tuple[str, Iterable[bytes]]]:
 
 def _read(path: Any) -> Iterator[bytes]:
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
+        yield from chunks(f)
+
+
+def chunks(file: IO[bytes]) -> Iterator[bytes]:
+    """A file's bytes, a chunk at a time."""
+    while chunk := file.read(CHUNK):
+        yield chunk
 
 
 def stream(database: Database) -> Iterator[bytes]:

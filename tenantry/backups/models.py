@@ -7,6 +7,12 @@ from django.db import models
 from django.utils import timezone
 
 
+class BackupQuerySet(models.QuerySet["Backup"]):
+    def stored(self) -> BackupQuerySet:
+        """The backups people see, download and restore: ready, and not someone's upload."""
+        return self.filter(state=Backup.State.READY).exclude(kind=Backup.Kind.UPLOAD)
+
+
 class Backup(models.Model):
     class Kind(models.TextChoices):
         DAILY = "daily", "Daily"
@@ -36,6 +42,8 @@ class Backup(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # Set when writing starts and touched meanwhile: a quiet one was left by a dead process.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BackupQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

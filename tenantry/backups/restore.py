@@ -18,7 +18,6 @@ import shutil
 import uuid
 import zipfile
 import zlib
-from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import IO, Any
 
@@ -252,7 +251,7 @@ def _load(operation: Operation, database: Database) -> None:
             for name in manifest["files"]:
                 if name.startswith("filestore/"):
                     with zipped.open(name) as member:
-                        filestore.store(physical, _chunks(member))
+                        filestore.store(physical, archive.chunks(member))
             _open(operation, database, manifest)
 
 
@@ -310,11 +309,6 @@ def _save_first(operation: Operation, database: Database) -> None:
     store.write(saved, archive.stream(database))
     params["saved"] = saved.pk
     operation.save(update_fields=["params"])
-
-
-def _chunks(file: IO[bytes]) -> Iterator[bytes]:
-    while chunk := file.read(archive.CHUNK):
-        yield chunk
 
 
 def _forget_upload(operation: Operation) -> None:

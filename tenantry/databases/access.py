@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
@@ -14,6 +14,9 @@ from django.shortcuts import get_object_or_404
 from tenantry.accounts.models import User
 from tenantry.databases.models import Database, Membership
 from tenantry.operations.models import Operation
+
+if TYPE_CHECKING:
+    from tenantry.backups.models import Backup
 
 
 def get_database(user: User, name: str) -> tuple[Database, str]:
@@ -32,6 +35,19 @@ def get_operation(user: User, operation_id: int) -> Operation:
         database__memberships__user=user
     )
     return get_object_or_404(visible.distinct(), pk=operation_id)
+
+
+def get_backup(user: User, backup_id: Any, database: Database | None = None) -> Backup:
+    """A stored backup of a database the account administers (of `database`, when given),
+    or 404. Uploads, someone's restore under way, are never found."""
+    from tenantry.backups.models import Backup
+
+    found = Backup.objects.stored().filter(
+        database__memberships__user=user, database__memberships__role=Membership.Role.ADMIN
+    )
+    if database is not None:
+        found = found.filter(database=database)
+    return get_object_or_404(found, pk=int(backup_id) if str(backup_id).isdigit() else 0)
 
 
 def database_admin_required(

@@ -10,14 +10,18 @@ from django.db import IntegrityError
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from tenantry.accounts.models import User
 from tenantry.backups import archive, restore, store
-from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle, members
-from tenantry.databases.access import database_admin_required, get_database, get_operation
+from tenantry.databases.access import (
+    database_admin_required,
+    get_backup,
+    get_database,
+    get_operation,
+)
 from tenantry.databases.forms import (
     CreateForm,
     DeleteForm,
@@ -96,21 +100,14 @@ def backup_response(database: Database) -> StreamingHttpResponse:
 
 @database_admin_required
 def backups(request: HttpRequest, database: Database) -> HttpResponse:
-    stored = database.backups.filter(state=Backup.State.READY).exclude(kind=Backup.Kind.UPLOAD)  # type: ignore[attr-defined]
+    stored = database.backups.stored()  # type: ignore[attr-defined]
     return render(request, "databases/backups.html", {"database": database, "backups": stored})
-
-
-def stored_backup(database: Database, backup_id: Any) -> Backup:
-    """A ready backup of `database` (never an upload), or 404."""
-    found = database.backups.filter(  # type: ignore[attr-defined]
-        pk=int(backup_id) if str(backup_id).isdigit() else 0, state=Backup.State.READY
-    ).exclude(kind=Backup.Kind.UPLOAD)
-    return get_object_or_404(found)
 
 
 @database_admin_required
 def backup_download(request: HttpRequest, database: Database, backup_id: int) -> HttpResponseBase:
-    return store.response(stored_backup(database, backup_id), database.name or "")
+    backup = get_backup(request.user, backup_id, database)  # type: ignore[arg-type]
+    return store.response(backup, database.name or "")
 
 
 @login_required
@@ -126,7 +123,7 @@ def restore_over(request: HttpRequest, database: Database) -> HttpResponse:
 def _restore(request: HttpRequest, database: Database | None) -> HttpResponse:
     """Restore a stored backup of the database, or a ZIP sent with the form."""
     chosen = request.GET.get("backup") or request.POST.get("backup")
-    backup = stored_backup(database, chosen) if database and chosen else None
+    backup = get_backup(request.user, chosen, database) if database and chosen else None  # type: ignore[arg-type]
     form = RestoreForm(database, backup is not None, request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

@@ -152,7 +152,7 @@ class Command(BaseCommand):
 
     def do_backups(self, name: str, **options: Any) -> None:
         database = find(name)
-        for b in database.backups.filter(state=Backup.State.READY).exclude(kind=Backup.Kind.UPLOAD):  # type: ignore[attr-defined]
+        for b in database.backups.stored():  # type: ignore[attr-defined]
             when = f"{b.created_at:%Y-%m-%d %H:%M}"
             self.stdout.write(f"{b.pk}\t{when}\t{b.kind}\t{b.release}\t{filesizeformat(b.size)}")
 
@@ -181,8 +181,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Cannot read {file}: {error.strerror}.")
         else:
             # Never an upload: it is someone's restore under way, and no stored backup.
-            stored = Backup.objects.filter(pk=backup or 0, state=Backup.State.READY)
-            source = stored.exclude(kind=Backup.Kind.UPLOAD).first()  # type: ignore[assignment]
+            source = Backup.objects.stored().filter(pk=backup or 0).first()  # type: ignore[assignment]
             if source is None:
                 raise CommandError(f"There is no stored backup {backup}.")
         operation = restore.start(source, target, by, as_copy=not moved, neutralize=neutralize)
