@@ -1,17 +1,22 @@
-"""Create benchmark: `Database.create_for`, one after the other, as the portal does it.
+"""Create benchmark: `Database.create_for`, as the portal and the API call it.
 
 Target: at least 15 databases a second on PostgreSQL, sustained over 200 creates (the rate over
 all of them). The slowest window of 10 consecutive creates is shown beside it. SQLite has no
 target: its rate is printed for the record.
 
-Baseline: the same number of `createdb -T <the release's template>` on the same server, one
-after the other, so the figure can be read against what PostgreSQL itself does on this disk.
+Creates come from a few clients at once (`--clients`, default 1 and 4), as requests reach the
+web server, which serves 16 at a time (2 workers of 8 threads). Each client is a thread calling
+`Database.create_for`, what a request's thread does.
+
+Baseline: the same number of `createdb -T <the release's template>` on the same server, from
+as many clients at once, so the figure can be read against what PostgreSQL itself does here.
 
 PostgreSQL first: a server is registered in the fleet, so placement puts every database there.
 Then it is marked draining (placement skips it) and the same runs on SQLite. One create before
 each series, untimed, builds the release's template.
 
-    .venv/bin/python bench/create.py [--count 200] [--engine both|postgresql|sqlite] [--profile]
+    .venv/bin/python bench/create.py [--count 200] [--clients 1,4]
+        [--engine both|postgresql|sqlite] [--profile]
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,56 +52,94 @@ TARGET_PER_SECOND = 15.0
 WINDOW = 10
 
 
-def series(user: User, engine: str, count: int, profile: bool) -> list[float]:
-    """The duration of each of `count` creates, after an untimed one that warms the template."""
+class Series:
+    """What one series of creates took: each create's duration, and when each ended."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self.ends: list[float] = []  # seconds since the series started
+        self.started = time.perf_counter()
+        self.lock = threading.Lock()
+
+    def time(self, create: Callable[[], object]) -> object:
+        began = time.perf_counter()
+        result = create()
+        ended = time.perf_counter()
+        with self.lock:
+            self.durations.append(ended - began)
+            self.ends.append(ended - self.started)
+        return result
+
+
+def run_clients(count: int, clients: int, create: Callable[[int], object]) -> tuple[Series, list]:
+    """`create(i)` for i in range(count), from `clients` threads at once; their results."""
+    timed = Series()
+
+    def one(i: int) -> object:
+        from django.db import connections
+
+        try:
+            return timed.time(lambda: create(i))
+        finally:
+            if clients > 1:
+                connections.close_all()  # a thread's own connections
+
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(one, range(count)))
+    return timed, results
+
+
+def series(user: User, engine: str, count: int, clients: int, profile: bool) -> Series:
+    """`count` creates from `clients` at once, after an untimed one that warms the template."""
     from tenantry.databases.models import Database
 
-    warm = Database.create_for(user, f"bench-{engine}-warm")
+    prefix = f"bench-{engine}-{clients}c"
+    warm = Database.create_for(user, f"{prefix}-warm")
     if warm.engine != engine:
         raise RuntimeError(f"Placement put the database on {warm.engine}, not on {engine}.")
-    profiler = cProfile.Profile() if profile else None
-    durations: list[float] = []
-    misplaced = 0
-    for i in range(count):
-        if profiler:
-            profiler.enable()
-        started = time.perf_counter()
-        database = Database.create_for(user, f"bench-{engine}-{i}")
-        durations.append(time.perf_counter() - started)
-        if profiler:
-            profiler.disable()
-        misplaced += database.engine != engine
+    profiler = cProfile.Profile() if profile and clients == 1 else None
+    if profiler:
+        profiler.enable()
+    timed, databases = run_clients(
+        count, clients, lambda i: Database.create_for(user, f"{prefix}-{i}")
+    )
+    if profiler:
+        profiler.disable()
+    misplaced = sum(database.engine != engine for database in databases)
     if misplaced:
         print(f"  WRONG: {misplaced} of {count} databases were not placed on {engine}")
     if profiler:
         print(f"  cProfile of the {count} creates, by cumulative time:")
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
-    return durations
+    return timed
 
 
-def createdb_series(server: PostgresServer, template: str, count: int) -> list[float]:
-    """The duration of each of `count` runs of `createdb -T template`, the baseline."""
-    durations = []
-    for i in range(count):
-        command = client_command(server, "createdb", "-T", template, f"baseline_{i}")
-        started = time.perf_counter()
-        run(command)
-        durations.append(time.perf_counter() - started)
-    return durations
+def createdb_series(server: PostgresServer, template: str, count: int, clients: int) -> Series:
+    """`count` runs of `createdb -T template` from `clients` at once, the baseline."""
+    tag = f"baseline_{clients}c"
+
+    def createdb(i: int) -> None:
+        run(client_command(server, "createdb", "-T", template, f"{tag}_{i}"))
+
+    return run_clients(count, clients, createdb)[0]
 
 
-def report(durations: list[float], target: float | None) -> None:
-    total = sum(durations)
-    rate = len(durations) / total
-    ordered = sorted(durations)
-    median = ordered[len(ordered) // 2]
+def report(timed: Series, target: float | None) -> float:
+    """Print the series' figures; its rate in creates a second."""
+    count = len(timed.durations)
+    ends = sorted(timed.ends)
+    rate = count / ends[-1]
+    ordered = sorted(timed.durations)
+    median = ordered[count // 2]
     print(
-        f"  {len(durations)} creates in {total:.2f} s: {rate:.1f} databases/s"
-        f" (median {median * 1000:.0f} ms, slowest {ordered[-1] * 1000:.0f} ms)"
+        f"  {count} creates in {ends[-1]:.2f} s: {rate:.1f} databases/s"
+        f" (each: median {median * 1000:.0f} ms, slowest {ordered[-1] * 1000:.0f} ms)"
     )
-    if len(durations) >= WINDOW:
-        windows = [sum(durations[i : i + WINDOW]) for i in range(len(durations) - WINDOW + 1)]
+    if count >= WINDOW:
+        # Window k: from the end of create k-1 (or the start) to the end of create k+WINDOW-1.
+        since = [0.0, *ends]
+        windows = [since[k + WINDOW] - since[k] for k in range(count - WINDOW + 1)]
         slowest = max(windows)
         start = windows.index(slowest)
         print(
@@ -105,9 +151,12 @@ def report(durations: list[float], target: float | None) -> None:
             f"  ratio to target: {rate / target:.2f} ({rate:.1f} / {target:.0f} databases/s,"
             f" target >= 1.00)  {verdict(rate >= target)}"
         )
+    return rate
 
 
-def bench_postgresql(pg_dir: Path, user: User, count: int, durable: bool, profile: bool) -> None:
+def bench_postgresql(
+    pg_dir: Path, user: User, count: int, clients: list[int], durable: bool, profile: bool
+) -> None:
     from tenantry.engines.fleet import server_engine as engine_for_server
     from tenantry.engines.models import Server
     from tenantry.workspace.releases import LATEST
@@ -120,36 +169,45 @@ def bench_postgresql(pg_dir: Path, user: User, count: int, durable: bool, profil
         record.url = server.url
         record.save()
         try:
-            durations = series(user, "postgresql", count, profile)
-            print(f"  file system: 300 new files in {file_creation_ms(probe):.0f} ms (after)")
-            report(durations, TARGET_PER_SECOND)
             template = engine_for_server(record).template_name(LATEST)
-            baseline = createdb_series(server, template, count)
-            print(f"  baseline, createdb -T {template}:")
-            report(baseline, TARGET_PER_SECOND)
-            ratio = sum(durations) / sum(baseline)
-            print(f"  ours / createdb time: {ratio:.2f} (1.00 = as fast as PostgreSQL here)")
+            for n in clients:
+                print(f" {count} creates from {n} client{'s' if n > 1 else ''} at once:")
+                ours = report(series(user, "postgresql", count, n, profile), TARGET_PER_SECOND)
+                print(f"  baseline, createdb -T {template}, from {n} at once:")
+                baseline = report(createdb_series(server, template, count, n), None)
+                print(f"  ours / createdb rate: {ours / baseline:.2f} (1.00 = as fast as createdb)")
+            print(f"  file system: 300 new files in {file_creation_ms(probe):.0f} ms (after)")
         finally:
             # Placement skips a draining server: what follows goes to SQLite.
             record.draining = True
             record.save(update_fields=["draining"])
 
 
-def bench_sqlite(user: User, count: int, profile: bool) -> None:
+def bench_sqlite(user: User, count: int, clients: list[int], profile: bool) -> None:
     import sqlite3
 
     print(f"SQLite {sqlite3.sqlite_version}")
-    report(series(user, "sqlite", count, profile), None)
+    for n in clients:
+        print(f" {count} creates from {n} client{'s' if n > 1 else ''} at once:")
+        report(series(user, "sqlite", count, n, profile), None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=200, help="timed creates (default 200)")
+    parser.add_argument(
+        "--clients",
+        type=lambda value: [int(n) for n in value.split(",")],
+        default=[1, 4],
+        help="how many create at once, one series each (default 1,4)",
+    )
     parser.add_argument("--engine", choices=["both", "postgresql", "sqlite"], default="both")
     parser.add_argument(
         "--durable", action="store_true", help="PostgreSQL with fsync and full_page_writes on"
     )
-    parser.add_argument("--profile", action="store_true", help="cProfile the timed creates")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the timed creates of one client"
+    )
     parser.add_argument(
         "--pg-dir",
         type=Path,
@@ -166,9 +224,9 @@ def main() -> None:
         user = User.objects.create_user("bench@example.com", "bench password 1234")
         if args.engine in ("both", "postgresql"):
             pg_dir = args.pg_dir or base / "pg"
-            bench_postgresql(pg_dir, user, args.count, args.durable, args.profile)
+            bench_postgresql(pg_dir, user, args.count, args.clients, args.durable, args.profile)
         if args.engine in ("both", "sqlite"):
-            bench_sqlite(user, args.count, args.profile)
+            bench_sqlite(user, args.count, args.clients, args.profile)
 
     print(f"Machine at end: {machine()}")
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tenantry.accounts.models import User
 from tenantry.databases.models import Database, Membership
 from tenantry.engines import filestore
-from tenantry.engines.fleet import engine_for
+from tenantry.engines.fleet import engine_for, server_engine, sqlite_engine
+from tenantry.engines.models import Server
 from tenantry.operations.models import Operation
 from tenantry.operations.sweep import sweep
 from tenantry.operations.tasks import run_operation
@@ -279,6 +282,51 @@ def test_the_api_creates_lists_renames_duplicates_and_deletes(
     assert response.status_code == 202 and response.json()["kind"] == "delete"
     run_pending()
     assert client.get("/api/v1/databases/api-copy").status_code == 404
+
+
+# The web server serves many requests at once, and bench/create.py measures creates that way.
+@pytest.mark.usefixtures("transactional_db")
+def test_creates_at_once_each_get_their_own_database(engine_kind: str, owner: User) -> None:
+    names = [f"shop-{i}" for i in range(6)] + ["same-name", "same-name"]
+    clients = [api(owner) for _ in names]
+
+    def create(client: Client, name: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+        try:
+            response = client.post(
+                "/api/v1/databases", {"name": name}, content_type="application/json"
+            )
+            return response.status_code, response.json()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        results = list(pool.map(create, clients, names))
+
+    refused = [body["detail"] for code, body in results if code != 201]
+    # Checked before the insert, or refused by the unique name as it is inserted.
+    assert refused in (
+        ["The name “same-name” is already taken. Choose another one."],
+        ["That name was just taken. Choose another one."],
+    ), results
+    databases = Database.objects.all()
+    assert sorted(d.name for d in databases) == sorted(set(names))
+    for database in databases:
+        assert (database.engine, database.status) == (engine_kind, "active")
+        assert database.role_of(owner) == "admin"
+        with tenant.using(database) as db:
+            assert ws.User.objects.using(db).get().login == owner.email
+            assert ws.Settings.objects.using(db).get().uuid == database.uuid
+    # The refused create left nothing behind.
+    assert physical_names(engine_kind) == {d.physical_name for d in databases}
+
+
+def physical_names(engine_kind: str) -> set[str]:
+    """The tenant databases that exist on the engine."""
+    if engine_kind == "postgresql":
+        names = server_engine(Server.objects.get()).sizes()
+    else:
+        names = [path.stem for path in sqlite_engine().root.glob("*.sqlite3")]
+    return {name for name in names if name.startswith("tn_")}
 
 
 def test_the_api_refuses_bad_input_with_a_sentence(acme: Database, owner: User) -> None:
