@@ -121,6 +121,15 @@ def file_creation_ms(parent: Path, count: int = 300) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def wait_for_quiet_disk(parent: Path, quiet_ms: float = 30, most_seconds: float = 180) -> float:
+    """Wait until 300 new files take under `quiet_ms` (the file system is done with recent
+    deletions, see README), at most `most_seconds`; the last figure."""
+    deadline = time.monotonic() + most_seconds
+    while (ms := file_creation_ms(parent)) >= quiet_ms and time.monotonic() < deadline:
+        time.sleep(5)
+    return ms
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
