@@ -18,6 +18,8 @@ from django.utils import timezone
 from tenantry.accounts.models import User
 from tenantry.databases import lifecycle
 from tenantry.databases.models import ConnectToken, Database, Membership
+from tenantry.engines import sqlite
+from tenantry.engines.fleet import engine_for
 from tenantry.gateway import sites
 from tenantry.operations.models import Operation
 from tenantry.operations.sweep import sweep
@@ -25,7 +27,7 @@ from tenantry.operations.tasks import run_operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tenantry.workspace.mail import queue_mail
-from tests.conftest import PASSWORD, client_for, reauthenticate, totp_code
+from tests.conftest import PASSWORD, api, client_for, reauthenticate, totp_code
 from tests.smtp import SMTPServer
 from tests.test_mfa import enable_totp
 
@@ -422,9 +424,38 @@ def test_queued_mail_is_sent_except_from_a_neutralized_copy(
     assert len(smtp_mail.messages) == 2
 
 
-def test_a_database_whose_storage_is_gone_answers_503(owner: User, db: None) -> None:
-    from tenantry.engines.fleet import engine_for
+# A move or a restore over a database holds it: reads go on, and a write waits a while, then
+# is refused with a sentence (never a 500) and changes nothing: in the workspace, and in the
+# portal and the API where they write into the database (its users).
+def test_a_write_to_a_held_database_gets_a_sentence_and_changes_nothing(
+    acme: Database, owner: User, member: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_MS", 300)  # how long a SQLite writer waits
+    Membership.objects.create(database=acme, user=member, role=Membership.Role.USER)
+    client = signed_in(acme, owner)
+    portal, key = client_for(owner), api(owner)
+    held = "“acme” is being copied, moved or restored: it can be read, but not changed"
+    with engine_for(acme).held(acme.physical_name):
+        assert client.get("/contacts/").status_code == 200
+        response = client.post("/contacts/", {"name": "Ada Lovelace", "email": "ada@example.com"})
+        assert response.status_code == 503
+        assert held in response.content.decode()
+        assert client.get("/").status_code == 200
 
+        response = portal.post(
+            "/databases/acme/users/", {"action": "admin", "email": [member.email]}, follow=True
+        )
+        assert response.status_code == 200 and held in response.content.decode()
+        response = key.delete(f"/api/v1/databases/acme/users/{member.email}")
+        assert response.status_code == 503 and held in response.json()["detail"]
+    with tenant.using(acme) as db:
+        assert not ws.Contact.objects.using(db).exists()
+    assert Membership.objects.get(user=member).role == "user"
+    response = client.post("/contacts/", {"name": "Ada Lovelace", "email": "ada@example.com"})
+    assert response.status_code == 302
+
+
+def test_a_database_whose_storage_is_gone_answers_503(owner: User, db: None) -> None:
     broken = Database.create_for(owner, "broken")  # SQLite: no server is registered
     client = signed_in(broken, owner)
     engine_for(broken).drop(broken.physical_name)

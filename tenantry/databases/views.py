@@ -200,7 +200,7 @@ def users(request: HttpRequest, database: Database) -> HttpResponse:
     if request.method == "POST":
         try:
             done = _users_action(request, database, action, form)
-        except ValidationError as error:
+        except (ValidationError, EngineError) as error:
             messages.error(request, _sentence(error))
         else:
             if done:
@@ -272,6 +272,6 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
             messages.success(request, f"You are now a user of “{found.database.name}”.")
             return redirect("databases")
         members.check(found, request.user)  # type: ignore[arg-type]
-    except ValidationError as error:
+    except (ValidationError, EngineError) as error:
         ctx["error"] = _sentence(error)
     return render(request, "databases/invitation.html", ctx)

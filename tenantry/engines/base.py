@@ -24,6 +24,10 @@ class EngineError(Exception):
     """A storage operation failed; the message is a sentence for the person who asked."""
 
 
+class DatabaseHeld(EngineError):
+    """A write refused while a copy, move or restore holds the database (see held())."""
+
+
 class Engine(ABC):
     """Tenant storage: one physical database per tenant, named by a stable identifier."""
 
@@ -83,6 +87,10 @@ class Engine(ABC):
     def held(self, physical: str) -> AbstractContextManager[None]:
         """The database read but not written while the block runs (writers wait, or fail
         once they have waited too long)."""
+
+    @abstractmethod
+    def write_was_held(self, error: Exception) -> bool:
+        """Whether a database error is a write refused because the database is held."""
 
     @abstractmethod
     def schema(self, physical: str) -> str:

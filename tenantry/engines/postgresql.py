@@ -180,6 +180,9 @@ class PostgreSQLEngine(Engine):
     def held(self, physical: str) -> AbstractContextManager[None]:
         return self.read_only(physical)
 
+    def write_was_held(self, error: Exception) -> bool:
+        return isinstance(error.__cause__, psycopg.errors.ReadOnlySqlTransaction)
+
     def move(self, physical: str, to: PostgreSQLEngine) -> None:
         """Copy the database to another server, streamed from pg_dump into pg_restore.
 

@@ -114,6 +114,11 @@ class SQLiteEngine(Engine):
         finally:
             db.close()
 
+    def write_was_held(self, error: Exception) -> bool:
+        # A writer waited BUSY_TIMEOUT_MS for the lock that held() keeps.
+        cause = error.__cause__
+        return isinstance(cause, sqlite3.OperationalError) and str(cause) == "database is locked"
+
     def _copy_in(self, main: Path, wal: Path | None, target: str) -> None:
         # Copied under a temporary name and renamed: a crash never leaves a half file in place.
         final = self.path(target)

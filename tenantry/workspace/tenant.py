@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
+from tenantry.engines.base import DatabaseHeld
 from tenantry.engines.fleet import engine_for
 from tenantry.workspace import models as ws
 
@@ -26,6 +27,13 @@ def using(database: Database, physical: str = "") -> Iterator[str]:
     alias = engine.connect(physical)
     try:
         yield alias
+    except DatabaseError as error:
+        if engine.write_was_held(error):
+            raise DatabaseHeld(
+                f"“{database.name}” is being copied, moved or restored: it can be read, but "
+                "not changed, until that ends. Try again in a few minutes."
+            ) from error
+        raise
     finally:
         engine.disconnect(physical)
 

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 
 from tenantry.databases.models import ConnectToken
 from tenantry.engines import filestore
-from tenantry.engines.base import EngineError
+from tenantry.engines.base import DatabaseHeld, EngineError
 from tenantry.workspace import auth, tenant
 from tenantry.workspace import models as ws
 from tenantry.workspace.forms import (
@@ -48,8 +48,9 @@ def page(view: View | None = None, *, admin: bool = False, public: bool = False)
     def decorate(view: View) -> View:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            database = request.database  # type: ignore[attr-defined]
             try:
-                with tenant.using(request.database) as db:  # type: ignore[attr-defined]
+                with tenant.using(database) as db:
                     request.db = db  # type: ignore[attr-defined]
                     user = auth.current_user(request, db)
                     request.ws_user = user  # type: ignore[attr-defined]
@@ -60,8 +61,10 @@ def page(view: View | None = None, *, admin: bool = False, public: bool = False)
                             "Only administrators of this database see this.", status=403
                         )
                     return view(request, *args, **kwargs)
+            except DatabaseHeld as error:
+                return HttpResponse(str(error), status=503)
             except (EngineError, OperationalError):
-                logger.exception("Database %s unreachable", request.database)  # type: ignore[attr-defined]
+                logger.exception("Database %s unreachable", database)
                 return HttpResponse(UNREACHABLE, status=503)
 
         return wrapper
