@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tenantry.accounts.models import User
 from tenantry.databases.models import Database, Membership
-from tenantry.engines import filestore
+from tenantry.engines import base, filestore
 from tenantry.engines.fleet import engine_for, server_engine, sqlite_engine
 from tenantry.engines.models import Server
 from tenantry.operations.models import Operation
@@ -212,6 +212,25 @@ def test_the_sweep_deletes_expired_copies_and_warns_before(
     assert not Database.objects.filter(pk=copy.pk).exists()
     assert not engine_for(acme).exists(copy.physical_name)
     assert Database.objects.filter(pk=acme.pk).exists()
+
+
+def test_the_sweep_removes_template_builds_whose_process_died(
+    acme: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = engine_for(acme)
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the process died while migrating")
+
+    monkeypatch.setattr(base, "call_command", killed)
+    with pytest.raises(RuntimeError):
+        engine.prepare_template("1.0")
+    (build,) = [name for name in engine._template_builds() if "_1_0_" in name]
+    sweep(timezone.now() + timedelta(minutes=30))  # it may still be under way
+    assert engine.exists(build)
+    sweep(timezone.now() + timedelta(minutes=61))
+    assert not engine.exists(build)
+    assert engine.has_template(LATEST) and engine.exists(acme.physical_name)
 
 
 def test_account_deletion_is_refused_while_sole_admin(acme: Database, owner: User) -> None:

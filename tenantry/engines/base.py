@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -18,6 +20,8 @@ from tenantry.workspace.releases import RELEASES
 from tenantry.workspace.routers import TENANT_PREFIX
 
 _templates_lock = threading.Lock()
+# A template being built: the template's name, then when the build started.
+BUILD = re.compile(r"tenantry_template_\w+_b(\d+)_[0-9a-f]+")
 
 
 class EngineError(Exception):
@@ -126,6 +130,17 @@ class Engine(ABC):
     def key(self, physical: str) -> str:
         return f"{self.kind}:{physical}"
 
+    @abstractmethod
+    def _template_builds(self) -> list[str]:
+        """The physical names of template builds (see prepare_template) on this engine."""
+
+    def remove_abandoned_builds(self, before: float) -> None:
+        """Template builds started before `before` (a Unix time): their process died."""
+        for name in self._template_builds():
+            started = BUILD.fullmatch(name)
+            if started and int(started[1]) < before:
+                self.drop(name)
+
     def template_name(self, release: str) -> str:
         return "tenantry_template_" + release.replace(".", "_")
 
@@ -137,8 +152,9 @@ class Engine(ABC):
             if self.has_template(release):
                 self._ready_templates.add(release)
                 return
-            # Its own name per builder: another process may be building the same template.
-            building = f"{self.template_name(release)}_b{secrets.token_hex(4)}"
+            # Its own name per builder (another process may be building the same template),
+            # with the time it started: the sweep removes builds whose process died.
+            building = f"{self.template_name(release)}_b{int(time.time())}_{secrets.token_hex(4)}"
             self._create_empty(building)
             alias = self.connect(building)
             call_command("migrate", "workspace", RELEASES[release], database=alias, verbosity=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,13 @@ def _postgresql_engine(name: str, url: str) -> PostgreSQLEngine:
 
 def server_engine(server: Server) -> PostgreSQLEngine:
     return _postgresql_engine(server.name, server.url)
+
+
+def remove_abandoned_builds(now: datetime) -> None:
+    """Template builds more than an hour old, on every engine: their process died."""
+    before = (now - timedelta(hours=1)).timestamp()
+    for engine in [sqlite_engine(), *map(server_engine, Server.objects.all())]:
+        engine.remove_abandoned_builds(before)
 
 
 def engine_for(database: Database) -> Engine:

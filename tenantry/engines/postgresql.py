@@ -349,6 +349,13 @@ class PostgreSQLEngine(Engine):
                 sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(self._load_role(physical)))
             )
 
+    def _template_builds(self) -> list[str]:
+        with self.admin() as db:
+            rows = db.execute(
+                r"SELECT datname FROM pg_database WHERE datname LIKE 'tenantry\_template\_%'"
+            ).fetchall()
+        return [name for (name,) in rows]
+
     def size(self, physical: str) -> int:
         with self.admin() as db:
             row = db.execute("SELECT pg_database_size(%s)", [physical]).fetchone()

@@ -114,6 +114,9 @@ class SQLiteEngine(Engine):
         finally:
             db.close()
 
+    def _template_builds(self) -> list[str]:
+        return [path.stem for path in self.root.glob("tenantry_template_*.sqlite3")]
+
     def write_was_held(self, error: Exception) -> bool:
         # A writer waited BUSY_TIMEOUT_MS for the lock that held() keeps.
         cause = error.__cause__

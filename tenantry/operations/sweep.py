@@ -18,9 +18,10 @@ EXPIRY_WARNING = timedelta(days=3)
 
 
 def sweep(now: datetime | None = None) -> None:
-    """Warn of and remove expired copies, clear creations that never finished, queue the
-    daily backups, clear abandoned backup files, purge expired invitations and sign-in
-    tokens, and run the databases' scheduled jobs (their outgoing mail among them)."""
+    """Warn of and remove expired copies, clear creations and template builds that never
+    finished, queue the daily backups, clear abandoned backup files, purge expired invitations
+    and sign-in tokens, and run the databases' scheduled jobs (their outgoing mail among
+    them)."""
     from tenantry.backups import store
     from tenantry.databases import members
     from tenantry.databases.lifecycle import (
@@ -28,6 +29,7 @@ def sweep(now: datetime | None = None) -> None:
         remove_abandoned_creations,
         warn_of_expiry,
     )
+    from tenantry.engines.fleet import remove_abandoned_builds
     from tenantry.workspace import jobs
 
     now = now or timezone.now()
@@ -35,6 +37,7 @@ def sweep(now: datetime | None = None) -> None:
         lambda: warn_of_expiry(now, EXPIRY_WARNING),
         lambda: delete_expired_copies(now),
         lambda: remove_abandoned_creations(now),
+        lambda: remove_abandoned_builds(now),
         lambda: store.schedule_daily(now),
         lambda: store.remove_abandoned(now),
         lambda: members.purge_expired(now),
