@@ -214,7 +214,7 @@ def test_the_sweep_deletes_expired_copies_and_warns_before(
     assert Database.objects.filter(pk=acme.pk).exists()
 
 
-def test_the_sweep_removes_template_builds_whose_process_died(
+def test_the_sweep_removes_templates_whose_process_died(
     acme: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = engine_for(acme)
@@ -225,7 +225,7 @@ def test_the_sweep_removes_template_builds_whose_process_died(
     monkeypatch.setattr(base, "call_command", killed)
     with pytest.raises(RuntimeError):
         engine.prepare_template("1.0")
-    (build,) = [name for name in engine._template_builds() if "_1_0_" in name]
+    (build,) = [name for name in engine._templates() if "_1_0_" in name]
     sweep(timezone.now() + timedelta(minutes=30))  # it may still be under way
     assert engine.exists(build)
     sweep(timezone.now() + timedelta(minutes=61))

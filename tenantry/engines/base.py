@@ -131,12 +131,12 @@ class Engine(ABC):
         return f"{self.kind}:{physical}"
 
     @abstractmethod
-    def _template_builds(self) -> list[str]:
-        """The physical names of template builds (see prepare_template) on this engine."""
+    def _templates(self) -> list[str]:
+        """The physical names of the templates on this engine, and of those being built."""
 
     def remove_abandoned_builds(self, before: float) -> None:
         """Template builds started before `before` (a Unix time): their process died."""
-        for name in self._template_builds():
+        for name in self._templates():
             started = BUILD.fullmatch(name)
             if started and int(started[1]) < before:
                 self.drop(name)

@@ -349,7 +349,7 @@ class PostgreSQLEngine(Engine):
                 sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(self._load_role(physical)))
             )
 
-    def _template_builds(self) -> list[str]:
+    def _templates(self) -> list[str]:
         with self.admin() as db:
             rows = db.execute(
                 r"SELECT datname FROM pg_database WHERE datname LIKE 'tenantry\_template\_%'"

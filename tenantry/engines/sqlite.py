@@ -114,7 +114,7 @@ class SQLiteEngine(Engine):
         finally:
             db.close()
 
-    def _template_builds(self) -> list[str]:
+    def _templates(self) -> list[str]:
         return [path.stem for path in self.root.glob("tenantry_template_*.sqlite3")]
 
     def write_was_held(self, error: Exception) -> bool:
