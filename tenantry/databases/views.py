@@ -49,7 +49,7 @@ def manager(request: HttpRequest) -> HttpResponse:
     active = Operation.objects.filter(database=OuterRef("database"), state__in=ACTIVE_STATES)
     memberships = (
         Membership.objects.filter(user=request.user.pk, database__name__isnull=False)
-        .select_related("database", "database__server")
+        .select_related("database")
         .annotate(operation_id=Subquery(active.values("pk")[:1]))
         .order_by("database__name")
     )

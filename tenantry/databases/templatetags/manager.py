@@ -1,0 +1,72 @@
+"""The rows of the database manager, written here rather than in its template: an account may
+have hundreds of databases, and the template engine took most of the page's time on them
+(bench/manager.py). The paths are those of databases/urls.py, written out for the same reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.template.defaultfilters import filesizeformat
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+
+from tenantry.databases.models import Membership
+
+register = template.Library()
+
+ROW = """
+      <tr id="db-{name}">
+        <td><strong>{name}</strong><br><a href="{url}" class="muted">{url}</a></td>
+        <td>{release}</td>
+        <td>{role}</td>
+        <td>{status}</td>
+        <td>{size}</td>
+        <td class="actions">{connect}{manage}</td>
+      </tr>"""
+CONNECT = """
+          <form method="post" action="/databases/{name}/connect/" class="inline">
+            {csrf}<button type="submit" aria-label="Connect to {name}">Connect</button>
+          </form>"""
+MANAGE = """
+          <details class="manage">
+            <summary aria-label="Manage {name}">Manage</summary>
+            <div class="menu">
+              <a href="/databases/{name}/users/">Users</a>
+              <a href="/databases/{name}/download/">Download</a>
+              <a href="/databases/{name}/backups/">Backups</a>
+              <a href="/databases/{name}/duplicate/">Duplicate</a>
+              <a href="/databases/{name}/rename/">Rename</a>
+              <a href="/databases/{name}/delete/" class="danger">Delete</a>
+            </div>
+          </details>"""
+
+
+@register.simple_tag(takes_context=True)
+def database_rows(context: dict[str, Any], memberships: list[Membership]) -> SafeString:
+    csrf = format_html(
+        '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', context["csrf_token"]
+    )
+    return mark_safe("".join(_row(m, csrf) for m in memberships))  # noqa: S308 (rows of format_html)
+
+
+def _row(m: Membership, csrf: SafeString) -> SafeString:
+    db = m.database
+    operation_id = getattr(m, "operation_id", None)  # annotated by the view
+    if operation_id:
+        status = format_html(
+            '<a href="/operations/{}/" class="badge busy">In progress…</a>', operation_id
+        )
+    elif db.is_expired:
+        status = mark_safe('<span class="badge danger">Expired</span>')  # noqa: S308 (a constant)
+    else:
+        badge = "warn" if db.expires_at else "ok" if db.status == db.Status.ACTIVE else ""
+        status = format_html('<span class="badge {}">{}</span>', badge, db.status_label)
+    active = db.status == db.Status.ACTIVE
+    connect = format_html(CONNECT, name=db.name, csrf=csrf) if active and not db.is_expired else ""
+    manage = format_html(MANAGE, name=db.name) if active and m.role == m.Role.ADMIN else ""
+    return format_html(
+        ROW, name=db.name, url=db.url, release=db.release, role=m.get_role_display(),  # type: ignore[attr-defined]
+        status=status, size=filesizeformat(db.size_bytes), connect=connect, manage=manage,
+    )  # fmt: skip
