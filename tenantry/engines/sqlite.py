@@ -19,6 +19,9 @@ from tenantry.engines.base import Engine, EngineError
 CHUNK = 1024 * 1024
 # Writers wait this long for a lock (a duplicate holds one while it copies) before failing.
 BUSY_TIMEOUT_MS = 60_000
+# While held() (a restore over the database, minutes long), writers give up sooner: they would
+# only wait to fail.
+HELD_TIMEOUT_MS = 2_000
 
 
 # What a dump being loaded may not do: reach other files (ATTACH, VACUUM INTO) or change how
@@ -63,12 +66,17 @@ class SQLiteEngine(Engine):
     def path(self, physical: str) -> Path:
         return self.root / f"{physical}.sqlite3"
 
+    def _held_mark(self, physical: str) -> Path:
+        return self.root / f"{physical}.held"
+
     def django_settings(self, physical: str) -> dict[str, Any]:
+        held = self._held_mark(physical).exists()
+        timeout = HELD_TIMEOUT_MS if held else BUSY_TIMEOUT_MS
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(self.path(physical)),
             "OPTIONS": {
-                "init_command": f"PRAGMA journal_mode=WAL; PRAGMA busy_timeout={BUSY_TIMEOUT_MS};",
+                "init_command": f"PRAGMA journal_mode=WAL; PRAGMA busy_timeout={timeout};",
                 "transaction_mode": "IMMEDIATE",
             },
         }
@@ -96,13 +104,25 @@ class SQLiteEngine(Engine):
     def clone(self, source: str, target: str) -> None:
         # The write lock holds writers back (they wait, they do not fail) and keeps the file
         # and its WAL still while both are copied.
-        with self.held(source):
+        with self._write_lock(source):
             src = self.path(source)
             wal = Path(f"{src}-wal")
             self._copy_in(src, wal if wal.exists() else None, target)
 
     @contextmanager
     def held(self, physical: str) -> Iterator[None]:
+        """The write lock, taken and kept: readers go on, writers wait HELD_TIMEOUT_MS, then
+        fail (a mark beside the file tells the connections opened meanwhile)."""
+        mark = self._held_mark(physical)
+        mark.touch()
+        try:
+            with self._write_lock(physical):
+                yield
+        finally:
+            mark.unlink(missing_ok=True)
+
+    @contextmanager
+    def _write_lock(self, physical: str) -> Iterator[None]:
         """The write lock, taken and kept: readers go on, writers wait (BUSY_TIMEOUT_MS)."""
         db = sqlite3.connect(
             self.path(physical), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
@@ -118,7 +138,7 @@ class SQLiteEngine(Engine):
         return [path.stem for path in self.root.glob("tenantry_template_*.sqlite3")]
 
     def write_was_held(self, error: Exception) -> bool:
-        # A writer waited BUSY_TIMEOUT_MS for the lock that held() keeps.
+        # A writer waited for the lock that held() or a duplicate keeps.
         cause = error.__cause__
         return isinstance(cause, sqlite3.OperationalError) and str(cause) == "database is locked"
 
@@ -139,6 +159,7 @@ class SQLiteEngine(Engine):
             Path(f"{path}-wal"),
             Path(f"{path}-shm"),
             path.with_suffix(".partial"),
+            self._held_mark(physical),
         ):
             leftover.unlink(missing_ok=True)
 
