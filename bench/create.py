@@ -10,6 +10,8 @@ web server, which serves 16 at a time (2 workers of 8 threads). Each client is a
 
 Baseline: the same number of `createdb -T <the release's template>` on the same server, from
 as many clients at once, so the figure can be read against what PostgreSQL itself does here.
+The two take turns, 20 creates each, so that both meet the disk in the same state; each rate
+counts only its own turns.
 
 PostgreSQL first: a server is registered in the fleet, so placement puts every database there.
 Then it is marked draining (placement skips it) and the same runs on SQLite. One create before
@@ -29,7 +31,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from _setup import (
     GIB,
@@ -47,83 +49,70 @@ from _setup import (
 
 if TYPE_CHECKING:
     from tenantry.accounts.models import User
-    from tests.postgres import PostgresServer
 
 TARGET_PER_SECOND = 15.0
 WINDOW = 10
+# Ours and the baseline take turns, this many creates each.
+BLOCK = 20
 
 
 class Series:
-    """What one series of creates took: each create's duration, and when each ended."""
+    """What a series of creates took: each create's duration, and when each ended, counted in
+    the time spent in the series' own blocks."""
 
     def __init__(self) -> None:
         self.durations: list[float] = []
-        self.ends: list[float] = []  # seconds since the series started
-        self.started = time.perf_counter()
+        self.ends: list[float] = []
+        self.elapsed = 0.0
         self.lock = threading.Lock()
 
-    def time(self, create: Callable[[], object]) -> object:
-        began = time.perf_counter()
-        result = create()
-        ended = time.perf_counter()
-        with self.lock:
-            self.durations.append(ended - began)
-            self.ends.append(ended - self.started)
-        return result
+    def run(self, numbers: range, clients: int, create: Callable[[int], Any]) -> list[Any]:
+        """A block: `create(i)` for each number, from `clients` threads at once; the results."""
+        started = time.perf_counter()
+
+        def one(i: int) -> Any:
+            from django.db import connections
+
+            try:
+                began = time.perf_counter()
+                result = create(i)
+                ended = time.perf_counter()
+                with self.lock:
+                    self.durations.append(ended - began)
+                    self.ends.append(self.elapsed + ended - started)
+                return result
+            finally:
+                if clients > 1:
+                    connections.close_all()  # a thread's own connections
+
+        with ThreadPoolExecutor(clients) as pool:
+            results = list(pool.map(one, numbers))
+        self.elapsed += time.perf_counter() - started
+        return results
 
 
-def run_clients(count: int, clients: int, create: Callable[[int], object]) -> tuple[Series, list]:
-    """`create(i)` for i in range(count), from `clients` threads at once; their results."""
-    timed = Series()
-
-    def one(i: int) -> object:
-        from django.db import connections
-
-        try:
-            return timed.time(lambda: create(i))
-        finally:
-            if clients > 1:
-                connections.close_all()  # a thread's own connections
-
-    with ThreadPoolExecutor(clients) as pool:
-        results = list(pool.map(one, range(count)))
-    return timed, results
-
-
-def series(user: User, engine: str, count: int, clients: int, profile: bool) -> Series:
-    """`count` creates from `clients` at once, after an untimed one that warms the template."""
+def creates(user: User, engine: str, clients: int) -> Callable[[int], Any]:
+    """What a timed create does, after an untimed one that warms the release's template."""
     from tenantry.databases.models import Database
 
     prefix = f"bench-{engine}-{clients}c"
     warm = Database.create_for(user, f"{prefix}-warm")
     if warm.engine != engine:
         raise RuntimeError(f"Placement put the database on {warm.engine}, not on {engine}.")
-    profiler = cProfile.Profile() if profile and clients == 1 else None
-    if profiler:
-        profiler.enable()
-    timed, databases = run_clients(
-        count, clients, lambda i: Database.create_for(user, f"{prefix}-{i}")
-    )
-    if profiler:
-        profiler.disable()
+    return lambda i: Database.create_for(user, f"{prefix}-{i}")
+
+
+def check_placement(databases: list[Any], engine: str) -> None:
     misplaced = sum(database.engine != engine for database in databases)
     if misplaced:
-        print(f"  WRONG: {misplaced} of {count} databases were not placed on {engine}")
+        print(f"  WRONG: {misplaced} of {len(databases)} databases were not placed on {engine}")
+
+
+def print_profile(profiler: cProfile.Profile | None) -> None:
     if profiler:
-        print(f"  cProfile of the {count} creates, by cumulative time:")
+        print("  cProfile of the timed creates, by cumulative time:")
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
-    return timed
-
-
-def createdb_series(server: PostgresServer, template: str, count: int, clients: int) -> Series:
-    """`count` runs of `createdb -T template` from `clients` at once, the baseline."""
-    tag = f"baseline_{clients}c"
-
-    def createdb(i: int) -> None:
-        run(client_command(server, "createdb", "-T", template, f"{tag}_{i}"))
-
-    return run_clients(count, clients, createdb)[0]
 
 
 def report(timed: Series, target: float | None) -> float:
@@ -174,11 +163,29 @@ def bench_postgresql(
         try:
             template = engine_for_server(record).template_name(LATEST)
             for n in clients:
+                create = creates(user, "postgresql", n)
+
+                def createdb(i: int, n: int = n) -> None:
+                    run(client_command(server, "createdb", "-T", template, f"baseline_{n}c_{i}"))
+
+                # In turns, a block each, so that both meet the disk in the same state.
+                ours, baseline, databases = Series(), Series(), []
+                profiler = cProfile.Profile() if profile and n == 1 else None
+                for first in range(0, count, BLOCK):
+                    block = range(first, min(first + BLOCK, count))
+                    if profiler:
+                        profiler.enable()
+                    databases += ours.run(block, n, create)
+                    if profiler:
+                        profiler.disable()
+                    baseline.run(block, n, createdb)
+                check_placement(databases, "postgresql")
+                print_profile(profiler)
                 print(f" {count} creates from {n} client{'s' if n > 1 else ''} at once:")
-                ours = report(series(user, "postgresql", count, n, profile), TARGET_PER_SECOND)
+                rate = report(ours, TARGET_PER_SECOND)
                 print(f"  baseline, createdb -T {template}, from {n} at once:")
-                baseline = report(createdb_series(server, template, count, n), None)
-                print(f"  ours / createdb rate: {ours / baseline:.2f} (1.00 = as fast as createdb)")
+                baseline_rate = report(baseline, None)
+                print(f"  ours / createdb rate: {rate / baseline_rate:.2f} (1.00 = as fast)")
             print(f"  file system: 300 new files in {file_creation_ms(probe):.0f} ms (after)")
         finally:
             # Placement skips a draining server: what follows goes to SQLite.
@@ -191,8 +198,17 @@ def bench_sqlite(user: User, count: int, clients: list[int], profile: bool) -> N
 
     print(f"SQLite {sqlite3.sqlite_version}")
     for n in clients:
+        create = creates(user, "sqlite", n)
+        profiler = cProfile.Profile() if profile and n == 1 else None
+        if profiler:
+            profiler.enable()
+        timed = Series()
+        check_placement(timed.run(range(count), n, create), "sqlite")
+        if profiler:
+            profiler.disable()
+        print_profile(profiler)
         print(f" {count} creates from {n} client{'s' if n > 1 else ''} at once:")
-        report(series(user, "sqlite", count, n, profile), None)
+        report(timed, None)
 
 
 def main() -> None:
