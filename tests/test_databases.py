@@ -214,7 +214,7 @@ def test_the_sweep_deletes_expired_copies_and_warns_before(
     assert Database.objects.filter(pk=acme.pk).exists()
 
 
-def test_the_sweep_removes_templates_whose_process_died(
+def test_the_sweep_removes_template_builds_whose_process_died(
     acme: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = engine_for(acme)
