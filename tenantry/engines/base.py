@@ -20,8 +20,9 @@ from tenantry.workspace.releases import RELEASES
 from tenantry.workspace.routers import TENANT_PREFIX
 
 _templates_lock = threading.Lock()
+TEMPLATE_PREFIX = "tenantry_template_"
 # A template being built: the template's name, then when the build started.
-BUILD = re.compile(r"tenantry_template_\w+_b(\d+)_[0-9a-f]+")
+BUILD = re.compile(re.escape(TEMPLATE_PREFIX) + r"\w+_b(\d+)_[0-9a-f]+")
 
 
 class EngineError(Exception):
@@ -142,7 +143,7 @@ class Engine(ABC):
                 self.drop(name)
 
     def template_name(self, release: str) -> str:
-        return "tenantry_template_" + release.replace(".", "_")
+        return TEMPLATE_PREFIX + release.replace(".", "_")
 
     def prepare_template(self, release: str) -> None:
         """Build the template of `release` once: migrated here, then cloned by every create."""

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg import sql
 
-from tenantry.engines.base import Engine, EngineError
+from tenantry.engines.base import TEMPLATE_PREFIX, Engine, EngineError
 
 
 def pg_bin(program: str) -> str:
@@ -351,9 +351,8 @@ class PostgreSQLEngine(Engine):
 
     def _templates(self) -> list[str]:
         with self.admin() as db:
-            rows = db.execute(
-                r"SELECT datname FROM pg_database WHERE datname LIKE 'tenantry\_template\_%'"
-            ).fetchall()
+            query = "SELECT datname FROM pg_database WHERE starts_with(datname, %s)"
+            rows = db.execute(query, [TEMPLATE_PREFIX]).fetchall()
         return [name for (name,) in rows]
 
     def size(self, physical: str) -> int:

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from django.conf import settings
 
-from tenantry.engines.base import Engine, EngineError
+from tenantry.engines.base import TEMPLATE_PREFIX, Engine, EngineError
 
 # Dumps and loads flow through pieces of this size.
 CHUNK = 1024 * 1024
@@ -135,7 +135,7 @@ class SQLiteEngine(Engine):
             db.close()
 
     def _templates(self) -> list[str]:
-        return [path.stem for path in self.root.glob("tenantry_template_*.sqlite3")]
+        return [path.stem for path in self.root.glob(f"{TEMPLATE_PREFIX}*.sqlite3")]
 
     def write_was_held(self, error: Exception) -> bool:
         # A writer waited for the lock that held() or a duplicate keeps.
