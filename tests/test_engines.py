@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.db import connections
 
 from tenantry.engines.base import Engine
-from tenantry.engines.postgresql import PostgreSQLEngine
+from tenantry.engines.postgresql import KEEP_IDLE, PostgreSQLEngine
 from tenantry.engines.sqlite import SQLiteEngine
 from tenantry.workspace import models as ws
 from tenantry.workspace.releases import LATEST, RELEASES
@@ -146,3 +149,64 @@ def test_drop_works_while_a_connection_is_open(engine: Engine, physical: str) ->
     assert ws.Contact.objects.using(alias).count() == 0
     engine.drop(physical)
     assert not engine.exists(physical)
+
+
+def backend_pid(db: psycopg.Connection) -> int:  # type: ignore[type-arg]
+    return int(db.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+
+
+def admin_pid(engine: PostgreSQLEngine) -> int:
+    with engine.admin() as db:
+        return backend_pid(db)
+
+
+def admin_sessions(server: PostgresServer) -> int:
+    """Sessions on the maintenance database, other than psql's own."""
+    return int(
+        server.psql(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = 'postgres' AND pid <> pg_backend_pid()"
+        )
+    )
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_postgresql_admin_connections_are_kept_but_never_stale_nor_shared(
+    pg_server: PostgresServer,
+) -> None:
+    engine = PostgreSQLEngine(pg_server.url, "kept")
+    first = admin_pid(engine)
+    assert admin_pid(engine) == first  # kept, not a new backend each time
+
+    # Ended by the server meanwhile (a restart, an administrator): a new one, no error.
+    pg_server.psql(f"SELECT pg_terminate_backend({first})")
+    second = admin_pid(engine)
+    assert second != first
+
+    # A block that fails does not hand its connection on.
+    with pytest.raises(ZeroDivisionError), engine.admin() as db:
+        db.execute("SELECT 1")
+        1 / 0  # noqa: B018
+    assert admin_pid(engine) != second
+
+    # Used at once, as many as needed; afterwards at most KEEP_IDLE stay open.
+    with ExitStack() as stack:
+        pids = {backend_pid(stack.enter_context(engine.admin())) for _ in range(KEEP_IDLE + 3)}
+    assert len(pids) == KEEP_IDLE + 3
+    assert admin_sessions(pg_server) <= KEEP_IDLE
+
+    # A forked child opens its own: the parent's socket is the parent's alone.
+    kept = admin_pid(engine)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        try:
+            os.write(write, str(admin_pid(engine)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child_pid = int(os.read(read, 32))
+    os.close(read)
+    os.waitpid(child, 0)
+    assert child_pid != kept
+    assert admin_pid(engine) == kept  # and the parent's still works

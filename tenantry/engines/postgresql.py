@@ -42,6 +42,23 @@ CHUNK = 1024 * 1024
 # How long a clone lets the source's open sessions finish before ending them.
 DRAIN_SECONDS = 10
 
+# Admin connections are kept open between uses, at most this many a server in each process: a
+# new one costs the server a backend (a fork and a few ms of CPU), and every create needs one.
+KEEP_IDLE = 4
+_idle: dict[str, list[psycopg.Connection[Any]]] = {}
+_idle_lock = threading.Lock()
+
+
+def _forget_kept_in_child() -> None:
+    """A forked child must not talk on its parent's sockets (nor close them): it starts with
+    none, and with a lock no other thread of the parent can hold."""
+    global _idle_lock
+    _idle.clear()
+    _idle_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_kept_in_child)
+
 
 class PostgreSQLEngine(Engine):
     kind = "postgresql"
@@ -74,13 +91,41 @@ class PostgreSQLEngine(Engine):
 
     @contextmanager
     def admin(self) -> Iterator[psycopg.Connection[Any]]:
-        """A connection to the maintenance database, where databases are made and dropped."""
+        """A connection to the maintenance database, where databases are made and dropped: a
+        kept one if it still answers, else a new one. It is kept again afterwards, unless
+        the block failed."""
+        conn = self._kept_admin()
+        if conn is None:
+            try:
+                conn = psycopg.connect(dbname=self.maintenance_db, autocommit=True, **self.params)
+            except psycopg.OperationalError as e:
+                raise EngineError(f"The PostgreSQL server {self.name} cannot be reached: {e}")
         try:
-            conn = psycopg.connect(dbname=self.maintenance_db, autocommit=True, **self.params)
-        except psycopg.OperationalError as e:
-            raise EngineError(f"The PostgreSQL server {self.name} cannot be reached: {e}")
-        with conn:
             yield conn
+        except BaseException:
+            conn.close()
+            raise
+        with _idle_lock:
+            kept = _idle.setdefault(self.url, [])
+            if len(kept) < KEEP_IDLE:
+                kept.append(conn)
+                return
+        conn.close()
+
+    def _kept_admin(self) -> psycopg.Connection[Any] | None:
+        """A kept admin connection to this server that still answers (the server may have
+        restarted or ended it meanwhile), or None."""
+        while True:
+            with _idle_lock:
+                kept = _idle.get(self.url)
+                if not kept:
+                    return None
+                conn = kept.pop()
+            try:
+                conn.execute("")
+                return conn
+            except psycopg.Error:
+                conn.close()
 
     def exists(self, physical: str) -> bool:
         with self.admin() as db:
