@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from django.db import connections
 
+from tenantry.engines import postgresql
 from tenantry.engines.base import Engine
 from tenantry.engines.postgresql import KEEP_IDLE, PostgreSQLEngine
 from tenantry.engines.sqlite import SQLiteEngine
@@ -172,7 +173,7 @@ def admin_sessions(server: PostgresServer) -> int:
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_postgresql_admin_connections_are_kept_but_never_stale_nor_shared(
-    pg_server: PostgresServer,
+    pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = PostgreSQLEngine(pg_server.url, "kept")
     first = admin_pid(engine)
@@ -182,6 +183,12 @@ def test_postgresql_admin_connections_are_kept_but_never_stale_nor_shared(
     pg_server.psql(f"SELECT pg_terminate_backend({first})")
     second = admin_pid(engine)
     assert second != first
+
+    # One kept for longer than KEEP_SECONDS is not trusted: a new one.
+    monkeypatch.setattr(postgresql, "KEEP_SECONDS", 0.0)
+    assert admin_pid(engine) != second
+    monkeypatch.undo()
+    second = admin_pid(engine)
 
     # A block that fails does not hand its connection on.
     with pytest.raises(ZeroDivisionError), engine.admin() as db:

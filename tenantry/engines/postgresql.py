@@ -44,8 +44,10 @@ DRAIN_SECONDS = 10
 
 # Admin connections are kept open between uses, at most this many a server in each process: a
 # new one costs the server a backend (a fork and a few ms of CPU), and every create needs one.
+# One idle for longer is not trusted (a firewall may have dropped it silently): it is closed.
 KEEP_IDLE = 4
-_idle: dict[str, list[psycopg.Connection[Any]]] = {}
+KEEP_SECONDS = 60.0
+_idle: dict[str, list[tuple[psycopg.Connection[Any], float]]] = {}
 _idle_lock = threading.Lock()
 
 
@@ -108,24 +110,26 @@ class PostgreSQLEngine(Engine):
         with _idle_lock:
             kept = _idle.setdefault(self.url, [])
             if len(kept) < KEEP_IDLE:
-                kept.append(conn)
+                kept.append((conn, time.monotonic()))
                 return
         conn.close()
 
     def _kept_admin(self) -> psycopg.Connection[Any] | None:
-        """A kept admin connection to this server that still answers (the server may have
-        restarted or ended it meanwhile), or None."""
+        """A kept admin connection to this server, recently used and still answering (the
+        server may have restarted or ended it meanwhile), or None."""
         while True:
             with _idle_lock:
                 kept = _idle.get(self.url)
                 if not kept:
                     return None
-                conn = kept.pop()
-            try:
-                conn.execute("")
-                return conn
-            except psycopg.Error:
-                conn.close()
+                conn, since = kept.pop()
+            if time.monotonic() - since < KEEP_SECONDS:
+                try:
+                    conn.execute("")
+                    return conn
+                except psycopg.Error:
+                    pass
+            conn.close()
 
     def exists(self, physical: str) -> bool:
         with self.admin() as db:
