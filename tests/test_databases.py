@@ -23,6 +23,7 @@ from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tenantry.workspace.releases import LATEST
 from tests.conftest import api, client_for, database_records
+from tests.postgres import free_port
 
 
 def run_pending() -> None:
@@ -229,6 +230,9 @@ def test_the_sweep_removes_template_builds_whose_process_died(
     (build,) = [name for name in engine._templates() if "_1_0_" in name]
     sweep(timezone.now() + timedelta(minutes=30))  # it may still be under way
     assert engine.exists(build)
+    down = Server(name="a-down")  # swept first, and cannot be reached: the others still are
+    down.url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    down.save()
     sweep(timezone.now() + timedelta(minutes=61))
     assert not engine.exists(build)
     assert engine.has_template(LATEST) and engine.exists(acme.physical_name)

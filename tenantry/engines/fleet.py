@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING
 
-from tenantry.engines.base import Engine
+from tenantry.engines.base import Engine, EngineError
 from tenantry.engines.models import Server
 from tenantry.engines.postgresql import PostgreSQLEngine
 from tenantry.engines.sqlite import SQLiteEngine
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from tenantry.databases.models import Database
@@ -32,8 +35,12 @@ def server_engine(server: Server) -> PostgreSQLEngine:
 def remove_abandoned_builds(now: datetime) -> None:
     """Template builds more than an hour old, on every engine: their process died."""
     before = (now - timedelta(hours=1)).timestamp()
-    for engine in [sqlite_engine(), *map(server_engine, Server.objects.all())]:
-        engine.remove_abandoned_builds(before)
+    sqlite_engine().remove_abandoned_builds(before)
+    for server in Server.objects.order_by("name"):
+        try:
+            server_engine(server).remove_abandoned_builds(before)
+        except EngineError:  # one server down: the others are swept all the same
+            logger.exception("Template builds on the server %s were not swept", server.name)
 
 
 def engine_for(database: Database) -> Engine:
