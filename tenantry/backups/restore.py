@@ -303,9 +303,10 @@ def _save_first(operation: Operation, database: Database) -> None:
     unfinished = Backup.objects.filter(pk=params.get("saving", 0)).first()
     if unfinished is not None:
         store.discard(unfinished)
-    saved = store.new_backup(database, Backup.Kind.BEFORE_RESTORE, by=operation.created_by)
-    params["saving"] = saved.pk
-    operation.save(update_fields=["params"])
+    with transaction.atomic():  # a crash between the two would leave a record nobody knows
+        saved = store.new_backup(database, Backup.Kind.BEFORE_RESTORE, by=operation.created_by)
+        params["saving"] = saved.pk
+        operation.save(update_fields=["params"])
     store.write(saved, archive.stream(database))
     params["saved"] = saved.pk
     operation.save(update_fields=["params"])
