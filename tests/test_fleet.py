@@ -10,13 +10,16 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from tenantry.accounts.models import User
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
+from tenantry.engines.base import DatabaseHeld
 from tenantry.engines.fleet import engine_for
 from tenantry.engines.models import GIB, Server
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tests.conftest import make_account
 from tests.postgres import PostgresServer
+from tests.test_operations import killed_while_holding, run_again, write
 
 
 def tenantry(*args: str) -> str:
@@ -85,6 +88,20 @@ def test_drain_moves_every_database_with_its_data(two_servers: None, owner: User
         assert list(ws.Contact.objects.using(db).values_list("name", flat=True)) == ["Grace"]
     # A draining server receives no new database.
     assert Database.create_for(owner, "after").server.name == "pg-a"  # type: ignore[union-attr]
+
+
+def test_a_database_a_killed_worker_left_read_only_is_writable_when_its_move_fails(
+    two_servers: None, owner: User
+) -> None:
+    database = Database.create_for(owner, "mover")
+    operation = lifecycle.start_move(database, Server.objects.get(name="pg-a"))
+    killed_while_holding(engine_for(database).held(database.physical_name))  # copying it
+    with pytest.raises(DatabaseHeld):
+        write(database)
+    Server.objects.filter(name="pg-a").delete()  # so the next attempt fails at once
+    operation = run_again(operation)
+    assert operation.state == "failed"
+    write(database)
 
 
 def test_drain_without_room_elsewhere_is_a_clear_error(

@@ -465,4 +465,5 @@ def test_a_database_whose_storage_is_gone_answers_503(owner: User, db: None) -> 
     response = client.get("/contacts/")
     assert response.status_code == 503
     assert b"cannot be reached right now" in response.content
+    assert not engine_for(broken).exists(broken.physical_name)  # no empty file made on the way
     broken.drop_storage()

@@ -2,15 +2,61 @@
 
 from __future__ import annotations
 
+import io
+import os
+import signal
+import time
+from contextlib import AbstractContextManager
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from tenantry.accounts.models import User
+from tenantry.backups import restore, store
+from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
+from tenantry.engines.base import DatabaseHeld
+from tenantry.engines.fleet import engine_for, server_engine, sqlite_engine
 from tenantry.operations.models import Operation
 from tenantry.operations.tasks import claim, recover, run_operation
+from tenantry.workspace import models as ws
+from tenantry.workspace import tenant
+
+
+def killed_while_holding(hold: AbstractContextManager[None]) -> None:
+    """Enter `hold` in a child process that is then killed (kill -9), as a worker may be."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with hold:
+                os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(1)
+    deadline = time.monotonic() + 60
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):  # still running
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the child did not get to its hold within a minute")
+        time.sleep(0.05)
+
+
+def run_again(operation: Operation) -> Operation:
+    """What follows a worker killed in the middle of the operation: it goes quiet, another
+    worker is handed it and runs it again."""
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Operation.objects.filter(pk=operation.pk).update(state="running", heartbeat_at=long_ago)
+    assert recover() == 1
+    run_operation.call(operation.pk)
+    operation.refresh_from_db()
+    return operation
+
+
+def write(database: Database) -> None:
+    with tenant.using(database) as db:
+        ws.Contact.objects.using(db).create(name="written by a user")
 
 
 def test_a_stalled_operation_is_queued_again_once_and_then_finished(owner: User) -> None:
@@ -34,3 +80,69 @@ def test_a_stalled_operation_is_queued_again_once_and_then_finished(owner: User)
     finally:
         for database in Database.objects.all():
             database.drop_storage()
+
+
+def test_an_operation_killed_after_its_last_step_is_not_done_again(
+    engine_kind: str, owner: User
+) -> None:
+    """Killed once the copy or the restored database was open, before it was marked done:
+    the next worker only marks it done. What users wrote meanwhile stays."""
+    source = Database.create_for(owner, "ops")
+    with store.open_file(store.make(source, Backup.Kind.DAILY)) as file:
+        upload = restore.keep_upload(io.BytesIO(file.read()), owner)
+    started = [
+        lifecycle.start_duplicate(source, "ops-copy"),
+        restore.start(upload, "ops-restored", owner),
+    ]
+    for operation in started:
+        run_operation.call(operation.pk)
+    for name in ("ops-copy", "ops-restored"):
+        write(Database.objects.get(name=name))
+    for operation in started:
+        assert run_again(operation).state == "done", operation.error
+    for name in ("ops-copy", "ops-restored"):
+        database = Database.objects.get(name=name)
+        assert database.status == "active"
+        with tenant.using(database) as db:
+            assert ws.Contact.objects.using(db).filter(name="written by a user").exists()
+
+
+def test_a_hold_a_killed_worker_left_is_lifted_when_its_restore_fails(
+    engine_kind: str, owner: User
+) -> None:
+    shop = Database.create_for(owner, "ops")
+    saved = store.make(shop, Backup.Kind.DAILY)
+    operation = restore.start(saved, shop, owner)
+    killed_while_holding(engine_for(shop).held(shop.physical_name))  # backing it up first
+    if engine_kind == "postgresql":
+        with pytest.raises(DatabaseHeld):
+            write(shop)
+    else:  # the write lock went with the process; the mark that shortens waits did not
+        assert list(sqlite_engine().root.glob("*.held"))
+    store.discard(saved)  # so the next attempt fails before it holds the database again
+    operation = run_again(operation)
+    assert operation.state == "failed" and "no longer stored" in operation.error
+    write(shop)
+    assert not list(sqlite_engine().root.glob("*.held"))
+
+
+@pytest.mark.parametrize("engine_kind", ["postgresql"], indirect=True)
+def test_a_source_a_killed_worker_closed_is_opened_when_its_duplicate_fails(
+    engine_kind: str, owner: User
+) -> None:
+    source = Database.create_for(owner, "ops")
+    operation = lifecycle.start_duplicate(source, "ops-copy")
+    engine = server_engine(source.server)  # type: ignore[arg-type]
+    killed_while_holding(engine.closed(source.physical_name))  # in the middle of the copy
+
+    def accepts_connections() -> bool:
+        with engine.admin() as db:
+            query = "SELECT datallowconn FROM pg_database WHERE datname = %s"
+            return db.execute(query, [source.physical_name]).fetchone()[0]  # type: ignore[index,no-any-return]
+
+    assert not accepts_connections()
+    Database.objects.filter(name="ops-copy").delete()  # so the next attempt fails at once
+    operation = run_again(operation)
+    assert operation.state == "failed" and "no longer exists" in operation.error
+    assert accepts_connections()
+    write(source)

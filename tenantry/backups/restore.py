@@ -216,6 +216,9 @@ def run(operation: Operation) -> None:
     if database is None:
         raise ValidationError("The database to restore into no longer exists.")
     physical, replace = params["physical"], params["replace"]
+    if not replace and database.status == Database.Status.ACTIVE:
+        _forget_upload(operation)  # opened before a crash ended its worker
+        return
     if not (replace and database.physical_name == physical):  # else: swapped, finish up
         _load(operation, database)
     if replace:
@@ -282,8 +285,9 @@ def _open(operation: Operation, database: Database, manifest: dict[str, Any]) ->
         fields["physical_name"] = physical  # the swap: from now on the database is the new one
     else:
         fields["status"] = Database.Status.ACTIVE
-    Database.objects.filter(pk=database.pk).update(**fields)
-    sites.forget(database.name)
+    with transaction.atomic():  # one commit: the gateway's cache is in the same database
+        Database.objects.filter(pk=database.pk).update(**fields)
+        sites.forget(database.name)
 
 
 def _check_schema(engine: Engine, physical: str, release: str) -> None:
@@ -328,7 +332,9 @@ def undo(operation: Operation) -> None:
         database.drop_storage()
         database.delete()
         operation.database = None
-    elif database.physical_name != params["physical"]:
+        return
+    engine_for(database).release(params["old"])  # if a killed worker held it
+    if database.physical_name != params["physical"]:
         engine_for(database).drop(params["physical"])
         filestore.remove(params["physical"])
     # Once swapped, the restored database is the live one: a failure after that (removing

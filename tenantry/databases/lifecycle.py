@@ -69,6 +69,8 @@ def run_duplicate(operation: Operation) -> None:
     source, copy = operation.database, operation.target
     if source is None or copy is None:
         raise ValidationError("The database to copy no longer exists.")
+    if copy.status == Database.Status.ACTIVE:
+        return  # opened before a crash ended its worker: nothing is left to do
     engine = engine_for(source)
     operation.advance(5, "Copying the database")
     engine.drop(copy.physical_name)  # what a crashed attempt may have left
@@ -93,7 +95,9 @@ def run_duplicate(operation: Operation) -> None:
 
 
 def undo_duplicate(operation: Operation) -> None:
-    copy = operation.target
+    source, copy = operation.database, operation.target
+    if source is not None:
+        engine_for(source).release(source.physical_name)  # if a killed worker held it
     if copy is not None:
         copy.drop_storage()
         copy.delete()
@@ -155,15 +159,19 @@ def run_move(operation: Operation) -> None:
         # Read-only meanwhile: no write may land in the copy being left.
         with old.read_only(database.physical_name):
             old.move(database.physical_name, server_engine(new))
-            Database.objects.filter(pk=database.pk).update(server=new)
-            sites.forget(database.name)
+            with transaction.atomic():  # one commit: the gateway's cache is in the same database
+                Database.objects.filter(pk=database.pk).update(server=new)
+                sites.forget(database.name)
     operation.advance(90, "Removing the old copy")
     old.drop(database.physical_name)
 
 
 def undo_move(operation: Operation) -> None:
     database = operation.database
+    old = Server.objects.filter(pk=operation.params["from"]).first()
     new = Server.objects.filter(pk=operation.params["to"]).first()
+    if database is not None and old is not None:
+        server_engine(old).release(database.physical_name)  # if a killed worker held it
     if database is not None and new is not None and database.server_id != new.pk:
         server_engine(new).drop(database.physical_name)
 

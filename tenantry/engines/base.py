@@ -94,6 +94,11 @@ class Engine(ABC):
         once they have waited too long)."""
 
     @abstractmethod
+    def release(self, physical: str) -> None:
+        """Lift what held() or clone() left on the database when the process holding it was
+        killed (its block never ended). Idempotent; a missing database is left alone."""
+
+    @abstractmethod
     def write_was_held(self, error: Exception) -> bool:
         """Whether a database error is a write refused because the database is held."""
 

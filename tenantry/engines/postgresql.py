@@ -229,6 +229,15 @@ class PostgreSQLEngine(Engine):
     def held(self, physical: str) -> AbstractContextManager[None]:
         return self.read_only(physical)
 
+    def release(self, physical: str) -> None:
+        with self.admin() as db:
+            if db.execute("SELECT 1 FROM pg_database WHERE datname = %s", [physical]).fetchone():
+                name = sql.Identifier(physical)
+                db.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
+                db.execute(
+                    sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(name)
+                )
+
     def write_was_held(self, error: Exception) -> bool:
         return isinstance(error.__cause__, psycopg.errors.ReadOnlySqlTransaction)
 

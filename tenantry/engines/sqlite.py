@@ -74,7 +74,9 @@ class SQLiteEngine(Engine):
         timeout = HELD_TIMEOUT_MS if held else BUSY_TIMEOUT_MS
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(self.path(physical)),
+            # Read-write, never create: a request for a database whose file is gone must
+            # fail, not leave an empty file behind.
+            "NAME": self.path(physical).as_uri() + "?mode=rw",
             "OPTIONS": {
                 "init_command": f"PRAGMA journal_mode=WAL; PRAGMA busy_timeout={timeout};",
                 "transaction_mode": "IMMEDIATE",
@@ -120,6 +122,9 @@ class SQLiteEngine(Engine):
                 yield
         finally:
             mark.unlink(missing_ok=True)
+
+    def release(self, physical: str) -> None:
+        self._held_mark(physical).unlink(missing_ok=True)  # the lock went with the process
 
     @contextmanager
     def _write_lock(self, physical: str) -> Iterator[None]:
