@@ -32,9 +32,15 @@ def make_account(email: str, password: str = PASSWORD, verified: bool = True) ->
     return user
 
 
-def totp_code(secret: str, offset: int = 0) -> str:
-    """The code an authenticator app shows now (offset: periods later)."""
-    return format_hotp_value(hotp_value(secret, int(time.time()) // 30 + offset))
+def totp_code(secret: str) -> str:
+    """The code an authenticator app shows now.
+
+    allauth accepts only the current 30-second window (no tolerance), so a code taken in the
+    window's last seconds could be stale when it reaches the server: wait for the next one.
+    """
+    if 30 - time.time() % 30 < 8:
+        time.sleep(30 - time.time() % 30 + 0.1)
+    return format_hotp_value(hotp_value(secret, int(time.time()) // 30))
 
 
 def sign_in(client: Client, email: str, password: str = PASSWORD, code: str | None = None) -> None:

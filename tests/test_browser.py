@@ -8,10 +8,8 @@ going through a real SMTP server (tests/smtp.py).
 from __future__ import annotations
 
 import re
-import time
 from typing import TYPE_CHECKING
 
-from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from playwright.sync_api import (
     Browser,
     Page,
@@ -20,6 +18,7 @@ from playwright.sync_api import (
 from pytest_django.live_server_helper import LiveServer
 
 from tests.browser import Console, new_page
+from tests.conftest import totp_code
 
 if TYPE_CHECKING:
     from tests.smtp import SMTPServer
@@ -29,17 +28,6 @@ EMAIL = "newcomer@example.com"
 PASSWORD = "correct horse battery staple"
 TIMEOUT_MS = 15_000
 SCREENSHOT = "/tmp/security.png"  # noqa: S108 (for a person to look at, not read back)
-
-
-def fresh_totp(secret: str) -> str:
-    """The code an authenticator app shows now.
-
-    allauth accepts only the current 30-second window (no tolerance), so a code computed in
-    the window's last seconds could be stale when it reaches the server: wait for the next one.
-    """
-    if 30 - time.time() % 30 < 3:
-        time.sleep(30 - time.time() % 30 + 0.1)
-    return format_hotp_value(hotp_value(secret, int(time.time()) // 30))
 
 
 def sign_in(page: Page, base: str, code: str) -> None:
@@ -109,7 +97,7 @@ def test_signup_2fa_and_logout_from_all_devices(
     secret = page.locator("#authenticator_secret").input_value()
     assert re.fullmatch(r"[A-Z2-7]{16,}", secret), secret
     expect(page.get_by_role("img", name=secret)).to_be_visible()
-    page.locator("input[name=code]").fill(fresh_totp(secret))
+    page.locator("input[name=code]").fill(totp_code(secret))
     page.get_by_role("button", name="Activate", exact=True).click()
 
     # Recovery codes are generated with the first authenticator and shown at once.
@@ -140,7 +128,7 @@ def test_signup_2fa_and_logout_from_all_devices(
     expect(page).to_have_url(re.compile(re.escape(f"{base}/accounts/login/")))
 
     # Back in with password + a TOTP code (the activation code was not marked as used).
-    sign_in(page, base, fresh_totp(secret))
+    sign_in(page, base, totp_code(secret))
 
     # A second device. A TOTP code from the same 30 s window would be refused as a replay,
     # so this one uses a recovery code.

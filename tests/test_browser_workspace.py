@@ -35,6 +35,7 @@ def test_connect_add_a_contact_and_sign_in_with_a_database_password(
     expect(page).to_have_url(f"{portal}/databases/")
     page.get_by_label("New database").fill("acme")
     page.get_by_role("button", name="Create database").click()
+    expect(page.locator(".messages")).to_contain_text("“acme” is ready at ")
     acme = Database.objects.get(name="acme")
     assert acme.url.startswith("http://acme.localhost:")
 

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -67,9 +66,9 @@ def server(data_dir: Path) -> Iterator[str]:
     deadline = time.monotonic() + 60
     while True:
         try:
-            urllib.request.urlopen(url + "/accounts/login/", timeout=2)
+            urllib.request.urlopen(url + "/accounts/login/", timeout=10)
             break
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, reset, or a first answer slower than the timeout
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 raise AssertionError(

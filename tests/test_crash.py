@@ -80,7 +80,7 @@ def start_worker(data_dir: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_for(data_dir: Path, condition: Callable[[str, int], bool], timeout: float = 60) -> None:
+def wait_for(data_dir: Path, condition: Callable[[str, int], bool], timeout: float = 180) -> None:
     """Poll the control database (SQLite) directly: fast enough to catch a step as it runs."""
     deadline = time.monotonic() + timeout
     with sqlite3.connect(data_dir / "tenantry.sqlite3", timeout=5) as db:
