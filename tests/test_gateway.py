@@ -7,19 +7,22 @@ Requests go through Django's test client with the Host a browser would send:
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 
 import pytest
 from django.contrib.auth.hashers import make_password
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, TestCase
 from django.utils import timezone
 
 from tenantry.accounts.models import User
 from tenantry.databases import lifecycle
 from tenantry.databases.models import ConnectToken, Database, Membership
-from tenantry.engines import sqlite
+from tenantry.engines import filestore, sqlite
 from tenantry.engines.fleet import engine_for
 from tenantry.gateway import sites
 from tenantry.operations.models import Operation
@@ -310,8 +313,6 @@ def test_contacts_and_attachments(acme: Database, owner: User) -> None:
     assert b"Ada King" in client.get("/contacts/").content
     assert client.get("/contacts/999/").status_code == 404
 
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     upload = SimpleUploadedFile("notes.txt", b"hello filestore", content_type="text/plain")
     assert client.post("/attachments/", {"file": upload}).status_code == 302
     with tenant.using(acme) as db:
@@ -322,6 +323,36 @@ def test_contacts_and_attachments(acme: Database, owner: User) -> None:
     home = client.get("/").content.decode()
     assert 'id="fig-contacts">1<' in home and 'id="fig-attachments">1<' in home
     assert f"Release {acme.release}" in home
+
+
+def test_unused_and_half_written_files_are_removed_after_a_day(acme: Database, owner: User) -> None:
+    client = signed_in(acme, owner)
+    upload = SimpleUploadedFile("notes.txt", b"in use", content_type="text/plain")
+    assert client.post("/attachments/", {"file": upload}).status_code == 302
+
+    def cut_off() -> Iterator[bytes]:
+        yield b"the first half"
+        raise ConnectionResetError("the client went away")
+
+    with pytest.raises(ConnectionResetError):
+        filestore.store(acme.physical_name, cut_off())
+    root = filestore.root(acme.physical_name)
+    assert not list(root.glob(".partial-*"))  # an upload cut off leaves nothing
+
+    unused = [filestore.path(acme.physical_name, filestore.store(acme.physical_name, [b])[0])
+              for b in (b"old", b"new")]  # fmt: skip
+    killed = [root / ".partial-1-1", root / ".partial-2-2"]  # what killed processes left
+    for path in killed:
+        path.write_bytes(b"half")
+    two_days_ago = time.time() - 2 * 86400
+    for path in (unused[0], killed[0]):
+        os.utime(path, (two_days_ago, two_days_ago))
+
+    sweep(timezone.now() + timedelta(days=1, minutes=1))  # the daily job is due
+    left = sorted(p.name for p in root.rglob("*") if p.is_file())
+    with tenant.using(acme) as db:
+        in_use = ws.Attachment.objects.using(db).get().sha256
+    assert left == sorted([in_use, unused[1].name, killed[1].name])
 
 
 def test_my_preferences(acme: Database, owner: User) -> None:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+# The name of a file being written; it takes its final name once complete.
+PARTIAL = ".partial-"
+
 
 def root(physical: str) -> Path:
     return Path(settings.DATA_DIR) / "filestore" / physical
@@ -24,12 +27,16 @@ def store(physical: str, chunks: Iterable[bytes]) -> tuple[str, int]:
     base = root(physical)
     base.mkdir(parents=True, exist_ok=True)
     digest, size = hashlib.sha256(), 0
-    partial = base / f".partial-{os.getpid()}-{id(chunks)}"
-    with partial.open("wb") as f:
-        for chunk in chunks:
-            digest.update(chunk)
-            size += len(chunk)
-            f.write(chunk)
+    partial = base / f"{PARTIAL}{os.getpid()}-{id(chunks)}"
+    try:
+        with partial.open("wb") as f:
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                f.write(chunk)
+    except BaseException:  # an upload cut off; a killed process's is swept by age
+        partial.unlink(missing_ok=True)
+        raise
     final = path(physical, digest.hexdigest())
     final.parent.mkdir(exist_ok=True)
     os.replace(partial, final)

@@ -31,10 +31,12 @@ def send_mail(db: str, database: Database, now: datetime) -> None:
 
 
 def clean_attachments(db: str, database: Database, now: datetime) -> None:
-    """Remove filestore files that no attachment uses any more."""
+    """Remove filestore files that no attachment uses any more, and those a killed process
+    left half written."""
     used = set(ws.Attachment.objects.using(db).values_list("sha256", flat=True))
     old = time.time() - UNUSED_FILE_AGE.total_seconds()
-    for path in filestore.root(database.physical_name).glob("??/*"):
+    root = filestore.root(database.physical_name)
+    for path in [*root.glob("??/*"), *root.glob(filestore.PARTIAL + "*")]:
         if path.name not in used and path.stat().st_mtime < old:
             path.unlink(missing_ok=True)
 
