@@ -124,13 +124,21 @@ for i in range({FILES}):
 """,
     )
     yield data_dir
-    # The PostgreSQL server is shared by the whole session: leave it as it was.
+    # The PostgreSQL server is shared by the whole session: leave it as it was, without what
+    # a failed test left (its orphans), which the tests after it would count as theirs.
     shell(
         data_dir,
         """
 from tenantry.databases.models import Database
+from tenantry.engines.fleet import server_engine
+from tenantry.engines.models import Server
 for d in Database.objects.all():
     d.drop_storage()
+for s in Server.objects.all():
+    engine = server_engine(s)
+    for name in engine.sizes():
+        if name.startswith("tn_"):
+            engine.drop(name)
 """,
     )
 
