@@ -146,3 +146,20 @@ def test_a_source_a_killed_worker_closed_is_opened_when_its_duplicate_fails(
     assert operation.state == "failed" and "no longer exists" in operation.error
     assert accepts_connections()
     write(source)
+
+
+def test_an_operation_killed_while_being_undone_is_undone_for_its_first_reason(
+    engine_kind: str, owner: User
+) -> None:
+    source = Database.create_for(owner, "ops")
+    operation = lifecycle.start_duplicate(source, "ops-copy")
+    copy = Database.objects.get(name="ops-copy")
+    engine = engine_for(source)
+    # The copy failed half made, and its worker was killed while undoing it.
+    engine.clone(source.physical_name, copy.physical_name)
+    Operation.objects.filter(pk=operation.pk).update(error="The disk is full.")
+    operation = run_again(operation)
+    assert (operation.state, operation.error) == ("failed", "The disk is full.")
+    assert not Database.objects.filter(name="ops-copy").exists()
+    assert not engine.exists(copy.physical_name)
+    write(source)

@@ -48,14 +48,18 @@ def run_operation(operation_id: int) -> None:
     heart = threading.Thread(target=_heartbeat, args=(operation, stop), daemon=True)
     heart.start()
     try:
+        if operation.error:  # its worker was killed while undoing it: undo, for that reason
+            raise ValidationError(operation.error)
         kind.run(operation)
     except Exception as error:
         logger.exception("Operation %s failed", operation.pk)
+        operation.error = reason(error)
+        operation.save(update_fields=["error"])
         try:
             kind.undo(operation)
         except Exception:
             logger.exception("Undoing operation %s failed", operation.pk)
-        operation.finish(Operation.State.FAILED, reason(error))
+        operation.finish(Operation.State.FAILED, operation.error)
     else:
         operation.finish(Operation.State.DONE)
     finally:
