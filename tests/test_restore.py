@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.apps import apps
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections
 
@@ -25,6 +26,7 @@ from tenantry.operations.models import Operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tests.test_databases import run_pending
+from tests.test_gateway import signed_in
 
 # Every table of the workspace app; its identity (uuid) is compared on its own.
 TABLES = [m for m in apps.get_app_config("workspace").get_models() if m is not ws.Settings]
@@ -288,6 +290,34 @@ def test_a_dump_cannot_reach_beyond_its_database(
         with server.admin() as db:  # type: ignore[attr-defined]
             roles = db.execute("SELECT rolname FROM pg_roles WHERE rolname ~ 'evil|load'")
             assert roles.fetchall() == []
+
+
+def test_an_attachment_cannot_name_a_file_outside_the_filestore(
+    shop: Database, owner: User
+) -> None:
+    """A row the dump adds, naming the platform's secret key instead of a SHA-256, is refused
+    at restore; and were one in a database, its download is a 404, never the file."""
+    secret = str(settings.DATA_DIR / "secret_key")
+    table = "public.workspace_attachment" if shop.engine == "postgresql" else "workspace_attachment"
+    row = (  # the attacker's own SQL, written into the dump
+        f"INSERT INTO {table} (name, sha256, size, mimetype, created_at) "  # noqa: S608
+        f"VALUES ('key.txt', '{secret}', 1, 'text/plain', '2026-01-01');\n"
+    )
+    good = members_of(store.make(shop, Backup.Kind.DAILY))
+    dump = good["dump.sql"] + row.encode()
+    restore.start(restore.keep_upload(zip_of(resealed(good, dump)), owner), "evil", by=owner)
+    run_pending()
+    operation = Operation.objects.get(kind="restore")
+    assert operation.state == "failed"
+    assert "attachments do not name their files by checksum" in operation.error
+    assert not Database.objects.filter(name="evil").exists()
+
+    with tenant.using(shop) as db:
+        planted = ws.Attachment.objects.using(db).create(name="key.txt", sha256=secret, size=1)
+    client = signed_in(shop, owner)
+    response = client.get(f"/attachments/{planted.pk}/")
+    assert response.status_code == 404
+    assert settings.SECRET_KEY.encode() not in response.content
 
 
 def test_a_moved_restore_over_keeps_the_identity(shop: Database, owner: User) -> None:

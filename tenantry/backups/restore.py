@@ -36,6 +36,7 @@ from tenantry.engines.base import Engine
 from tenantry.engines.fleet import engine_for, place
 from tenantry.gateway import sites
 from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
+from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tenantry.workspace.releases import LATEST, RELEASES
 
@@ -249,6 +250,7 @@ def _load(operation: Operation, database: Database) -> None:
             with zipped.open("dump.sql") as dump:
                 engine.load(physical, dump)
             _check_schema(engine, physical, manifest["release"])
+            _check_attachments(database, physical)
             operation.advance(75, "Loading the files")
             filestore.remove(physical)
             for name in manifest["files"]:
@@ -299,6 +301,17 @@ def _check_schema(engine: Engine, physical: str, release: str) -> None:
             f"The backup's tables are not those of release {release}: its schema was changed "
             "outside Tenantry, so it cannot be restored."
         )
+
+
+def _check_attachments(database: Database, physical: str) -> None:
+    """An attachment names its file by its SHA-256: one naming anything else was written to
+    reach outside the filestore (a path to the platform's secrets)."""
+    with tenant.using(database, physical) as db:
+        if ws.Attachment.objects.using(db).exclude(sha256__regex=r"^[0-9a-f]{64}$").exists():
+            raise ValidationError(
+                "The backup's attachments do not name their files by checksum: it was changed "
+                "outside Tenantry, so it cannot be restored."
+            )
 
 
 def _save_first(operation: Operation, database: Database) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,6 +13,7 @@ from django.conf import settings
 
 # The name of a file being written; it takes its final name once complete.
 PARTIAL = ".partial-"
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def root(physical: str) -> Path:
@@ -19,6 +21,10 @@ def root(physical: str) -> Path:
 
 
 def path(physical: str, sha256: str) -> Path:
+    """Where the file with this SHA-256 is. Anything else than a SHA-256 (a row a restored
+    dump could hold: "../../secret_key") is no file of the filestore."""
+    if not SHA256.fullmatch(sha256):
+        raise FileNotFoundError(f"Not a filestore file: {sha256!r}")
     return root(physical) / sha256[:2] / sha256
 
 

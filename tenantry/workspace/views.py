@@ -205,10 +205,12 @@ def attachment(request: HttpRequest, pk: int) -> FileResponse:
     found = ws.Attachment.objects.using(request.db).filter(pk=pk).first()  # type: ignore[attr-defined]
     if found is None:
         raise Http404("No such attachment.")
-    path = filestore.path(request.database.physical_name, found.sha256)  # type: ignore[attr-defined]
-    return FileResponse(
-        path.open("rb"), as_attachment=True, filename=found.name, content_type=found.mimetype
-    )
+    try:
+        path = filestore.path(request.database.physical_name, found.sha256)  # type: ignore[attr-defined]
+        file = path.open("rb")
+    except FileNotFoundError:
+        raise Http404("This attachment's file is missing.") from None
+    return FileResponse(file, as_attachment=True, filename=found.name, content_type=found.mimetype)
 
 
 @page
