@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -20,7 +21,7 @@ from tenantry.accounts.models import User
 from tenantry.backups import restore, store
 from tenantry.backups.models import Backup
 from tenantry.databases.models import Database, Membership
-from tenantry.engines import filestore
+from tenantry.engines import filestore, postgresql
 from tenantry.engines.fleet import engine_for
 from tenantry.operations.models import Operation
 from tenantry.workspace import models as ws
@@ -249,9 +250,11 @@ def test_a_dump_cannot_reach_beyond_its_database(
         ]
         # Accepted by SQLite, refused as a schema that is not the release's.
         later = [
-            "CREATE TRIGGER evil AFTER INSERT ON workspace_contact BEGIN SELECT 1; END;\n",
+            "CREATE TRIGGER evil AFTER INSERT ON workspace_contact BEGIN DELETE FROM "
+            "workspace_user; END;\n",
             # Named like SQLite's own objects, which the schema check leaves out.
-            "CREATE TRIGGER sqliteX AFTER INSERT ON workspace_contact BEGIN SELECT 1; END;\n",
+            "CREATE TRIGGER sqliteX AFTER INSERT ON workspace_contact BEGIN DELETE FROM "
+            "workspace_user; END;\n",
         ]
     else:
         attacks = [
@@ -271,8 +274,8 @@ def test_a_dump_cannot_reach_beyond_its_database(
             f"SET DEFAULT lo_export(0, '{target}');\n",
             "GRANT ALL ON public.workspace_user TO PUBLIC;\n",
         ]
-    for attack in attacks + [f"SELECT 1;\n{x}" for x in later]:
-        appended = attack.startswith("SELECT 1;")
+    for attack in attacks + [f"-- appended\n{x}" for x in later]:
+        appended = attack.startswith("-- appended")
         dump = (
             good["dump.sql"] + attack.encode() if appended else attack.encode() + good["dump.sql"]
         )
@@ -290,6 +293,35 @@ def test_a_dump_cannot_reach_beyond_its_database(
         with server.admin() as db:  # type: ignore[attr-defined]
             roles = db.execute("SELECT rolname FROM pg_roles WHERE rolname ~ 'evil|load'")
             assert roles.fetchall() == []
+
+
+def test_a_dump_that_computes_is_stopped_with_a_sentence(
+    shop: Database, owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dump is tables and rows. One that runs a query (endless, or writing gigabytes from a
+    few bytes) is refused on SQLite, and stopped on PostgreSQL once it outlasts its size."""
+    if shop.engine == "sqlite":
+        refused = "not authorized"
+        attacks = [
+            "CREATE TABLE z(x);\nINSERT INTO z WITH RECURSIVE c(i) AS "
+            "(SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 5) SELECT i FROM c;\n",
+            "CREATE TABLE z(x);\nINSERT INTO z VALUES (zeroblob(1000));\n",
+        ]
+    else:
+        refused = "ran longer than a dump of its size needs"
+        monkeypatch.setattr(postgresql, "LOAD_SECONDS", 1)
+        attacks = ["SELECT pg_sleep(30);\n"]
+    good = members_of(store.make(shop, Backup.Kind.DAILY))
+    for attack in attacks:
+        dump = attack.encode() + good["dump.sql"]
+        restore.start(restore.keep_upload(zip_of(resealed(good, dump)), owner), "evil", by=owner)
+        started = time.monotonic()
+        run_pending()
+        operation = Operation.objects.get(kind="restore")
+        assert operation.state == "failed" and refused in operation.error, attack
+        assert time.monotonic() - started < 20
+        assert not Database.objects.filter(name="evil").exists()
+        operation.delete()
 
 
 def test_an_attachment_cannot_name_a_file_outside_the_filestore(

@@ -42,6 +42,11 @@ CHUNK = 1024 * 1024
 # How long a clone lets the source's open sessions finish before ending them.
 DRAIN_SECONDS = 10
 
+# A restore's load may take this long, plus a second for each MB of its dump: far more than a
+# real dump needs (they load at tens of MB a second), far less than a query never ending.
+LOAD_SECONDS = 600
+LOAD_BYTES_PER_SECOND = 1024 * 1024
+
 # Admin connections are kept open between uses, at most this many a server in each process: a
 # new one costs the server a backend (a fork and a few ms of CPU), and every create needs one.
 # One idle for longer is not trusted (a firewall may have dropped it silently): it is closed.
@@ -360,6 +365,18 @@ class PostgreSQLEngine(Engine):
         errors: list[bytes] = []
         reader = threading.Thread(target=lambda: errors.append(process.stderr.read()))  # type: ignore[union-attr]
         reader.start()
+        # A dump is SQL from anyone, and a query of it could run forever (a session may lift
+        # its own statement_timeout): psql is stopped once the load outlasts its allowance.
+        deadline = [time.monotonic() + LOAD_SECONDS]
+        stopped = threading.Event()
+
+        def watch() -> None:
+            while not stopped.wait(0.5):
+                if time.monotonic() > deadline[0]:
+                    process.kill()
+                    return
+
+        threading.Thread(target=watch, daemon=True).start()
         try:
             process.stdin.write(f"\\restrict {key}\n".encode())
             # The dump's own restrict and unrestrict lines go: its key would lift ours. Read in
@@ -373,12 +390,19 @@ class PostgreSQLEngine(Engine):
                 if line_start and own and piece.strip() == b"\\unrestrict " + own:
                     continue
                 process.stdin.write(piece)
+                deadline[0] += len(piece) / LOAD_BYTES_PER_SECOND
             process.stdin.close()
         except BrokenPipeError:
             pass  # psql stopped at an error: its message says which
         finally:
             code = process.wait()
+            stopped.set()
             reader.join()
+        if code and time.monotonic() > deadline[0]:
+            raise EngineError(
+                "The PostgreSQL dump could not be loaded: it ran longer than a dump of its "
+                "size needs, so it was stopped."
+            )
         if code:
             lines = b"".join(errors).decode(errors="replace").strip().splitlines()
             reason = lines[-1] if lines else f"psql stopped ({code})"

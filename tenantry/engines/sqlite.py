@@ -24,9 +24,18 @@ BUSY_TIMEOUT_MS = 60_000
 HELD_TIMEOUT_MS = 2_000
 
 
-# What a dump being loaded may not do: reach other files (ATTACH, VACUUM INTO) or change how
-# SQLite reads the file (PRAGMA, but foreign_keys).
-_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_CREATE_VTABLE}
+# What a dump being loaded may not do: reach other files (ATTACH, VACUUM INTO), change how
+# SQLite reads the file (PRAGMA, but foreign_keys), or compute anything (SELECT, functions,
+# recursive queries): a dump is tables and literal rows, and a query that never ends, or a
+# zeroblob() of gigabytes, would hold the worker or fill the disk.
+_DENIED = {
+    sqlite3.SQLITE_ATTACH,
+    sqlite3.SQLITE_DETACH,
+    sqlite3.SQLITE_CREATE_VTABLE,
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_FUNCTION,
+    sqlite3.SQLITE_RECURSIVE,
+}
 
 
 def _only_inside(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
