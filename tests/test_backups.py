@@ -497,6 +497,8 @@ def test_a_backup_of_another_database_or_an_upload_is_never_reachable(
             f"/api/v1/databases/rival/backups/{other.pk}/download",
         ]:
             assert key.get(path).status_code == 404, path
+        for bad in ("abc", "²", "9" * 30):  # "²" is a digit to str.isdigit()
+            assert web.get(f"/databases/shop/restore/?backup={bad}").status_code == 404, bad
         over = {"backup": other.pk, "into": "over", "identity": "copy"}
         assert web.post("/databases/shop/restore/", over).status_code == 404
         new = {"backup": other.pk, "into": "new", "name": "stolen", "identity": "copy"}

@@ -138,7 +138,7 @@ def test_bad_invitations_get_clear_errors(acme: Database, owner: User) -> None:
     portal = client_for(owner)
     assert "“not-an-email” is not an email address." in invite(portal, "a@example.com not-an-email")
     assert "Already a user of “acme”: owner@example.com." in invite(portal, "owner@example.com")
-    for pk in ("abc", "999"):
+    for pk in ("abc", "999", "²", "9" * 30):  # "²" is a digit to str.isdigit()
         response = portal.post(
             "/databases/acme/users/", {"action": "cancel", "invitation": pk}, follow=True
         )

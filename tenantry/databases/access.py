@@ -47,7 +47,14 @@ def get_backup(user: User, backup_id: Any, database: Database | None = None) -> 
     )
     if database is not None:
         found = found.filter(database=database)
-    return get_object_or_404(found, pk=int(backup_id) if str(backup_id).isdigit() else 0)
+    return get_object_or_404(found, pk=as_pk(backup_id))
+
+
+def as_pk(value: Any) -> int:
+    """A primary key from a form or a query string; 0 (found nowhere) for anything else:
+    "²" is a digit to str.isdigit(), and a number past 64 bits a database error."""
+    text = str(value)
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else 0
 
 
 def database_admin_required(

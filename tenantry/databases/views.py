@@ -17,6 +17,7 @@ from tenantry.accounts.models import User
 from tenantry.backups import archive, restore, store
 from tenantry.databases import lifecycle, members
 from tenantry.databases.access import (
+    as_pk,
     database_admin_required,
     get_backup,
     get_database,
@@ -226,9 +227,8 @@ def _users_action(
         sent = members.invite(database, data["emails"], data["role"], by=request.user)  # type: ignore[arg-type]
         return f"Invitation sent to {', '.join(i.email for i in sent)}."
     if action in ("resend", "cancel"):
-        pk = request.POST.get("invitation", "")
         invitation = database.invitations.filter(  # type: ignore[attr-defined]
-            accepted_at=None, pk=int(pk) if pk.isdigit() else 0
+            accepted_at=None, pk=as_pk(request.POST.get("invitation"))
         ).first()
         if invitation is None:
             raise ValidationError("This invitation is no longer pending.")
