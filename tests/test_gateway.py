@@ -456,6 +456,29 @@ def test_queued_mail_is_sent_except_from_a_neutralized_copy(
     assert len(smtp_mail.messages) == 2
 
 
+def test_a_mail_whose_headers_would_break_neither_injects_nor_blocks_the_others(
+    acme: Database, owner: User, smtp_mail: SMTPServer
+) -> None:
+    client = signed_in(acme, owner)
+    with tenant.using(acme) as db:
+        contact = ws.Contact.objects.using(db).create(name="Ada", email="ada@example.com")
+        # Not through a form (it checks the address), but a restored dump may hold anything.
+        queue_mail(db, "ada@example.com\nBcc: evil@example.com", "Cannot be sent", "Hello")
+    message = {"action": "send", "subject": "Hi\nBcc: evil@example.com", "body": "Hello"}
+    assert client.post(f"/contacts/{contact.pk}/", message).status_code == 302
+    with tenant.using(acme) as db:
+        queue_mail(db, "grace@example.com", "After them", "Hello")
+
+    sweep(timezone.now() + timedelta(minutes=2))
+    smtp_mail.wait_for("grace@example.com")
+    [ada] = smtp_mail.messages_to("ada@example.com")
+    assert ada.message["Subject"] == "Hi Bcc: evil@example.com"  # one line: no header added
+    assert not smtp_mail.messages_to("evil@example.com")
+    with tenant.using(acme) as db:
+        states = dict(ws.Mail.objects.using(db).values_list("subject", "state"))
+    assert states["Cannot be sent"] == "queued" and states["After them"] == "sent"
+
+
 # A move or a restore over a database holds it: reads go on, and a write waits a while, then
 # is refused with a sentence (never a 500) and changes nothing: in the workspace, and in the
 # portal and the API where they write into the database (its users).

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
 from tenantry.workspace import models as ws
+
+logger = logging.getLogger(__name__)
 
 
 def queue_mail(db: str, to: str, subject: str, body: str) -> ws.Mail:
@@ -24,7 +28,12 @@ def send_queued(db: str, sender: str) -> int:
         return 0
     sent = 0
     for mail in queued:
-        EmailMessage(mail.subject, mail.body, sender, [mail.to]).send()
+        subject = " ".join(mail.subject.split())  # a header is one line
+        try:
+            EmailMessage(subject, mail.body, sender, [mail.to]).send()
+        except ValueError:  # an address no header can hold: the others still go
+            logger.warning("Mail %s to %r cannot be sent; it stays queued", mail.pk, mail.to)
+            continue
         mail.state, mail.sent_at = ws.Mail.State.SENT, timezone.now()
         mail.save(using=db, update_fields=["state", "sent_at"])
         sent += 1
