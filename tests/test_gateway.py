@@ -320,8 +320,14 @@ def test_contacts_and_attachments(acme: Database, owner: User) -> None:
     response = client.get(f"/attachments/{attachment.pk}/")
     assert b"".join(response.streaming_content) == b"hello filestore"  # type: ignore[attr-defined]
     assert "notes.txt" in response["Content-Disposition"]
+    odd = SimpleUploadedFile("odd.bin", b"odd", content_type="x/" + "y" * 500)
+    assert client.post("/attachments/", {"file": odd}).status_code == 302
+    with tenant.using(acme) as db:
+        assert ws.Attachment.objects.using(db).get(name="odd.bin").mimetype == (
+            "application/octet-stream"
+        )
     home = client.get("/").content.decode()
-    assert 'id="fig-contacts">1<' in home and 'id="fig-attachments">1<' in home
+    assert 'id="fig-contacts">1<' in home and 'id="fig-attachments">2<' in home
     assert f"Release {acme.release}" in home
 
 

@@ -190,9 +190,10 @@ def attachments(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         sha256, size = filestore.store(request.database.physical_name, upload.chunks())  # type: ignore[attr-defined]
+        mimetype = upload.content_type or ""  # the browser's word: no real one is that long
         ws.Attachment.objects.using(db).create(
             name=upload.name, sha256=sha256, size=size,
-            mimetype=upload.content_type or "application/octet-stream",
+            mimetype=mimetype if 0 < len(mimetype) <= 100 else "application/octet-stream",
         )  # fmt: skip
         messages.success(request, f"“{upload.name}” was uploaded.")
         return redirect("ws_attachments")
