@@ -360,6 +360,11 @@ def test_the_api_refuses_bad_input_with_a_sentence(acme: Database, owner: User) 
     assert response.json()["detail"] == "The name “www” is reserved. Choose another one."
     response = client.post("/api/v1/databases", {}, content_type="application/json")
     assert response.status_code == 422 and "name" in response.json()["detail"]
+    response = client.post(  # multipart without its boundary
+        "/api/v1/databases/acme/restore", b"--x--", content_type="multipart/form-data"
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("The upload cannot be read: ")
 
 
 def test_the_api_answers_members_403_and_outsiders_404(

@@ -8,6 +8,7 @@ from uuid import UUID
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from ninja import File, Form, NinjaAPI, Schema, Status, UploadedFile
 from ninja.errors import AuthenticationError, ValidationError
@@ -88,6 +89,11 @@ def me(request: HttpRequest) -> User:
 @api.exception_handler(DjangoValidationError)
 def refused(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
     return error(request, " ".join(exc.messages), 400)
+
+
+@api.exception_handler(MultiPartParserError)
+def unreadable_upload(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
+    return error(request, f"The upload cannot be read: {exc}.", 400)
 
 
 @api.exception_handler(OperationBusy)
