@@ -109,6 +109,13 @@ def test_the_api_and_the_cli_download_too(shop: Database, owner: User, tmp_path:
     target = tmp_path / "backup.zip"
     call_command("db", "backup", "shop", "-o", str(target), stdout=io.StringIO())
     assert "dump.sql" in zipfile.ZipFile(target).namelist()
+    # Into a folder, as cp does: under the backup's own name.
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    call_command("db", "backup", "shop", "-o", str(folder), stdout=io.StringIO())
+    [written] = folder.iterdir()
+    assert written.name.startswith("shop_") and written.suffix == ".zip"
+    assert "dump.sql" in zipfile.ZipFile(written).namelist()
 
 
 def test_only_administrators_download(

@@ -49,8 +49,12 @@ def test_server_urls_are_stored_encrypted(two_servers: None, pg_servers: list) -
 
 
 def test_bad_server_urls_are_refused_with_a_sentence(transactional_db: None) -> None:
-    with pytest.raises(CommandError, match="must look like postgresql://"):
-        tenantry("servers", "add", "mysql://db.example.com/x")
+    for url in ["mysql://db.example.com/x", "postgresql://h:abc/", "postgresql://[::1/"]:
+        with pytest.raises(CommandError, match="must look like postgresql://"):
+            tenantry("servers", "add", url)
+    for capacity in ["-5", "0", "99999999999999999999"]:
+        with pytest.raises(CommandError, match="capacity must be from 1 to 1000000 GB"):
+            tenantry("servers", "add", "postgresql://h/postgres", "--capacity-gb", capacity)
     with pytest.raises(CommandError, match="cannot be reached"):
         tenantry("servers", "add", "postgresql://postgres@127.0.0.1:1/postgres")
     assert not Server.objects.exists()

@@ -48,7 +48,9 @@ class Command(BaseCommand):
         )
         backup = sub.add_parser("backup", help="write a database's backup ZIP")
         backup.add_argument("name")
-        backup.add_argument("-o", "--output", help="the ZIP file (default: NAME_DATE.zip here)")
+        backup.add_argument(
+            "-o", "--output", help="the ZIP file or its folder (default: NAME_DATE.zip here)"
+        )
         backups = sub.add_parser("backups", help="a database's stored backups")
         backups.add_argument("name")
         restore = sub.add_parser(
@@ -139,15 +141,17 @@ class Command(BaseCommand):
     def do_backup(self, name: str, output: str | None, **options: Any) -> None:
         database = find(name)
         path = Path(output or archive.filename(database))
+        if path.is_dir():  # as cp does: into the folder, under the backup's own name
+            path = path / archive.filename(database)
         partial = path.with_name(path.name + ".partial")
         try:
             with partial.open("wb") as f:
                 for chunk in archive.stream(database):
                     f.write(chunk)
+            partial.rename(path)
         except OSError as error:
             partial.unlink(missing_ok=True)
             raise CommandError(f"Cannot write {path}: {error.strerror}.")
-        partial.rename(path)
         self.stdout.write(f"Wrote the backup of {name} to {path}.")
 
     def do_backups(self, name: str, **options: Any) -> None:

@@ -16,6 +16,8 @@ from tenantry.engines.postgresql import PostgreSQLEngine
 from tenantry.operations.models import OperationBusy
 from tenantry.operations.progress import run_in_terminal
 
+MAX_CAPACITY_GB = 1_000_000  # a petabyte
+
 
 class Command(BaseCommand):
     help = "Manage the fleet of PostgreSQL servers: add, list, drain."
@@ -39,11 +41,18 @@ class Command(BaseCommand):
             raise CommandError(" ".join(error.messages))
 
     def do_add(self, url: str, name: str | None, capacity_gb: int, **options: Any) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            well_formed = parts.scheme in ("postgres", "postgresql") and bool(parts.hostname)
+            parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+        except ValueError:
+            well_formed = False
+        if not well_formed:
             raise CommandError(
                 "The URL must look like postgresql://user:password@host:5432/postgres."
             )
+        if not 1 <= capacity_gb <= MAX_CAPACITY_GB:
+            raise CommandError(f"The capacity must be from 1 to {MAX_CAPACITY_GB} GB.")
         engine = PostgreSQLEngine(url, name or "")
         engine.sizes()  # refuses a server that cannot be reached, with the reason
         if Server.objects.filter(name=engine.name).exists():
