@@ -186,7 +186,9 @@ def test_delete_asks_for_the_name_and_frees_it_at_once(acme: Database, owner: Us
     assert not Database.objects.filter(physical_name=physical).exists()
 
 
-def test_delete_is_refused_while_subscribed_or_expired(acme: Database, owner: User) -> None:
+def test_delete_is_refused_while_subscribed_or_expired_and_a_copy_while_expired(
+    acme: Database, owner: User
+) -> None:
     client = client_for(owner)
     Database.objects.filter(pk=acme.pk).update(subscription_code="SUB-42")
     response = client.post("/databases/acme/delete/", {"confirm": "acme"})
@@ -196,7 +198,14 @@ def test_delete_is_refused_while_subscribed_or_expired(acme: Database, owner: Us
     )
     response = client.post("/databases/acme/delete/", {"confirm": "acme"})
     assert "An expired database cannot be deleted" in response.content.decode()
+    # Nor copied: the copy would be a live database again.
+    response = api(owner).post(
+        "/api/v1/databases/acme/duplicate", {"name": "acme-copy"}, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"] == "“acme” has expired: it cannot be copied."
     assert not Operation.objects.exists()
+    assert not Database.objects.filter(name="acme-copy").exists()
 
 
 def test_the_sweep_deletes_expired_copies_and_warns_before(
