@@ -8,6 +8,7 @@ operations started in the browser really run.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from playwright.sync_api import (
     BrowserContext,
     ConsoleMessage,
     Page,
+    expect,
     sync_playwright,
 )
 
@@ -97,6 +99,15 @@ def sign_in(page: Page, base: str, email: str) -> None:
     page.locator("input[name=login]").fill(email)
     page.locator("input[name=password]").fill(PASSWORD)
     page.get_by_role("button", name="Sign In", exact=True).click()
+
+
+def confirm_password(page: Page, base: str) -> None:
+    """A sensitive action: allauth asks for the password again, then goes on."""
+    from tests.conftest import PASSWORD
+
+    expect(page).to_have_url(re.compile(re.escape(f"{base}/accounts/reauthenticate/")))
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Confirm", exact=True).click()
 
 
 def htmx_polls(page: Page) -> list[str]:

@@ -8,11 +8,13 @@ from django.test import Client
 from django.utils import timezone
 
 from tenantry.accounts.models import ApiKey, SecurityEvent, User
-from tests.conftest import make_account, reauthenticate, sign_in
+from tests.conftest import PASSWORD, client_for, make_account, reauthenticate, sign_in
 
 
 def developer(client: Client) -> None:
-    client.post("/account/security/developer-mode/", {"enabled": "1"})
+    reauthenticate(client)
+    response = client.post("/account/security/developer-mode/", {"enabled": "1"})
+    assert response["Location"] == "/account/security/"
 
 
 def create_key(client: Client, name: str = "deploy", expires: str = "") -> str:
@@ -40,8 +42,9 @@ def test_api_keys_are_hidden_until_developer_mode_is_on(alice_client: Client) ->
     assert "New API key" in alice_client.get("/account/security/").content.decode()
 
 
-def test_creating_a_key_asks_to_reauthenticate(alice_client: Client) -> None:
-    developer(alice_client)
+def test_creating_a_key_asks_to_reauthenticate(alice_client: Client, alice: User) -> None:
+    alice.developer_mode = True  # on, but not just now: no recent password
+    alice.save()
     response = alice_client.get("/account/security/api-keys/new/")
     assert response["Location"].startswith("/accounts/reauthenticate/")
     response = alice_client.post("/account/security/api-keys/new/", {"name": "sneaky"})
@@ -102,6 +105,25 @@ def test_keys_stop_working_when_developer_mode_is_off(alice_client: Client) -> N
     alice_client.post("/account/security/developer-mode/", {"enabled": "0"})
     assert me(raw).status_code == 401
     developer(alice_client)
+    assert me(raw).status_code == 200
+
+
+def test_turning_developer_mode_on_asks_for_the_password_and_off_does_not(
+    alice: User,
+) -> None:
+    """On brings back the keys made before: someone at an unlocked session may not."""
+    earlier = client_for(alice)
+    developer(earlier)
+    raw = create_key(earlier)
+    late = Client()
+    sign_in(late, alice.email)
+    assert late.post("/account/security/developer-mode/", {"enabled": "0"}).status_code == 302
+    assert me(raw).status_code == 401
+    response = late.post("/account/security/developer-mode/", {"enabled": "1"})
+    assert response["Location"].startswith("/accounts/reauthenticate/")
+    assert me(raw).status_code == 401
+    response = late.post(response["Location"], {"password": PASSWORD}, follow=True)
+    assert "Developer mode is on" in response.content.decode()
     assert me(raw).status_code == 200
 
 

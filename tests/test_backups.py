@@ -42,7 +42,7 @@ from tenantry.operations.sweep import sweep
 from tenantry.settings import _backup_storage
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.conftest import api, client_for, make_account
+from tests.conftest import api, client_for, make_account, reauthenticate
 from tests.smtp import HOST, free_port
 from tests.test_databases import run_pending
 
@@ -461,6 +461,10 @@ def test_only_administrators_see_download_and_restore_stored_backups(
     response = web.get(f"/databases/shop/backups/{saved.pk}/download/")
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == data  # type: ignore[attr-defined]
+    # Restoring over a database replaces it: the password again, first.
+    response = web.get(f"/databases/shop/restore/?backup={saved.pk}")
+    assert response["Location"].startswith("/accounts/reauthenticate/")
+    reauthenticate(web)
     assert web.get("/databases/shop/restore/").status_code == 200
     page = web.get(f"/databases/shop/restore/?backup={saved.pk}").content.decode()
     assert f'name="backup" value="{saved.pk}"' in page
@@ -484,6 +488,7 @@ def test_a_backup_of_another_database_or_an_upload_is_never_reachable(
     upload = restore.keep_upload(io.BytesIO(zip_bytes(saved)), owner)
     assert upload.state == Backup.State.READY and upload.database is None
     web, key = client_for(owner), api(owner)
+    reauthenticate(web)
     before = state()
     for other in (theirs, upload):
         for path in [

@@ -17,7 +17,7 @@ from playwright.sync_api import (
 )
 from pytest_django.live_server_helper import LiveServer
 
-from tests.browser import Console, new_page
+from tests.browser import Console, confirm_password, new_page
 from tests.conftest import totp_code
 
 if TYPE_CHECKING:
@@ -87,10 +87,7 @@ def test_signup_2fa_and_logout_from_all_devices(
     expect(page.get_by_text("An authenticator app is not active.")).to_be_visible()
     page.get_by_role("link", name="Activate", exact=True).click()
 
-    # A sensitive change: allauth asks for the password again, then goes on.
-    expect(page).to_have_url(re.compile(re.escape(f"{base}/accounts/reauthenticate/")))
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.get_by_role("button", name="Confirm", exact=True).click()
+    confirm_password(page, base)
     expect(page).to_have_url(f"{base}/accounts/2fa/totp/activate/")
 
     # The secret is shown (disabled input) next to the QR code, for manual entry.

@@ -16,7 +16,7 @@ from tenantry.backups.models import Backup
 from tenantry.databases.models import Database
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.browser import Console, Worker, htmx_polls, sign_in
+from tests.browser import Console, Worker, confirm_password, htmx_polls, sign_in
 from tests.conftest import make_account
 from tests.test_browser_databases import TIMEOUT_MS, manage, watch_until_done
 
@@ -60,6 +60,7 @@ def test_download_and_restore_backups_in_the_portal(
 
     # Restore it into a new database.
     row.get_by_role("link", name="Restore").click()
+    confirm_password(page, base)  # restoring over a database replaces it
     expect(page.get_by_role("heading", name="Restore “acme”")).to_be_visible()
     page.get_by_label("Into a new database").check()
     page.get_by_label("Name of the new database").fill("acme-restored")

@@ -22,7 +22,7 @@ from tenantry.operations.tasks import run_operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tenantry.workspace.releases import LATEST
-from tests.conftest import api, client_for, database_records
+from tests.conftest import PASSWORD, api, client_for, database_records, reauthenticate
 from tests.postgres import free_port
 
 
@@ -168,12 +168,19 @@ def test_one_operation_at_a_time_per_database(acme: Database, owner: User) -> No
     run_pending()
 
 
-def test_delete_asks_for_the_name_and_frees_it_at_once(acme: Database, owner: User) -> None:
+def test_delete_asks_for_the_password_and_the_name_and_frees_it_at_once(
+    acme: Database, owner: User
+) -> None:
     client = client_for(owner)
     page = client.get("/databases/acme/delete/").content.decode()
     assert "instant and permanent, for all its users" in page
+    # Signed in is not enough: the password again, then the confirmation goes on.
     response = client.post("/databases/acme/delete/", {"confirm": "acme-typo"})
-    assert "This is not the name of the database." in response.content.decode()
+    assert response["Location"].startswith("/accounts/reauthenticate/")
+    response = client.post(response["Location"], {"password": PASSWORD})
+    page = response.content.decode()
+    assert "This is not the name of the database." in page
+    assert 'action="/databases/acme/delete/"' in page  # the form posts back to its page
 
     physical = acme.physical_name
     client.post("/databases/acme/delete/", {"confirm": "acme"})
@@ -190,6 +197,7 @@ def test_delete_is_refused_while_subscribed_or_expired_and_a_copy_while_expired(
     acme: Database, owner: User
 ) -> None:
     client = client_for(owner)
+    reauthenticate(client)
     Database.objects.filter(pk=acme.pk).update(subscription_code="SUB-42")
     response = client.post("/databases/acme/delete/", {"confirm": "acme"})
     assert "linked to the subscription SUB-42" in response.content.decode()

@@ -127,6 +127,8 @@ def logout_all(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+# Turning it on brings back API keys made before: the password again for that.
+@reauthentication_required(enabled=lambda request: request.POST.get("enabled") == "1")
 def developer_mode(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     user.developer_mode = request.POST.get("enabled") == "1"

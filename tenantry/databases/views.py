@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.adapter import get_adapter
+from allauth.account.decorators import reauthentication_required
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -117,6 +118,7 @@ def restore_new(request: HttpRequest) -> HttpResponse:
 
 
 @database_admin_required
+@reauthentication_required  # it replaces the database: the password again, on opening
 def restore_over(request: HttpRequest, database: Database) -> HttpResponse:
     return _restore(request, database)
 
@@ -159,6 +161,7 @@ def rename(request: HttpRequest, database: Database) -> HttpResponse:
 
 
 @database_admin_required
+@reauthentication_required(allow_get=True)  # asked on confirming, which then goes on
 def delete(request: HttpRequest, database: Database) -> HttpResponse:
     form = DeleteForm(database, request.POST or None)
     refusal = database.deletion_refusal()
