@@ -3,9 +3,11 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 from django.test import Client
 
+from tests.conftest import PASSWORD, make_account
 from tests.test_cli import TENANTRY, env_for
 
 
@@ -50,3 +52,19 @@ def test_an_unknown_host_is_refused(db: None) -> None:
     assert response.status_code == 404
     assert b"nothing at this address" in response.content
     assert b"Sign In" not in response.content
+
+
+def test_sign_in_sends_a_person_on_within_the_portal_only(db: None) -> None:
+    """Not to a subdomain of the base domain, though those are allowed hosts (databases)."""
+    make_account("alice@example.com")
+    for target, landing in [
+        ("/account/", "/account/"),
+        ("http://evil.localhost/phish", "/"),
+        ("http://a.b.localhost/", "/"),
+        ("https://example.org/", "/"),
+    ]:
+        response = Client().post(
+            f"/accounts/login/?next={quote(target)}",
+            {"login": "alice@example.com", "password": PASSWORD},
+        )
+        assert response["Location"] == landing, target

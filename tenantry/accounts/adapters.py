@@ -9,6 +9,7 @@ from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core import context as allauth_context
 from allauth.mfa.adapter import DefaultMFAAdapter
 from django.conf import settings
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from tenantry import crypto
 
@@ -27,6 +28,12 @@ class AccountAdapter(DefaultAccountAdapter):
         }
         ctx.update(context)
         self.render_mail(template_prefix, email, ctx).send()
+
+    def is_safe_url(self, url: str) -> bool:
+        # The portal only: ALLOWED_HOSTS also lets in every subdomain of the base domain (the
+        # databases' hosts), which allauth would take as safe to send a person to.
+        host = allauth_context.request.get_host()
+        return url_has_allowed_host_and_scheme(url, allowed_hosts={host})
 
 
 class MFAAdapter(DefaultMFAAdapter):
