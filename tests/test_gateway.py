@@ -247,6 +247,14 @@ def test_sign_in_is_rate_limited_per_database_and_login(acme: Database, owner: U
     assert "Too many failed sign-in attempts" in sign_in_db(visitor("acme"), owner.email, PASSWORD)
 
 
+def test_the_account_password_is_rate_limited_across_databases(acme: Database, owner: User) -> None:
+    Database.create_for(owner, "other")
+    for name in ("acme", "other", "acme", "other", "acme"):
+        assert sign_in_db(visitor(name), owner.email, "wrong") == "Wrong login or password."
+    # Two tries only in "other", but five for the account.
+    assert "Too many failed sign-in attempts" in sign_in_db(visitor("other"), owner.email, PASSWORD)
+
+
 # Connect
 
 
