@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
@@ -115,6 +116,25 @@ def test_invitation_links_are_refused_when_reused_expired_or_for_another_email(
     response = late.post(link)
     assert response.status_code == 400 and "expired" in response.content.decode()
     assert client_for(outsider).get("/invitations/made-up-token/").status_code == 400
+
+
+def test_an_address_a_member_left_does_not_hand_over_their_user(
+    acme: Database, owner: User, member: User, smtp_mail: SMTPServer
+) -> None:
+    """The member's user keeps its login when they change their account's email; whoever
+    takes up the old address later is not given that user by an invitation."""
+    [invitation] = members.invite(acme, [member.email], "user", by=owner)
+    members.accept(invitation, member)
+    old = member.email
+    member.email = "member@new.example.com"
+    member.save()
+    EmailAddress.objects.filter(user=member).update(email=member.email)
+    newcomer = make_account(old)
+    invite(client_for(owner), old)
+    response = client_for(newcomer).post(link_in(smtp_mail, old, skip=1))
+    assert "is the login of another user of “acme”" in response.content.decode()
+    assert db_user(acme, old).account_id == member.pk  # type: ignore[union-attr]
+    assert not Membership.objects.filter(user=newcomer).exists()
 
 
 def test_resend_replaces_the_link_and_cancel_removes_it(

@@ -108,6 +108,14 @@ def accept(invitation: Invitation, account: User) -> Membership:
     check(invitation, account)
     database = invitation.database
     with tenant.using(database) as db:
+        # The address may have been another member's before they changed it: their user
+        # keeps it as login, and stays theirs.
+        theirs = ws.User.objects.using(db).filter(login__iexact=invitation.email)
+        if theirs.exclude(account_id=None).exclude(account_id=account.pk).exists():
+            raise ValidationError(
+                f"“{invitation.email}” is the login of another user of “{database.name}”. "
+                "Ask its administrators to invite another address."
+            )
         _link(db, account, invitation.email, invitation.role)
     with transaction.atomic():
         invitation.accepted_at = timezone.now()
