@@ -307,7 +307,8 @@ def _check_attachments(database: Database, physical: str) -> None:
     """An attachment names its file by its SHA-256: one naming anything else was written to
     reach outside the filestore (a path to the platform's secrets)."""
     with tenant.using(database, physical) as db:
-        if ws.Attachment.objects.using(db).exclude(sha256__regex=r"^[0-9a-f]{64}$").exists():
+        sha256 = f"^{filestore.SHA256.pattern}$"
+        if ws.Attachment.objects.using(db).exclude(sha256__regex=sha256).exists():
             raise ValidationError(
                 "The backup's attachments do not name their files by checksum: it was changed "
                 "outside Tenantry, so it cannot be restored."
