@@ -12,7 +12,7 @@ import re
 from playwright.sync_api import Browser, Page, expect
 
 from tenantry.databases.models import Database
-from tests.browser import Console, new_page, sign_in
+from tests.browser import Console, confirm_password, new_page, sign_in
 from tests.conftest import PASSWORD, make_account
 from tests.smtp import SMTPServer
 
@@ -83,6 +83,7 @@ def test_invite_two_people_both_accept_one_is_removed(
     owner.reload()
     owner.get_by_label(f"Select {KNOWN}").check()
     owner.get_by_role("button", name="Remove").click()
+    confirm_password(owner, portal)
     expect(owner.locator(".messages")).to_contain_text(f"Removed: {KNOWN}.")
     kim.goto(f"{acme_url}/contacts/")
     expect(kim).to_have_url(re.compile(re.escape(f"{acme_url}/login/")))

@@ -502,6 +502,7 @@ def test_a_write_to_a_held_database_gets_a_sentence_and_changes_nothing(
     Membership.objects.create(database=acme, user=member, role=Membership.Role.USER)
     client = signed_in(acme, owner)
     portal, key = client_for(owner), api(owner)
+    reauthenticate(portal)
     held = "“acme” is being copied, moved or restored: it can be read, but not changed"
     with engine_for(acme).held(acme.physical_name):
         assert client.get("/contacts/").status_code == 200

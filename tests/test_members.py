@@ -18,7 +18,7 @@ from tenantry.databases import members
 from tenantry.databases.models import Database, Invitation, Membership
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.conftest import PASSWORD, api, client_for, make_account
+from tests.conftest import PASSWORD, api, client_for, make_account, reauthenticate
 from tests.smtp import SMTPServer
 
 
@@ -163,6 +163,7 @@ def test_bad_invitations_get_clear_errors(acme: Database, owner: User) -> None:
             "/databases/acme/users/", {"action": "cancel", "invitation": pk}, follow=True
         )
         assert "This invitation is no longer pending." in response.content.decode()
+    reauthenticate(portal)
     response = portal.post("/databases/acme/users/", {"action": "remove"}, follow=True)
     assert "Select at least one user." in response.content.decode()
     assert not Invitation.objects.exists()
@@ -178,8 +179,12 @@ def test_remove_and_roles(acme: Database, owner: User, member: User) -> None:
     assert member_db.get("/").status_code == 200
 
     portal = client_for(owner)
-    # Promote, then demote.
-    portal.post("/databases/acme/users/", {"action": "admin", "email": [member.email]})
+    # Promote (the password again first), then demote.
+    response = portal.post("/databases/acme/users/", {"action": "admin", "email": [member.email]})
+    assert response["Location"].startswith("/accounts/reauthenticate/")
+    assert Membership.objects.get(user=member).role == "user"
+    response = portal.post(response["Location"], {"password": PASSWORD})
+    assert response["Location"] == "/databases/acme/users/"  # the promotion went on
     assert Membership.objects.get(user=member).role == "admin"
     assert db_user(acme, member.email).is_admin  # type: ignore[union-attr]
     portal.post("/databases/acme/users/", {"action": "user", "email": [member.email]})

@@ -196,7 +196,12 @@ def _sentence(error: BaseException) -> str:
     return str(error)
 
 
+# Removing someone, or changing who administers the database: the password again.
+CHANGES = ("remove", "admin", "user")
+
+
 @database_admin_required
+@reauthentication_required(enabled=lambda request: request.POST.get("action") in CHANGES)
 def users(request: HttpRequest, database: Database) -> HttpResponse:
     """Members and pending invitations; invite, resend, cancel, remove, promote, demote."""
     action = request.POST.get("action")
