@@ -12,9 +12,11 @@ from django.core.management.base import CommandError
 from tenantry.accounts.models import User
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
-from tenantry.engines.base import DatabaseHeld
+from tenantry.engines.base import DatabaseHeld, EngineError
 from tenantry.engines.fleet import engine_for
 from tenantry.engines.models import GIB, Server
+from tenantry.engines.postgresql import PostgreSQLEngine
+from tenantry.operations.tasks import run_operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tests.conftest import make_account
@@ -106,6 +108,30 @@ def test_a_database_a_killed_worker_left_read_only_is_writable_when_its_move_fai
     operation = run_again(operation)
     assert operation.state == "failed"
     write(database)
+
+
+def test_a_move_that_fails_after_the_switch_keeps_the_database_where_it_went(
+    two_servers: None, owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Database.create_for(owner, "mover")  # on pg-b
+    write(database)
+    operation = lifecycle.start_move(database, Server.objects.get(name="pg-a"))
+    drop = PostgreSQLEngine.drop
+
+    def old_copy_will_not_go(engine: PostgreSQLEngine, physical: str) -> None:
+        if engine.name == "pg-b":
+            raise EngineError("pg-b cannot be reached.")
+        drop(engine, physical)
+
+    monkeypatch.setattr(PostgreSQLEngine, "drop", old_copy_will_not_go)
+    run_operation.call(operation.pk)
+    monkeypatch.undo()
+    operation.refresh_from_db()
+    assert operation.state == "failed"
+    database.refresh_from_db()
+    assert database.server.name == "pg-a"  # type: ignore[union-attr]
+    with tenant.using(database) as db:  # the undo left the live copy alone
+        assert ws.Contact.objects.using(db).filter(name="written by a user").exists()
 
 
 def test_drain_without_room_elsewhere_is_a_clear_error(

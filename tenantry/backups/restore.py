@@ -347,10 +347,10 @@ def undo(operation: Operation) -> None:
         database.delete()
         operation.database = None
         return
-    engine_for(database).release(params["old"])  # if a killed worker held it
     if database.physical_name != params["physical"]:
         engine_for(database).drop(params["physical"])
         filestore.remove(params["physical"])
+    engine_for(database).release(params["old"])  # if a killed worker held it
     # Once swapped, the restored database is the live one: a failure after that (removing
     # the replaced one) leaves that one behind, never the live one dropped.
 

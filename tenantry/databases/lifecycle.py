@@ -98,12 +98,12 @@ def run_duplicate(operation: Operation) -> None:
 
 def undo_duplicate(operation: Operation) -> None:
     source, copy = operation.database, operation.target
-    if source is not None:
-        engine_for(source).release(source.physical_name)  # if a killed worker held it
     if copy is not None:
         copy.drop_storage()
         copy.delete()
         operation.target = None
+    if source is not None:
+        engine_for(source).release(source.physical_name)  # if a killed worker held it
 
 
 def start_delete(database: Database, by: Any = None) -> Operation:
@@ -170,12 +170,15 @@ def run_move(operation: Operation) -> None:
 
 def undo_move(operation: Operation) -> None:
     database = operation.database
+    if database is None:
+        return
+    database.refresh_from_db()  # the switch updates the record, not this copy of it
     old = Server.objects.filter(pk=operation.params["from"]).first()
     new = Server.objects.filter(pk=operation.params["to"]).first()
-    if database is not None and old is not None:
-        server_engine(old).release(database.physical_name)  # if a killed worker held it
-    if database is not None and new is not None and database.server_id != new.pk:
+    if new is not None and database.server_id != new.pk:
         server_engine(new).drop(database.physical_name)
+    if old is not None:
+        server_engine(old).release(database.physical_name)  # if a killed worker held it
 
 
 KINDS["duplicate"] = Kind("Duplicate", run_duplicate, undo_duplicate)
