@@ -135,6 +135,10 @@ def test_an_address_a_member_left_does_not_hand_over_their_user(
     assert "is the login of another user of “acme”" in response.content.decode()
     assert db_user(acme, old).account_id == member.pk  # type: ignore[union-attr]
     assert not Membership.objects.filter(user=newcomer).exists()
+    # Once that member has left (their account deleted), the address may be taken up.
+    member.delete()
+    assert client_for(newcomer).post(link_in(smtp_mail, old, skip=1)).status_code == 302
+    assert db_user(acme, old).account_id == newcomer.pk  # type: ignore[union-attr]
 
 
 def test_resend_replaces_the_link_and_cancel_removes_it(

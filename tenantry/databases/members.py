@@ -109,9 +109,10 @@ def accept(invitation: Invitation, account: User) -> Membership:
     database = invitation.database
     with tenant.using(database) as db:
         # The address may have been another member's before they changed it: their user
-        # keeps it as login, and stays theirs.
+        # keeps it as login, and stays theirs (one whose account left may be taken).
+        others = database.memberships.exclude(user=account).values_list("user_id", flat=True)  # type: ignore[attr-defined]
         theirs = ws.User.objects.using(db).filter(login__iexact=invitation.email)
-        if theirs.exclude(account_id=None).exclude(account_id=account.pk).exists():
+        if theirs.filter(account_id__in=list(others)).exists():
             raise ValidationError(
                 f"“{invitation.email}” is the login of another user of “{database.name}”. "
                 "Ask its administrators to invite another address."
