@@ -298,6 +298,8 @@ ACCOUNT_RATE_LIMITS = {
     "reauthenticate": "10/m/user",
     # Sign-in to a database: the key is the database and the login.
     "workspace_login_failed": "10/m/ip,5/5m/key",
+    # ... and the account password's failures across all its databases: the key is the account.
+    "workspace_account_failed": "5/5m/key",
 }
 
 MFA_ADAPTER = "tenantry.accounts.adapters.MFAAdapter"

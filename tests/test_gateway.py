@@ -249,10 +249,15 @@ def test_sign_in_is_rate_limited_per_database_and_login(acme: Database, owner: U
 
 def test_the_account_password_is_rate_limited_across_databases(acme: Database, owner: User) -> None:
     Database.create_for(owner, "other")
-    for name in ("acme", "other", "acme", "other", "acme"):
-        assert sign_in_db(visitor(name), owner.email, "wrong") == "Wrong login or password."
+
+    def attempt(name: str, password: str, n: int) -> str:  # each from its own address
+        client = Client(HTTP_HOST=host(name), REMOTE_ADDR=f"192.0.2.{n}")
+        return sign_in_db(client, owner.email, password)
+
+    for n, name in enumerate(("acme", "other", "acme", "other", "acme")):
+        assert attempt(name, "wrong", n) == "Wrong login or password."
     # Two tries only in "other", but five for the account.
-    assert "Too many failed sign-in attempts" in sign_in_db(visitor("other"), owner.email, PASSWORD)
+    assert "Too many failed sign-in attempts" in attempt("other", PASSWORD, 9)
 
 
 # Connect

@@ -71,14 +71,12 @@ def check_credentials(request: HttpRequest, db: str, login: str, password: str) 
     account = linked_account(user)
     # The account password is tried in every database the account is in: its failures count
     # across them all, besides this database's own.
-    tried = f"account:{account.pk}" if account else ""
-    if account and not ratelimit.consume(
-        request, action="workspace_login_failed", key=tried, dry_run=True
-    ):
+    limit = {"action": "workspace_account_failed", "key": str(account.pk) if account else ""}
+    if account and not ratelimit.consume(request, dry_run=True, **limit):
         raise SignInError(TOO_MANY)
     if account is None or not account.check_password(password):
         if account:
-            ratelimit.consume(request, action="workspace_login_failed", key=tried)
+            ratelimit.consume(request, **limit)
         raise _failed(request, login)
     authenticators = Authenticator.objects.filter(user=account)
     if not authenticators.exists():
