@@ -26,7 +26,7 @@ from tests.postgres import PostgresServer
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path, db: None) -> Engine:
     if request.param == "sqlite":
-        return SQLiteEngine(tmp_path / "tenants")
+        return SQLiteEngine(tmp_path / "ten ants?#é")  # the files are opened as URIs
     server: PostgresServer = request.getfixturevalue("pg_server")
     return PostgreSQLEngine(server.url, f"pg-{server.port}")
 
@@ -76,6 +76,8 @@ def test_create_copies_the_template_and_migrates_nothing(
     monkeypatch.setattr(base, "call_command", no_migration)
     engine.create(physical, LATEST)
     assert applied(engine, physical)[-1] == RELEASES[LATEST]  # at the release, all the same
+    schema = engine.schema(physical)
+    assert "workspace_contact" in schema and schema == engine.schema(engine.template_name(LATEST))
 
 
 def test_clone_is_an_exact_and_independent_copy(engine: Engine, physical: str) -> None:

@@ -215,7 +215,7 @@ class SQLiteEngine(Engine):
         os.replace(partial, final)
 
     def schema(self, physical: str) -> str:
-        with sqlite3.connect(f"file:{self.path(physical)}?mode=ro", uri=True) as db:
+        with sqlite3.connect(self.path(physical).as_uri() + "?mode=ro", uri=True) as db:
             rows = db.execute(
                 "SELECT type, name, tbl_name, sql FROM sqlite_master "
                 "WHERE substr(name, 1, 7) != 'sqlite_' ORDER BY type, name"
