@@ -368,11 +368,12 @@ class PostgreSQLEngine(Engine):
         # A dump is SQL from anyone, and a query of it could run forever (a session may lift
         # its own statement_timeout): psql is stopped once the load outlasts its allowance.
         deadline = [time.monotonic() + LOAD_SECONDS]
-        stopped = threading.Event()
+        stopped, killed = threading.Event(), threading.Event()
 
         def watch() -> None:
             while not stopped.wait(0.5):
                 if time.monotonic() > deadline[0]:
+                    killed.set()
                     process.kill()
                     return
 
@@ -398,7 +399,7 @@ class PostgreSQLEngine(Engine):
             code = process.wait()
             stopped.set()
             reader.join()
-        if code and time.monotonic() > deadline[0]:
+        if killed.is_set():
             raise EngineError(
                 "The PostgreSQL dump could not be loaded: it ran longer than a dump of its "
                 "size needs, so it was stopped."
