@@ -37,8 +37,11 @@ def clean_attachments(db: str, database: Database, now: datetime) -> None:
     old = time.time() - UNUSED_FILE_AGE.total_seconds()
     root = filestore.root(database.physical_name)
     for path in [*root.glob("??/*"), *root.glob(filestore.PARTIAL + "*")]:
-        if path.name not in used and path.stat().st_mtime < old:
-            path.unlink(missing_ok=True)
+        try:
+            if path.name not in used and path.stat().st_mtime < old:
+                path.unlink()
+        except FileNotFoundError:  # a half-written file that has just become whole
+            pass
 
 
 JOBS: dict[str, Callable[[str, Database, datetime], None]] = {
