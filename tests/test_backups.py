@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -477,6 +478,40 @@ def test_only_administrators_see_download_and_restore_stored_backups(
     assert operations() == [("restore", "queued")]
     run_pending()
     assert operations() == [("restore", "done")]
+
+
+@sqlite_only
+def test_an_upload_over_a_database_may_outlast_the_password_asked_on_opening_its_page(
+    shop: Database, saved: Backup, owner: User
+) -> None:
+    web = client_for(owner)
+    reauthenticate(web)
+    page = web.get("/databases/shop/restore/").content.decode()
+    found = re.search(r'name="pass" value="([^"]+)"', page)
+    assert found
+    elsewhere = client_for(owner)  # another session's pass is not this one's
+    reauthenticate(elsewhere)
+    page = elsewhere.get("/databases/shop/restore/").content.decode()
+    other = re.search(r'name="pass" value="([^"]+)"', page)
+    assert other
+    # The upload takes longer than the re-authentication lasts (5 minutes).
+    session = web.session
+    for record in session["account_authentication_methods"]:
+        record["at"] -= 3600
+    session.save()
+
+    def post(restore_pass: str) -> Any:
+        upload = io.BytesIO(zip_bytes(saved))
+        upload.name = "shop.zip"
+        form = {"file": upload, "into": "over", "identity": "copy", "pass": restore_pass}
+        return web.post("/databases/shop/restore/", form)
+
+    for refused in ("", "forged", other.group(1)):
+        assert post(refused)["Location"].startswith("/accounts/reauthenticate/"), refused
+    assert not Operation.objects.exists()
+    response = post(found.group(1))
+    assert response["Location"].startswith("/operations/")
+    assert operations() == [("restore", "queued")]
 
 
 @sqlite_only

@@ -6,6 +6,7 @@ from allauth.account.adapter import get_adapter
 from allauth.account.decorators import reauthentication_required
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.db.models import OuterRef, Subquery
@@ -117,8 +118,24 @@ def restore_new(request: HttpRequest) -> HttpResponse:
     return _restore(request, None)
 
 
+def _restore_pass(request: HttpRequest) -> str:
+    """Handed out with the form of a restore over a database, once the password was asked
+    again: its upload may outlast the re-authentication, and a POST resumed after one has
+    lost its file."""
+    return signing.dumps([request.session.session_key, request.path], salt="restore-over")
+
+
+def _has_restore_pass(request: HttpRequest) -> bool:
+    try:
+        found = signing.loads(request.POST.get("pass", ""), salt="restore-over", max_age=3600)
+    except signing.BadSignature:
+        return False
+    return bool(found == [request.session.session_key, request.path])
+
+
 @database_admin_required
-@reauthentication_required  # it replaces the database: the password again, on opening
+# It replaces the database: the password again, on opening the page (its form carries a pass).
+@reauthentication_required(enabled=lambda request: not _has_restore_pass(request))
 def restore_over(request: HttpRequest, database: Database) -> HttpResponse:
     return _restore(request, database)
 
@@ -141,7 +158,8 @@ def _restore(request: HttpRequest, database: Database | None) -> HttpResponse:
             form.add_error(None, _sentence(error))
         else:
             return redirect("operation", operation.pk)
-    ctx = {"database": database, "backup": backup, "form": form}
+    restore_pass = _restore_pass(request) if database else ""
+    ctx = {"database": database, "backup": backup, "form": form, "restore_pass": restore_pass}
     return render(request, "databases/restore.html", ctx)
 
 
