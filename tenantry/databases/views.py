@@ -118,16 +118,19 @@ def restore_new(request: HttpRequest) -> HttpResponse:
     return _restore(request, None)
 
 
+RESTORE_PASS = "tenantry.restore-over"  # the pass's signing salt
+
+
 def _restore_pass(request: HttpRequest) -> str:
     """Handed out with the form of a restore over a database, once the password was asked
     again: its upload may outlast the re-authentication, and a POST resumed after one has
     lost its file."""
-    return signing.dumps([request.session.session_key, request.path], salt="restore-over")
+    return signing.dumps([request.session.session_key, request.path], salt=RESTORE_PASS)
 
 
 def _has_restore_pass(request: HttpRequest) -> bool:
     try:
-        found = signing.loads(request.POST.get("pass", ""), salt="restore-over", max_age=3600)
+        found = signing.loads(request.POST.get("pass", ""), salt=RESTORE_PASS, max_age=3600)
     except signing.BadSignature:
         return False
     return bool(found == [request.session.session_key, request.path])
@@ -215,11 +218,11 @@ def _sentence(error: BaseException) -> str:
 
 
 # Removing someone, or changing who administers the database: the password again.
-CHANGES = ("remove", "admin", "user")
+MEMBER_CHANGES = ("remove", "admin", "user")
 
 
 @database_admin_required
-@reauthentication_required(enabled=lambda request: request.POST.get("action") in CHANGES)
+@reauthentication_required(enabled=lambda request: request.POST.get("action") in MEMBER_CHANGES)
 def users(request: HttpRequest, database: Database) -> HttpResponse:
     """Members and pending invitations; invite, resend, cancel, remove, promote, demote."""
     action = request.POST.get("action")

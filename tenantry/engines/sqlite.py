@@ -75,6 +75,9 @@ class SQLiteEngine(Engine):
     def path(self, physical: str) -> Path:
         return self.root / f"{physical}.sqlite3"
 
+    def _uri(self, physical: str, mode: str) -> str:
+        return self.path(physical).as_uri() + f"?mode={mode}"
+
     def _held_mark(self, physical: str) -> Path:
         return self.root / f"{physical}.held"
 
@@ -85,7 +88,7 @@ class SQLiteEngine(Engine):
             "ENGINE": "django.db.backends.sqlite3",
             # Read-write, never create: a request for a database whose file is gone must
             # fail, not leave an empty file behind.
-            "NAME": self.path(physical).as_uri() + "?mode=rw",
+            "NAME": self._uri(physical, "rw"),
             "OPTIONS": {
                 "init_command": f"PRAGMA journal_mode=WAL; PRAGMA busy_timeout={timeout};",
                 "transaction_mode": "IMMEDIATE",
@@ -124,13 +127,12 @@ class SQLiteEngine(Engine):
     def held(self, physical: str) -> Iterator[None]:
         """The write lock, taken and kept: readers go on, writers wait HELD_TIMEOUT_MS, then
         fail (a mark beside the file tells the connections opened meanwhile)."""
-        mark = self._held_mark(physical)
-        mark.touch()
+        self._held_mark(physical).touch()
         try:
             with self._write_lock(physical):
                 yield
         finally:
-            mark.unlink(missing_ok=True)
+            self.release(physical)
 
     def release(self, physical: str) -> None:
         self._held_mark(physical).unlink(missing_ok=True)  # the lock went with the process
@@ -215,7 +217,7 @@ class SQLiteEngine(Engine):
         os.replace(partial, final)
 
     def schema(self, physical: str) -> str:
-        with sqlite3.connect(self.path(physical).as_uri() + "?mode=ro", uri=True) as db:
+        with sqlite3.connect(self._uri(physical, "ro"), uri=True) as db:
             rows = db.execute(
                 "SELECT type, name, tbl_name, sql FROM sqlite_master "
                 "WHERE substr(name, 1, 7) != 'sqlite_' ORDER BY type, name"
