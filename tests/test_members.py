@@ -11,11 +11,13 @@ from allauth.account.models import EmailAddress
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from tenantry.accounts.models import User
 from tenantry.databases import members
 from tenantry.databases.models import Database, Invitation, Membership
+from tenantry.operations.models import Operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tests.conftest import PASSWORD, api, client_for, make_account, reauthenticate
@@ -356,3 +358,47 @@ def test_the_sweep_purges_invitations_a_month_after_they_expire(
     pending = Invitation.objects.values_list("email", flat=True)
     assert list(pending) == ["recent@example.com"]  # still listed, to be resent
     assert not ConnectToken.objects.exists()
+
+
+def test_a_restored_backup_does_not_bring_a_removed_user_back(
+    acme: Database, owner: User, member: User
+) -> None:
+    from tests.test_databases import run_pending
+    from tests.test_gateway import DB_PASSWORD, sign_in_db
+
+    [invitation] = members.invite(acme, [member.email], "user", by=owner)
+    members.accept(invitation, member)
+    # The member sets a password of their own in the database, and keeps a session open.
+    member_db = Client(HTTP_HOST="acme.localhost")
+    assert sign_in_db(member_db, member.email, PASSWORD) == "/"
+    form = {"action": "set", "new_password": DB_PASSWORD, "confirm_password": DB_PASSWORD}
+    assert (
+        member_db.post("/preferences/", {**form, "current_password": PASSWORD}).status_code == 302
+    )
+    by_db_password = Client(HTTP_HOST="acme.localhost")
+    assert sign_in_db(by_db_password, member.email, DB_PASSWORD) == "/"
+
+    # The owner downloads a backup, removes the member, then restores the backup: over the
+    # database, and into a new one.
+    key = api(owner)
+    backup = b"".join(key.get("/api/v1/databases/acme/download").streaming_content)  # type: ignore[attr-defined]
+    assert key.delete(f"/api/v1/databases/acme/users/{member.email}").status_code == 204
+    for name, replace in (("acme", "true"), ("acme-old", "false")):
+        upload = SimpleUploadedFile("acme.zip", backup, "application/zip")
+        response = key.post(
+            f"/api/v1/databases/{name}/restore", {"file": upload, "replace": replace}
+        )
+        assert response.status_code == 202, response.content
+        run_pending()
+        assert Operation.objects.get(pk=response.json()["id"]).state == "done"
+
+        # The removed member signs in with neither password, and the old session is over.
+        attempt = Client(HTTP_HOST=f"{name}.localhost")
+        assert sign_in_db(attempt, member.email, DB_PASSWORD) == "Wrong login or password."
+        assert sign_in_db(attempt, member.email, PASSWORD) == "Wrong login or password."
+        user = db_user(Database.objects.get(name=name), member.email)
+        assert user is not None and not user.is_active and not user.password
+    assert by_db_password.get("/").status_code == 302
+    # The owner still signs in to both.
+    assert sign_in_db(Client(HTTP_HOST="acme.localhost"), owner.email, PASSWORD) == "/"
+    assert sign_in_db(Client(HTTP_HOST="acme-old.localhost"), owner.email, PASSWORD) == "/"

@@ -139,12 +139,14 @@ def _link(db: str, account: User, login: str, role: str) -> None:
 
 
 def link_members(db: str, database: Database) -> None:
-    """After a restore: the database's users linked to its members, and to no one else (a
-    backup from elsewhere links its users to accounts that mean nothing here)."""
+    """After a restore: the database's users linked to its current members, and every other
+    user deactivated with no password of its own. A backup holds the users of its day: a user
+    removed since (who may have set a database password) must not come back with it, and a
+    backup from elsewhere links its users to accounts that mean nothing here."""
     memberships = list(database.memberships.select_related("user"))  # type: ignore[attr-defined]
     ids = [m.user_id for m in memberships]
-    ws.User.objects.using(db).exclude(account_id=None).exclude(account_id__in=ids).update(
-        account_id=None
+    ws.User.objects.using(db).exclude(account_id__in=ids).update(
+        account_id=None, is_active=False, password=""
     )
     for member in memberships:
         linked = ws.User.objects.using(db).filter(account_id=member.user_id).first()
@@ -167,13 +169,14 @@ def _admins_left(database: Database, without: list[int]) -> int:
 
 
 def remove(database: Database, accounts: list[User]) -> None:
-    """Deactivate their users in the database (ending their sessions there) and unlink them."""
+    """Deactivate their users in the database (ending their sessions there), clear their
+    database passwords and unlink them."""
     ids = [a.pk for a in accounts]
     if not _admins_left(database, ids):
         raise ValidationError("A database keeps at least one administrator.")
     with tenant.using(database) as db:
         ws.User.objects.using(db).filter(account_id__in=ids).update(
-            is_active=False, account_id=None
+            is_active=False, account_id=None, password=""
         )
     Membership.objects.filter(database=database, user__in=ids).delete()
 
