@@ -128,13 +128,39 @@ DATABASE_ROUTERS = ["tenantry.workspace.routers.TenantRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
-# Shared by every process (rate limits, TOTP replay protection), so a database cache.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "tenantry_cache",
+# Two caches shared by every process. "default" keeps security state (rate limits, used TOTP
+# codes, the sweep's lock), which no traffic may evict; "gateway" keeps the host lookups, sized
+# for the databases. The embedded default is the control database; production may use Redis or
+# Valkey (TENANTRY_CACHE_URL=redis://host:6379/0, with its default policy, noeviction).
+GATEWAY_CACHE_ENTRIES = 50_000
+
+
+def caches_for(url: str) -> dict[str, dict[str, object]]:
+    if url:
+        return {
+            alias: {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": url,
+                "KEY_PREFIX": f"tenantry-{alias}",
+            }
+            for alias in ("default", "gateway")
+        }
+    return {
+        "default": {
+            "BACKEND": "tenantry.portal.cache.KeepingCache",
+            "LOCATION": "tenantry_cache",
+            # Past this many rows, each write first removes the expired ones (never live ones).
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        },
+        "gateway": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "tenantry_gateway_cache",
+            "OPTIONS": {"MAX_ENTRIES": GATEWAY_CACHE_ENTRIES},
+        },
     }
-}
+
+
+CACHES = caches_for(env("CACHE_URL"))
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # An operation whose worker sent no heartbeat for this long is taken over by another worker.

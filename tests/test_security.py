@@ -1,14 +1,26 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+import pytest
+import redis
+from django.conf import settings
+from django.core.cache import caches
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
-from tests.conftest import PASSWORD, make_account
+from tenantry.accounts.models import User
+from tenantry.databases.models import Database
+from tenantry.settings import caches_for
+from tests.conftest import PASSWORD, make_account, reauthenticate, sign_in, totp_code
 from tests.test_cli import TENANTRY, env_for
+from tests.test_mfa import enable_totp
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:
@@ -68,3 +80,88 @@ def test_sign_in_sends_a_person_on_within_the_portal_only(db: None) -> None:
             {"login": "alice@example.com", "password": PASSWORD},
         )
         assert response["Location"] == landing, target
+
+
+# The cache flood: anyone, without signing in, asks for made-up database hosts. Rate limits
+# and used 2FA codes must outlive it (Django's database cache culls by key order, and
+# allauth's keys sort first).
+
+
+@pytest.fixture(params=["database", "redis"])
+def cache_kind(request: pytest.FixtureRequest, settings: Any) -> str:
+    """The caches in the control database (the embedded default), or in a real Redis."""
+    if request.param == "redis":
+        settings.CACHES = caches_for(request.getfixturevalue("redis_url"))
+    return request.param  # type: ignore[no-any-return]
+
+
+def flood(requests: int = 400) -> None:
+    client = Client()
+    for _ in range(requests):
+        assert client.get("/", HTTP_HOST=f"{secrets.token_hex(8)}.localhost").status_code == 404
+
+
+def test_a_flood_of_unknown_hosts_does_not_reset_the_sign_in_limits(
+    db: None, cache_kind: str
+) -> None:
+    make_account("alice@example.com")
+    for n in range(5):
+        attacker = Client(REMOTE_ADDR=f"198.51.100.{n}")
+        attacker.post("/accounts/login/", {"login": "alice@example.com", "password": "guess"})
+
+    def locked_out() -> bool:
+        response = Client(REMOTE_ADDR="198.51.100.99").post(
+            "/accounts/login/", {"login": "alice@example.com", "password": PASSWORD}
+        )
+        return response.status_code != 302
+
+    assert locked_out()
+    flood()
+    assert locked_out()
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_a_flood_does_not_reset_the_workspace_limits_or_its_cached_lookups(
+    engine_kind: str, owner: User, cache_kind: str
+) -> None:
+    acme = Database.create_for(owner, "acme")
+    workspace = Client(HTTP_HOST="acme.localhost")
+    for _ in range(5):
+        workspace.post("/login/", {"login": owner.email, "password": "guess"})
+
+    def locked_out() -> bool:
+        response = workspace.post("/login/", {"login": owner.email, "password": PASSWORD})
+        return response.status_code != 302
+
+    assert locked_out()
+    flood()
+    assert locked_out()
+    # The made-up names were not kept; the real database's lookup was.
+    assert caches["gateway"].get(f"tenantry:site:{acme.name}") is not None
+    if cache_kind == "database":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM tenantry_gateway_cache")
+            assert cursor.fetchone()[0] == 1
+    else:
+        keys = redis.Redis.from_url(settings.CACHES["gateway"]["LOCATION"]).keys("*site*")
+        assert len(keys) == 1
+
+
+def test_a_flood_does_not_let_a_used_2fa_code_in_again(alice_client: Client, alice: User) -> None:
+    reauthenticate(alice_client)
+    secret = enable_totp(alice_client)
+    code = totp_code(secret)
+    sign_in(Client(), alice.email, code=code)
+    flood()
+    thief = Client()
+    thief.post("/accounts/login/", {"login": alice.email, "password": PASSWORD})
+    response = thief.post("/accounts/2fa/authenticate/", {"code": code})
+    assert response.status_code == 200 and "Incorrect code" in response.content.decode()
+
+
+def test_hosts_that_are_no_dns_label_cost_no_lookup(db: None) -> None:
+    for label in ["a" * 64, "-acme", "acme-", "ac_me", "ac%20me", "a.b"]:
+        with CaptureQueriesContext(connection) as queries:
+            response = Client().get("/", HTTP_HOST=f"{label}.localhost")
+        assert response.status_code == 404 and b"nothing at this address" in response.content
+        assert not queries.captured_queries, label

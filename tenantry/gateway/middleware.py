@@ -3,6 +3,7 @@ database's workspace app, and any other host a plain 404."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from django.conf import settings
@@ -14,6 +15,9 @@ from tenantry.gateway import sites
 
 WORKSPACE_URLCONF = "tenantry.workspace.urls"
 NOT_FOUND = "<!doctype html><title>Not found</title><h1>Not found</h1><p>{}</p>\n"
+# A DNS label (at most 63 characters): anything else is no database's, and is turned away
+# before it costs a lookup.
+LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def database_name(host: str) -> str | None:
@@ -21,7 +25,7 @@ def database_name(host: str) -> str | None:
     suffix = "." + settings.BASE_DOMAIN
     if host.endswith(suffix):
         label = host[: -len(suffix)]
-        if label and "." not in label:
+        if LABEL.match(label):
             return label
     return None
 
