@@ -63,6 +63,8 @@ def test_create_from_the_portal_makes_a_real_database_with_its_admin(
         ("My_Shop", "lowercase letters, digits and hyphens"),
         ("-shop", "cannot start or end with a hyphen"),
         ("shop-", "cannot start or end with a hyphen"),
+        ("xn--80ak6aa92e", "hyphens in third and fourth place"),  # a look-alike of "apple"
+        ("ab--cd", "hyphens in third and fourth place"),
         ("www", "is reserved"),
         ("acme", "already taken"),
     ],
@@ -193,27 +195,66 @@ def test_delete_asks_for_the_password_and_the_name_and_frees_it_at_once(
     assert not Database.objects.filter(physical_name=physical).exists()
 
 
-def test_delete_is_refused_while_subscribed_or_expired_and_a_copy_while_expired(
-    acme: Database, owner: User
-) -> None:
+def test_delete_is_refused_while_subscribed(acme: Database, owner: User) -> None:
     client = client_for(owner)
     reauthenticate(client)
     Database.objects.filter(pk=acme.pk).update(subscription_code="SUB-42")
     response = client.post("/databases/acme/delete/", {"confirm": "acme"})
     assert "linked to the subscription SUB-42" in response.content.decode()
-    Database.objects.filter(pk=acme.pk).update(
-        subscription_code="", expires_at=timezone.now() - timedelta(days=1)
-    )
-    response = client.post("/databases/acme/delete/", {"confirm": "acme"})
-    assert "An expired database cannot be deleted" in response.content.decode()
-    # Nor copied: the copy would be a live database again.
-    response = api(owner).post(
-        "/api/v1/databases/acme/duplicate", {"name": "acme-copy"}, content_type="application/json"
-    )
-    assert response.status_code == 400
-    assert response.json()["detail"] == "“acme” has expired: it cannot be copied."
     assert not Operation.objects.exists()
-    assert not Database.objects.filter(name="acme-copy").exists()
+
+
+EXPIRED = "“acme” has expired: it can only be downloaded or backed up."
+
+
+def test_an_expired_database_can_only_be_downloaded_or_backed_up(
+    acme: Database, owner: User, member: User
+) -> None:
+    from tenantry.backups import store
+    from tenantry.backups.models import Backup
+    from tenantry.databases import members
+
+    backup = store.make(acme, Backup.Kind.DAILY)
+    [pending] = members.invite(acme, ["new@example.com"], "user", by=owner)
+    Database.objects.filter(pk=acme.pk).update(expires_at=timezone.now() - timedelta(days=1))
+    key = api(owner)
+    json = {"content_type": "application/json"}
+    refused = [
+        key.patch("/api/v1/databases/acme", {"name": "acme-two"}, **json),
+        key.post("/api/v1/databases/acme/duplicate", {"name": "acme-copy"}, **json),
+        key.delete("/api/v1/databases/acme"),
+        key.post("/api/v1/databases/acme/users", {"emails": ["x@example.com"]}, **json),
+        key.delete(f"/api/v1/databases/acme/users/{member.email}"),
+        key.delete("/api/v1/databases/acme/users/new@example.com"),
+        key.post("/api/v1/databases/acme/restore", {"backup": backup.pk, "replace": "true"}),
+    ]
+    for response in refused:
+        assert response.status_code == 400, response.content
+        assert response.json()["detail"].startswith(EXPIRED)
+    portal = client_for(owner)
+    reauthenticate(portal)
+    posts = [
+        ("/databases/acme/rename/", {"name": "acme-two"}),
+        ("/databases/acme/delete/", {"confirm": "acme"}),
+        ("/databases/acme/users/", {"action": "invite", "emails": "y@example.com"}),
+        ("/databases/acme/users/", {"action": "remove", "email": [member.email]}),
+        ("/databases/acme/users/", {"action": "admin", "email": [member.email]}),
+        ("/databases/acme/users/", {"action": "resend", "invitation": pending.pk}),
+        ("/databases/acme/users/", {"action": "cancel", "invitation": pending.pk}),
+        ("/databases/acme/restore/", {"backup": backup.pk, "into": "over", "identity": "moved"}),
+    ]
+    for path, data in posts:
+        assert EXPIRED in portal.post(path, data, follow=True).content.decode(), path
+    # Nothing changed.
+    assert Database.objects.get(pk=acme.pk).name == "acme"
+    assert Membership.objects.get(user=member).role == "user"
+    assert acme.invitations.get().pk == pending.pk  # type: ignore[attr-defined]
+    assert not Operation.objects.exists()
+    assert Database.objects.count() == 1
+    # What remains: its download and its backups.
+    assert key.get("/api/v1/databases/acme/download").status_code == 200
+    assert key.get("/api/v1/databases/acme/backups").json()[0]["id"] == backup.pk
+    assert portal.get("/databases/acme/backups/").status_code == 200
 
 
 def test_the_sweep_deletes_expired_copies_and_warns_before(

@@ -189,6 +189,7 @@ def _start(
         check_fits(backup.release, backup.engine, target.engine, f"“{target.name}” is")
         if target.status != Database.Status.ACTIVE:
             raise ValidationError(f"“{target.name}” is being changed and cannot be restored now.")
+        target.refuse_if_expired()
         params |= {"replace": True, "old": target.physical_name, "physical": _physical()}
         return Operation.start("restore", target, by=by, params=params)
     validate_name(target)

@@ -36,8 +36,7 @@ def start_duplicate(
     """Reserve the copy's name and record, then let the worker copy."""
     if source.status != Database.Status.ACTIVE:
         raise ValidationError(f"“{source.name}” cannot be copied while it is being changed.")
-    if source.is_expired:  # a copy would be a live database again, for 15 days
-        raise ValidationError(f"“{source.name}” has expired: it cannot be copied.")
+    source.refuse_if_expired()  # a copy would be a live database again, for 15 days
     if source.live_copies().count() >= MAX_LIVE_COPIES:
         raise ValidationError(
             f"“{source.name}” already has {MAX_LIVE_COPIES} live copies. "

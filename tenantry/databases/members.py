@@ -53,6 +53,7 @@ def parse_emails(text: str) -> list[str]:
 
 def invite(database: Database, emails: list[str], role: str, by: User) -> list[Invitation]:
     """Invite each address (a pending invitation is renewed) and email each its link."""
+    database.refuse_if_expired()
     if role not in Role.values:
         raise ValidationError(f"The role is “user” or “admin”, not “{role}”.")
     members = set(
@@ -76,6 +77,7 @@ def invite(database: Database, emails: list[str], role: str, by: User) -> list[I
 
 
 def resend(invitation: Invitation) -> None:
+    invitation.database.refuse_if_expired()
     token = invitation.new_token()
     invitation.save(update_fields=["token_hash", "expires_at"])
     _send(invitation, token)
@@ -97,6 +99,7 @@ def check(invitation: Invitation | None, account: User | None = None) -> Invitat
         raise ValidationError("This invitation has expired. Ask for a new one.")
     if invitation.database.name is None:
         raise ValidationError("The database of this invitation no longer exists.")
+    invitation.database.refuse_if_expired()
     if account is not None and account.email.lower() != invitation.email.lower():
         raise ValidationError(
             f"This invitation is for {invitation.email}. Sign in with that address to accept it."
@@ -171,6 +174,7 @@ def _admins_left(database: Database, without: list[int]) -> int:
 def remove(database: Database, accounts: list[User]) -> None:
     """Deactivate their users in the database (ending their sessions there), clear their
     database passwords and unlink them."""
+    database.refuse_if_expired()
     ids = [a.pk for a in accounts]
     if not _admins_left(database, ids):
         raise ValidationError("A database keeps at least one administrator.")
@@ -183,6 +187,7 @@ def remove(database: Database, accounts: list[User]) -> None:
 
 def remove_email(database: Database, email: str) -> str:
     """Remove the user with this email, or cancel its invitation: the sentence saying which."""
+    database.refuse_if_expired()
     account = User.objects.filter(memberships__database=database, email__iexact=email).first()
     if account is not None:
         remove(database, [account])
@@ -193,6 +198,7 @@ def remove_email(database: Database, email: str) -> str:
 
 
 def set_role(database: Database, account: User, role: str) -> None:
+    database.refuse_if_expired()
     if role not in Role.values:
         raise ValidationError(f"The role is “user” or “admin”, not “{role}”.")
     if role == Role.USER and not _admins_left(database, [account.pk]):

@@ -41,6 +41,11 @@ def validate_name(name: str) -> None:
         )
     if name.startswith("-") or name.endswith("-"):
         raise ValidationError("A database name cannot start or end with a hyphen.")
+    if name[2:4] == "--":  # "xn--": punycode, which browsers show as look-alike letters
+        raise ValidationError(
+            "A database name cannot have hyphens in third and fourth place "
+            "(“xn--” and the like are kept for internationalized names)."
+        )
     if name in RESERVED_NAMES:
         raise ValidationError(f"The name “{name}” is reserved. Choose another one.")
     if Database.objects.filter(name=name).exists():
@@ -168,15 +173,30 @@ class Database(models.Model):
         return database
 
     def rename(self, new_name: str) -> None:
+        self.refuse_if_expired()
         if new_name == self.name:
             return
         validate_name(new_name)
         self.name = new_name
         self.save(update_fields=["name"])
 
-    def deletion_refusal(self) -> str | None:
+    def expiry_refusal(self) -> str | None:
+        """An expired database may only be downloaded and backed up (and, later, linked to a
+        subscription): every other action is refused with this sentence."""
         if self.is_expired:
-            return "An expired database cannot be deleted. Contact support."
+            return (
+                f"“{self.name}” has expired: it can only be downloaded or backed up. "
+                "Contact support to bring it back."
+            )
+        return None
+
+    def refuse_if_expired(self) -> None:
+        if refusal := self.expiry_refusal():
+            raise ValidationError(refusal, code="expired")
+
+    def deletion_refusal(self) -> str | None:
+        if refusal := self.expiry_refusal():
+            return refusal
         if self.subscription_code:
             return (
                 f"This database is linked to the subscription {self.subscription_code}. "

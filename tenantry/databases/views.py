@@ -249,6 +249,7 @@ def _users_action(
     request: HttpRequest, database: Database, action: str | None, form: InviteForm
 ) -> str | None:
     """Carry out the posted action; the sentence to show, or None to show the form again."""
+    database.refuse_if_expired()
     if action == "invite":
         if not form.is_valid():
             return None
