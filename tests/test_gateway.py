@@ -263,10 +263,15 @@ def test_the_account_password_is_rate_limited_across_databases(acme: Database, o
 # Connect
 
 
+# What a browser sends with the portal's Connect form (its page asks for the origin).
+PORTAL_ORIGIN = "http://127.0.0.1:8000"
+
+
 def connect_token(client: Client, name: str) -> str:
     response = client.post(f"/databases/{name}/connect/")
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
+    assert response["Referrer-Policy"] == "strict-origin"
     return response.context["token"]  # type: ignore[no-any-return]
 
 
@@ -275,11 +280,14 @@ def test_connect_opens_the_database_signed_in_once(acme: Database, owner: User) 
     token = connect_token(portal, "acme")
     assert ConnectToken.objects.get().token_hash != token  # only the hash is kept
     client = visitor("acme")
-    response = client.post("/connect/", {"token": token})
+    response = client.post("/connect/", {"token": token}, HTTP_ORIGIN=PORTAL_ORIGIN)
     assert response.status_code == 302 and response["Location"] == "/"
     assert is_signed_in(client)
     # Single use.
-    assert visitor("acme").post("/connect/", {"token": token}).status_code == 400
+    assert (
+        visitor("acme").post("/connect/", {"token": token}, HTTP_ORIGIN=PORTAL_ORIGIN).status_code
+        == 400
+    )
 
 
 def test_connect_tokens_expire_and_belong_to_one_database(
@@ -288,17 +296,50 @@ def test_connect_tokens_expire_and_belong_to_one_database(
     Database.create_for(owner, "other")
     portal = client_for(owner)
     token = connect_token(portal, "acme")
-    assert visitor("other").post("/connect/", {"token": token}).status_code == 400
-    assert visitor("acme").post("/connect/", {"token": "made-up"}).status_code == 400
+    assert (
+        visitor("other").post("/connect/", {"token": token}, HTTP_ORIGIN=PORTAL_ORIGIN).status_code
+        == 400
+    )
+    assert (
+        visitor("acme")
+        .post("/connect/", {"token": "made-up"}, HTTP_ORIGIN=PORTAL_ORIGIN)
+        .status_code
+        == 400
+    )
     token = connect_token(portal, "acme")
     ConnectToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert visitor("acme").post("/connect/", {"token": token}).status_code == 400
+    assert (
+        visitor("acme").post("/connect/", {"token": token}, HTTP_ORIGIN=PORTAL_ORIGIN).status_code
+        == 400
+    )
     # Outsiders get no token: the database is not theirs to see.
     assert client_for(outsider).post("/databases/acme/connect/").status_code == 404
     # A token of someone no longer a member is refused.
     token = connect_token(portal, "acme")
     Membership.objects.filter(user=owner).delete()
-    assert visitor("acme").post("/connect/", {"token": token}).status_code == 400
+    assert (
+        visitor("acme").post("/connect/", {"token": token}, HTTP_ORIGIN=PORTAL_ORIGIN).status_code
+        == 400
+    )
+
+
+def test_a_page_elsewhere_cannot_sign_a_visitor_in_to_the_attackers_database(
+    acme: Database, owner: User
+) -> None:
+    """Login CSRF: the attacker takes a token of their own database and has a page post it
+    from the visitor's browser."""
+    token = connect_token(client_for(owner), "acme")
+    for origin in ("https://evil.example", "null", "http://acme.localhost:8000", None):
+        victim = visitor("acme")
+        headers = {"HTTP_ORIGIN": origin} if origin else {}
+        response = victim.post("/connect/", {"token": token}, **headers)
+        assert response.status_code == 403, origin
+        assert not is_signed_in(victim)
+    # The token was not spent by the refused posts: the portal's own still works.
+    assert (
+        visitor("acme").post("/connect/", {"token": token}, HTTP_ORIGIN=PORTAL_ORIGIN).status_code
+        == 302
+    )
 
 
 # Pages

@@ -70,6 +70,9 @@ def connect(request: HttpRequest, name: str) -> HttpResponse:
     token = ConnectToken.issue(database, request.user)  # type: ignore[arg-type]
     response = render(request, "databases/connect.html", {"database": database, "token": token})
     response["Cache-Control"] = "no-store"
+    # The database checks that its sign-in comes from here: the form's post must carry the
+    # portal's origin (under the site-wide "same-origin" policy, browsers send "null").
+    response["Referrer-Policy"] = "strict-origin"
     return response
 
 

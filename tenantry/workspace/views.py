@@ -10,8 +10,9 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import OperationalError
@@ -118,10 +119,22 @@ def sign_out(request: HttpRequest) -> HttpResponse:
     return redirect("/login/")
 
 
-@csrf_exempt  # the single-use token is the proof; it comes from the portal's page
+def _posted_by_the_portal(request: HttpRequest) -> bool:
+    """Connect's form comes from the portal's page (which sends its origin: see
+    databases.views.connect). A page elsewhere posting the attacker's own token would sign the
+    visitor in to the attacker's database (login CSRF)."""
+    portal = urlsplit(settings.PORTAL_URL)
+    default = {"http": 80, "https": 443}.get(portal.scheme)
+    port = f":{portal.port}" if portal.port and portal.port != default else ""
+    return request.headers.get("Origin") == f"{portal.scheme}://{portal.hostname}{port}"
+
+
+@csrf_exempt  # the portal's origin and the single-use token are the proof
 @require_POST
 @page(public=True)
 def connect(request: HttpRequest) -> HttpResponse:
+    if not _posted_by_the_portal(request):
+        return render(request, "workspace/connect_failed.html", status=403)
     account = ConnectToken.redeem(request.database, request.POST.get("token", ""))  # type: ignore[attr-defined]
     user = None
     if account is not None:
