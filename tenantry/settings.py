@@ -326,6 +326,9 @@ ACCOUNT_RATE_LIMITS = {
     "workspace_login_failed": "10/m/ip,5/5m/key",
     # ... and the account password's failures across all its databases: the key is the account.
     "workspace_account_failed": "5/5m/key",
+    # Wrong, revoked or expired API keys from one client address; past it, even a good key
+    # from there waits (429).
+    "api_key_failed": "10/m/ip",
 }
 
 MFA_ADAPTER = "tenantry.accounts.adapters.MFAAdapter"

@@ -3,7 +3,6 @@ from __future__ import annotations
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from tenantry.api.views import api
 from tenantry.portal import views as portal
 
 urlpatterns = [
@@ -17,5 +16,5 @@ urlpatterns = [
         "accounts/email/", RedirectView.as_view(pattern_name="account_info"), name="account_email"
     ),
     path("accounts/", include("allauth.urls")),
-    path("api/v1/", api.urls),
+    path("api/v1/", include("tenantry.api.urls")),
 ]

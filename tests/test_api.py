@@ -1,6 +1,16 @@
 from __future__ import annotations
 
+import time
+from typing import Any
+
+import pytest
+from allauth.core.internal import ratelimit as allauth_ratelimit
 from django.test import Client
+from pytest_django.fixtures import Settings
+
+from tenantry.accounts.models import User
+from tenantry.databases.models import Database
+from tests.conftest import api
 
 
 def test_openapi_description_and_docs_page_are_served(db: None) -> None:
@@ -20,5 +30,118 @@ def test_errors_answer_json_with_a_sentence(db: None) -> None:
     assert response.json()["detail"].startswith("A valid API key is required")
 
 
-def test_unknown_api_paths_are_404(db: None) -> None:
-    assert Client().get("/api/v1/nothing-here").status_code == 404
+JSON = "application/json; charset=utf-8"
+
+
+def test_unknown_api_paths_answer_a_json_404(db: None) -> None:
+    # enforce_csrf_checks: a POST to a missing path is no CSRF failure (an HTML 403).
+    client = Client(enforce_csrf_checks=True)
+    for method, path in [
+        ("get", "/api/v1/nothing-here"),
+        ("get", "/api/v1/"),
+        ("get", "/api/v1/me/"),
+        ("post", "/api/v1/databases/acme/nothing"),
+    ]:
+        response = getattr(client, method)(path)
+        assert (response.status_code, response["Content-Type"]) == (404, JSON), path
+        assert response.json()["detail"] == f"There is no {path} in the API: see /api/v1/docs."
+
+
+def test_a_method_a_path_does_not_take_answers_a_json_405(db: None) -> None:
+    response = Client().delete("/api/v1/me")
+    assert (response.status_code, response["Content-Type"]) == (405, JSON)
+    assert response["Allow"] == "GET"
+    assert response.json() == {"detail": "DELETE is not allowed here: use GET."}
+    response = Client().put("/api/v1/databases", {"name": "acme"}, content_type="application/json")
+    assert response.status_code == 405
+    assert sorted(response["Allow"].split(", ")) == ["GET", "POST"]
+    assert response.json()["detail"].startswith("PUT is not allowed here")
+
+
+def test_a_body_over_the_upload_limit_answers_a_json_413(owner: User, settings: Settings) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    client = api(owner)
+    response = client.post(
+        "/api/v1/databases", {"name": "a" * 1000}, content_type="application/json"
+    )
+    assert (response.status_code, response["Content-Type"]) == (413, JSON)
+    assert response.json() == {
+        "detail": "The request body is over the limit of 1000 bytes (uploaded files aside)."
+    }
+    # The same for a multipart form, whose fields (not its files) count.
+    response = client.post("/api/v1/databases/acme/restore", {"backup": "1" * 2000})
+    assert (response.status_code, response["Content-Type"]) == (413, JSON)
+    assert not Database.objects.exists()
+
+
+def responses(schema: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    return schema["paths"][path][method]["responses"]  # type: ignore[no-any-return]
+
+
+def test_openapi_lists_every_error_with_its_schema(db: None) -> None:
+    schema = Client().get("/api/v1/openapi.json").json()
+    assert schema["components"]["schemas"]["Error"]["required"] == ["detail"]
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    create = responses(schema, "post", "/api/v1/databases")
+    assert set(create) == {"201", "400", "401", "409", "413", "422", "429", "503"}
+    assert all(create[status]["content"] == error for status in create if status != "201")
+    assert set(responses(schema, "get", "/api/v1/databases/{name}")) == {"200", "401", "404", "429"}
+    assert set(responses(schema, "delete", "/api/v1/databases/{name}/users/{email}")) == {
+        "204", "400", "401", "403", "404", "429"
+    }  # fmt: skip
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            answers = operation["responses"]
+            where = f"{method} {path}"
+            # Every operation: a key is needed, and an address sending wrong ones waits.
+            assert answers["401"]["content"] == answers["429"]["content"] == error, where
+            if "requestBody" in operation:
+                assert {"400", "413", "422"} <= set(answers), where
+            if "{name}" in path:
+                assert "404" in answers, where
+            if "/users" in path or "/backups" in path or method in ("patch", "delete"):
+                assert "403" in answers, where  # for members who are not administrators
+
+
+def test_too_many_wrong_keys_from_one_address_hold_it_off_a_minute(
+    owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = api(owner)
+    guesser = Client(headers={"Authorization": "Bearer tnt_guess"}, REMOTE_ADDR="203.0.113.7")
+    for _ in range(5):
+        assert guesser.get("/api/v1/me").status_code == 401
+        assert (
+            guesser.post("/api/v1/databases", {"name": "x"}, "application/json").status_code == 401
+        )
+    # The limit is reached: even a good key from that address waits, and is not checked.
+    response = good.get("/api/v1/me", REMOTE_ADDR="203.0.113.7")
+    assert (response.status_code, response["Content-Type"]) == (429, JSON)
+    assert response["Retry-After"] == "60"
+    assert response.json() == {
+        "detail": "Too many requests with a wrong API key came from your address. "
+        "Try again in 60 seconds."
+    }
+    assert guesser.get("/api/v1/me").status_code == 429
+    # Another address is not held off.
+    assert good.get("/api/v1/me", REMOTE_ADDR="203.0.113.8").status_code == 200
+
+    # A minute later, the address is let in again.
+    class Later:
+        monotonic, sleep = time.monotonic, time.sleep
+
+        @staticmethod
+        def time() -> float:
+            return time.time() + 61
+
+    monkeypatch.setattr(allauth_ratelimit, "time", Later)
+    assert good.get("/api/v1/me", REMOTE_ADDR="203.0.113.7").status_code == 200
+
+
+def test_a_good_key_does_not_clear_the_failures_of_its_address(owner: User) -> None:
+    good = api(owner)
+    guesser = Client(headers={"Authorization": "Bearer tnt_guess"}, REMOTE_ADDR="203.0.113.9")
+    for _ in range(9):
+        assert guesser.get("/api/v1/me").status_code == 401
+        assert good.get("/api/v1/me", REMOTE_ADDR="203.0.113.9").status_code == 200
+    assert guesser.get("/api/v1/me").status_code == 401
+    assert good.get("/api/v1/me", REMOTE_ADDR="203.0.113.9").status_code == 429

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from datetime import datetime
+from functools import wraps
+from typing import Any
 from uuid import UUID
 
+from allauth.core.internal import ratelimit
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
 from ninja import File, Form, NinjaAPI, Schema, Status, UploadedFile
 from ninja.errors import AuthenticationError, ValidationError
 from ninja.security import HttpBearer
@@ -23,12 +31,34 @@ from tenantry.databases.models import Database, Membership
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import Operation, OperationBusy
 
+# The rate limit, in ACCOUNT_RATE_LIMITS, on wrong keys from one client address.
+FAILED_KEYS = "api_key_failed"
+
+
+class TooManyFailedKeys(Exception):
+    """The client's address sent too many wrong keys lately: none of its keys is checked."""
+
+
+def _consume_key_failure(request: HttpRequest, dry_run: bool = False) -> bool:
+    # allauth's own helper, called as its email verification calls it: the public one in
+    # allauth.core.ratelimit passes over GET requests, and most guesses can be GETs.
+    usage = ratelimit.consume(
+        request, app="allauth.account", action=FAILED_KEYS, dry_run=dry_run, limit_get=True
+    )
+    return usage is not None
+
 
 class ApiKeyAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        # Failures count per client address, and a good key does not clear them: else a
+        # guesser's own valid key would reset the count between guesses.
+        if not _consume_key_failure(request, dry_run=True):
+            raise TooManyFailedKeys()
         key = ApiKey.objects.authenticate(token)
-        if key is not None:
-            request.user = key.user
+        if key is None:
+            _consume_key_failure(request)
+            return None
+        request.user = key.user
         return key
 
 
@@ -41,8 +71,72 @@ api = NinjaAPI(
 )
 
 
+class Error(Schema):
+    """Every error's answer: a sentence saying what went wrong."""
+
+    detail: str
+
+
+def errors(*statuses: int) -> dict[int, type[Error]]:
+    """An operation's error answers, for the OpenAPI description: `statuses`, and those of
+    every operation (401 without a valid key, 429 after too many wrong keys from the address)."""
+    return dict.fromkeys(sorted({401, 429, *statuses}), Error)
+
+
 def error(request: HttpRequest, message: str, status: int) -> HttpResponse:
     return api.create_response(request, {"detail": message}, status=status)
+
+
+@csrf_exempt  # a POST to a path the API lacks is a 404, not a CSRF failure
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """Any path under /api/v1/ that the API does not have (Django's would be an HTML page)."""
+    return error(request, f"There is no {request.path} in the API: see /api/v1/docs.", 404)
+
+
+def json_not_allowed(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """`view`, answering a method its path does not take in JSON (ninja's 405 is plain text)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = view(request, *args, **kwargs)
+        if isinstance(response, HttpResponseNotAllowed):
+            allowed = response["Allow"]
+            response = error(request, f"{request.method} is not allowed here: use {allowed}.", 405)
+            response["Allow"] = allowed
+        return response
+
+    return wrapper
+
+
+@api.exception_handler(TooManyFailedKeys)
+def too_many_failed_keys(request: HttpRequest, exc: TooManyFailedKeys) -> HttpResponse:
+    # The longest window: by then the failures that closed it have all left it.
+    rates = ratelimit.get_rates(app="allauth.account", action=FAILED_KEYS)
+    seconds = math.ceil(max(rate.duration for rate in rates))
+    response = error(
+        request,
+        f"Too many requests with a wrong API key came from your address. "
+        f"Try again in {seconds} seconds.",
+        429,
+    )
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+# Django raises these while reading the body, lazily, inside the operation: without handlers
+# they would reach Django's HTML 400 page.
+@api.exception_handler(RequestDataTooBig)
+def too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error(
+        request, f"The request body is over the limit of {limit} bytes (uploaded files aside).", 413
+    )
+
+
+@api.exception_handler(TooManyFieldsSent)
+@api.exception_handler(TooManyFilesSent)
+def too_many_parts(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error(request, "The request has too many form fields or files.", 400)
 
 
 @api.exception_handler(AuthenticationError)
@@ -81,7 +175,7 @@ class MeOut(Schema):
         return user.has_2fa
 
 
-@api.get("/me", response=MeOut, summary="The account that owns the API key")
+@api.get("/me", response={200: MeOut} | errors(), summary="The account that owns the API key")
 def me(request: HttpRequest) -> User:
     return request.user  # type: ignore[return-value]
 
@@ -196,7 +290,11 @@ def admin_database(request: HttpRequest, name: str) -> Database:
     return database
 
 
-@api.get("/databases", response=list[DatabaseOut], summary="The databases linked to the account")
+@api.get(
+    "/databases",
+    response={200: list[DatabaseOut]} | errors(),
+    summary="The databases linked to the account",
+)
 def list_databases(request: HttpRequest) -> list[DatabaseOut]:
     memberships = Membership.objects.filter(
         user=request.user.pk, database__name__isnull=False
@@ -204,33 +302,47 @@ def list_databases(request: HttpRequest) -> list[DatabaseOut]:
     return [database_out(m.database, m.role) for m in memberships.order_by("database__name")]
 
 
-@api.post("/databases", response={201: DatabaseOut}, summary="Create a database")
+@api.post(
+    "/databases",
+    response={201: DatabaseOut} | errors(400, 409, 413, 422, 503),
+    summary="Create a database",
+)
 def create_database(request: HttpRequest, payload: NameIn) -> Status:
     database = Database.create_for(request.user, payload.name.strip().lower())  # type: ignore[arg-type]
     return Status(201, database_out(database, Membership.Role.ADMIN))
 
 
-@api.get("/databases/{name}", response=DatabaseOut, summary="One database")
+@api.get("/databases/{name}", response={200: DatabaseOut} | errors(404), summary="One database")
 def read_database(request: HttpRequest, name: str) -> DatabaseOut:
     database, role = get_database(request.user, name)  # type: ignore[arg-type]
     return database_out(database, role)
 
 
-@api.patch("/databases/{name}", response=DatabaseOut, summary="Rename a database")
+@api.patch(
+    "/databases/{name}",
+    response={200: DatabaseOut} | errors(400, 403, 404, 409, 413, 422),
+    summary="Rename a database",
+)
 def rename_database(request: HttpRequest, name: str, payload: NameIn) -> DatabaseOut:
     database = admin_database(request, name)
     database.rename(payload.name.strip().lower())
     return database_out(database, Membership.Role.ADMIN)
 
 
-@api.delete("/databases/{name}", response={202: OperationOut}, summary="Delete a database")
+@api.delete(
+    "/databases/{name}",
+    response={202: OperationOut} | errors(400, 403, 404, 409),
+    summary="Delete a database",
+)
 def delete_database(request: HttpRequest, name: str) -> Status:
     database = admin_database(request, name)
     return Status(202, lifecycle.start_delete(database, by=request.user))
 
 
 @api.post(
-    "/databases/{name}/duplicate", response={202: OperationOut}, summary="Duplicate a database"
+    "/databases/{name}/duplicate",
+    response={202: OperationOut} | errors(400, 403, 404, 409, 413, 422),
+    summary="Duplicate a database",
 )
 def duplicate_database(request: HttpRequest, name: str, payload: DuplicateIn) -> Status:
     database = admin_database(request, name)
@@ -240,12 +352,20 @@ def duplicate_database(request: HttpRequest, name: str, payload: DuplicateIn) ->
     return Status(202, operation)
 
 
-@api.get("/operations/{operation_id}", response=OperationOut, summary="A long action's progress")
+@api.get(
+    "/operations/{operation_id}",
+    response={200: OperationOut} | errors(404, 422),
+    summary="A long action's progress",
+)
 def read_operation(request: HttpRequest, operation_id: int) -> Operation:
     return get_operation(request.user, operation_id)  # type: ignore[arg-type]
 
 
-@api.get("/databases/{name}/download", summary="The database's backup ZIP, streamed")
+@api.get(
+    "/databases/{name}/download",
+    response={200: None} | errors(403, 404),
+    summary="The database's backup ZIP, streamed",
+)
 def download_database(request: HttpRequest, name: str) -> StreamingHttpResponse:
     from tenantry.databases.views import backup_response
 
@@ -261,13 +381,21 @@ class BackupOut(Schema):
     size: int
 
 
-@api.get("/databases/{name}/backups", response=list[BackupOut], summary="Stored backups")
+@api.get(
+    "/databases/{name}/backups",
+    response={200: list[BackupOut]} | errors(403, 404),
+    summary="Stored backups",
+)
 def list_backups(request: HttpRequest, name: str) -> list[Backup]:
     database = admin_database(request, name)
     return list(database.backups.stored())  # type: ignore[attr-defined]
 
 
-@api.get("/databases/{name}/backups/{backup_id}/download", summary="A stored backup's ZIP")
+@api.get(
+    "/databases/{name}/backups/{backup_id}/download",
+    response={200: None, 302: None} | errors(403, 404, 422),  # 302: to S3, when it holds it
+    summary="A stored backup's ZIP",
+)
 def download_backup(request: HttpRequest, name: str, backup_id: int) -> HttpResponseBase:
     database = admin_database(request, name)
     backup = get_backup(request.user, backup_id, database)  # type: ignore[arg-type]
@@ -276,7 +404,7 @@ def download_backup(request: HttpRequest, name: str, backup_id: int) -> HttpResp
 
 @api.post(
     "/databases/{name}/restore",
-    response={202: OperationOut},
+    response={202: OperationOut} | errors(400, 403, 404, 409, 413, 422),
     summary="Restore a backup into a new database, or over one",
     description=(
         "Send a backup ZIP as the multipart field `file`, or name a stored backup of a database "
@@ -322,12 +450,20 @@ class InviteIn(Schema):
     role: str = Membership.Role.USER
 
 
-@api.get("/databases/{name}/users", response=list[UserOut], summary="Users and invitations")
+@api.get(
+    "/databases/{name}/users",
+    response={200: list[UserOut]} | errors(403, 404),
+    summary="Users and invitations",
+)
 def list_users(request: HttpRequest, name: str) -> list[dict[str, str]]:
     return members.listing(admin_database(request, name))
 
 
-@api.post("/databases/{name}/users", response={201: list[UserOut]}, summary="Invite users by email")
+@api.post(
+    "/databases/{name}/users",
+    response={201: list[UserOut]} | errors(400, 403, 404, 413, 422),
+    summary="Invite users by email",
+)
 def invite_users(request: HttpRequest, name: str, payload: InviteIn) -> Status:
     database = admin_database(request, name)
     emails = members.parse_emails(" ".join(payload.emails))
@@ -336,7 +472,9 @@ def invite_users(request: HttpRequest, name: str, payload: InviteIn) -> Status:
 
 
 @api.delete(
-    "/databases/{name}/users/{email}", response={204: None}, summary="Remove a user or invitation"
+    "/databases/{name}/users/{email}",
+    response={204: None} | errors(400, 403, 404),
+    summary="Remove a user or invitation",
 )
 def remove_user(request: HttpRequest, name: str, email: str) -> Status:
     members.remove_email(admin_database(request, name), email)
