@@ -163,6 +163,8 @@ def caches_for(url: str) -> dict[str, dict[str, object]]:
 CACHES = caches_for(env("CACHE_URL"))
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Invitation mails an account may send a day (each reaches any address typed).
+INVITES_PER_DAY = int(env("INVITES_PER_DAY", "200"))
 # An operation whose worker sent no heartbeat for this long is taken over by another worker.
 OPERATION_STALE_SECONDS = int(env("OPERATION_STALE_SECONDS", "30"))
 

@@ -10,6 +10,7 @@ import pytest
 from allauth.account.models import EmailAddress
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from django.test import Client
+from django_tasks_db.models import DBTaskResult
 
 from tenantry.accounts.models import ApiKey, User
 from tenantry.databases.models import Database, Membership
@@ -50,6 +51,13 @@ def sign_in(client: Client, email: str, password: str = PASSWORD, code: str | No
         assert response["Location"] == "/accounts/2fa/authenticate/"
         response = client.post("/accounts/2fa/authenticate/", {"code": code})
         assert response.status_code == 302, response.content.decode()[:2000]
+
+
+def run_tasks() -> None:
+    """What the worker does with the tasks that wait (invitation mails...)."""
+    for result in DBTaskResult.objects.ready():
+        result.task.call(*result.args_kwargs["args"], **result.args_kwargs["kwargs"])
+        result.delete()
 
 
 def reauthenticate(client: Client, password: str = PASSWORD) -> None:

@@ -12,7 +12,7 @@ import re
 from playwright.sync_api import Browser, Page, expect
 
 from tenantry.databases.models import Database
-from tests.browser import Console, confirm_password, new_page, sign_in
+from tests.browser import Console, Worker, confirm_password, new_page, sign_in
 from tests.conftest import PASSWORD, make_account
 from tests.smtp import SMTPServer
 
@@ -32,9 +32,10 @@ def connect(page: Page, portal: str) -> None:
 
 
 def test_invite_two_people_both_accept_one_is_removed(
-    portal: str, browser: Browser, smtp_mail: SMTPServer
+    portal: str, browser: Browser, smtp_mail: SMTPServer, worker: Worker
 ) -> None:
     expect.set_options(timeout=TIMEOUT_MS)
+    worker.start()  # it sends the invitations
     console = Console()
     owner_account = make_account(OWNER)
     make_account(KNOWN)

@@ -4,14 +4,16 @@ an account, removal, roles, and who may do what in the portal, the API and the C
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from allauth.account.models import EmailAddress
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from tenantry.accounts.models import User
@@ -20,7 +22,7 @@ from tenantry.databases.models import Database, Invitation, Membership
 from tenantry.operations.models import Operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.conftest import PASSWORD, api, client_for, make_account, reauthenticate
+from tests.conftest import PASSWORD, api, client_for, make_account, reauthenticate, run_tasks
 from tests.smtp import SMTPServer
 
 
@@ -38,6 +40,7 @@ def invite(client: Client, emails: str, role: str = "user") -> str:
 
 
 def link_in(smtp: SMTPServer, email: str, skip: int = 0) -> str:
+    run_tasks()  # the worker mails invitations
     body = smtp.wait_for(email, skip=skip).text
     found = re.search(r"https?://\S+/invitations/([\w-]+)/", body)
     assert found, body
@@ -133,13 +136,13 @@ def test_an_address_a_member_left_does_not_hand_over_their_user(
     EmailAddress.objects.filter(user=member).update(email=member.email)
     newcomer = make_account(old)
     invite(client_for(owner), old)
-    response = client_for(newcomer).post(link_in(smtp_mail, old, skip=1))
+    response = client_for(newcomer).post(link_in(smtp_mail, old))  # the first one never left
     assert "is the login of another user of “acme”" in response.content.decode()
     assert db_user(acme, old).account_id == member.pk  # type: ignore[union-attr]
     assert not Membership.objects.filter(user=newcomer).exists()
     # Once that member has left (their account deleted), the address may be taken up.
     member.delete()
-    assert client_for(newcomer).post(link_in(smtp_mail, old, skip=1)).status_code == 302
+    assert client_for(newcomer).post(link_in(smtp_mail, old)).status_code == 302
     assert db_user(acme, old).account_id == newcomer.pk  # type: ignore[union-attr]
 
 
@@ -402,3 +405,55 @@ def test_a_restored_backup_does_not_bring_a_removed_user_back(
     # The owner still signs in to both.
     assert sign_in_db(Client(HTTP_HOST="acme.localhost"), owner.email, PASSWORD) == "/"
     assert sign_in_db(Client(HTTP_HOST="acme-old.localhost"), owner.email, PASSWORD) == "/"
+
+
+def test_invitations_are_limited_per_request_and_per_day_and_mailed_by_the_worker(
+    acme: Database, owner: User, smtp_mail: SMTPServer, settings: Any
+) -> None:
+    from django_tasks_db.models import DBTaskResult
+
+    key = api(owner)
+
+    def invite_by_api(emails: list[str]) -> Any:
+        return key.post(
+            "/api/v1/databases/acme/users", {"emails": emails}, content_type="application/json"
+        )
+
+    # The bulk invite of the attack: refused at once, nothing made, nothing sent.
+    started = time.monotonic()
+    response = invite_by_api([f"u{i}@example.com" for i in range(100_000)])
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Invite at most 50 addresses at once, not 100000."
+    assert time.monotonic() - started < 10
+    response = client_for(owner).post(
+        "/databases/acme/users/",
+        {"action": "invite", "emails": " ".join(f"u{i}@example.com" for i in range(51))},
+    )
+    assert "Invite at most 50 addresses at once, not 51." in response.content.decode()
+    assert not Invitation.objects.exists() and not DBTaskResult.objects.exists()
+
+    # The request only records; the worker mails.
+    settings.INVITES_PER_DAY = 60
+    batch = [f"u{i}@example.com" for i in range(50)]
+    assert invite_by_api(batch).status_code == 201
+    assert Invitation.objects.count() == 50
+    assert not [m for m in smtp_mail.messages if m.recipients != [owner.email]]
+    run_tasks()
+    assert "/invitations/" in smtp_mail.wait_for("u49@example.com").text
+
+    # Cancelling does not give the day's invitations back.
+    for email in batch:
+        assert key.delete(f"/api/v1/databases/acme/users/{email}").status_code == 204
+    response = invite_by_api([f"v{i}@example.com" for i in range(11)])
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "An account can send 60 invitations a day, and 10 are left today. Try again tomorrow."
+    )
+    assert invite_by_api([f"v{i}@example.com" for i in range(10)]).status_code == 201
+    pending = Invitation.objects.first()
+    portal = client_for(owner)
+    response = portal.post(
+        "/databases/acme/users/", {"action": "resend", "invitation": pending.pk}, follow=True
+    )
+    assert "and none is left today" in response.content.decode()
+    assert Invitation.objects.count() == 10

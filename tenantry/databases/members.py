@@ -11,10 +11,12 @@ from typing import Any
 
 from allauth.account.adapter import get_adapter
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.http import Http404
+from django.tasks import task
 from django.utils import timezone
 
 from tenantry.accounts.models import User
@@ -35,10 +37,22 @@ def listing(database: Database) -> list[dict[str, str]]:
     return rows + [{"email": i.email, "role": i.role, "status": "invited"} for i in pending]
 
 
+# Invitations mail any address the inviter types: a request may name this many, and an
+# account may send settings.INVITES_PER_DAY a day (resent ones included).
+MAX_AT_ONCE = 50
+
+
+def _refuse_over_max(count: int) -> None:
+    if count > MAX_AT_ONCE:
+        raise ValidationError(f"Invite at most {MAX_AT_ONCE} addresses at once, not {count}.")
+
+
 def parse_emails(text: str) -> list[str]:
     """Addresses separated by commas, spaces or lines; each checked, each once."""
+    parts = text.replace(",", " ").split()
+    _refuse_over_max(len(set(p.lower() for p in parts)))  # before checking each of them
     emails: list[str] = []
-    for part in text.replace(",", " ").split():
+    for part in parts:
         email = part.strip().lower()
         try:
             validate_email(email)
@@ -51,9 +65,24 @@ def parse_emails(text: str) -> list[str]:
     return emails
 
 
+def _count_for_today(by: User, count: int) -> None:
+    """Count `count` invitation mails against the account's day, or refuse them all."""
+    key = f"tenantry:invitations:{by.pk}:{timezone.now():%Y-%m-%d}"
+    sent, limit = cache.get(key, 0), settings.INVITES_PER_DAY
+    if sent + count > limit:
+        left = f"{limit - sent} are" if limit > sent else "none is"
+        raise ValidationError(
+            f"An account can send {limit} invitations a day, and {left} left today. "
+            "Try again tomorrow.",
+            code="throttled",
+        )
+    cache.set(key, sent + count, timeout=2 * 24 * 60 * 60)
+
+
 def invite(database: Database, emails: list[str], role: str, by: User) -> list[Invitation]:
-    """Invite each address (a pending invitation is renewed) and email each its link."""
+    """Invite each address (a pending invitation is renewed); the worker mails the links."""
     database.refuse_if_expired()
+    _refuse_over_max(len(emails))
     if role not in Role.values:
         raise ValidationError(f"The role is “user” or “admin”, not “{role}”.")
     members = set(
@@ -62,33 +91,43 @@ def invite(database: Database, emails: list[str], role: str, by: User) -> list[I
     already = [e for e in emails if e in members]
     if already:
         raise ValidationError(f"Already a user of “{database.name}”: {', '.join(already)}.")
+    _count_for_today(by, len(emails))
     sent = []
-    for email in emails:
-        invitation = (
-            database.invitations.filter(email=email, accepted_at=None).first()  # type: ignore[attr-defined]
-            or Invitation(database=database, email=email)
-        )
-        invitation.role, invitation.invited_by = role, by
-        token = invitation.new_token()
-        invitation.save()
-        _send(invitation, token)
-        sent.append(invitation)
+    with transaction.atomic():  # the invitations and the task that mails them, together
+        for email in emails:
+            invitation = (
+                database.invitations.filter(email=email, accepted_at=None).first()  # type: ignore[attr-defined]
+                or Invitation(database=database, email=email)
+            )
+            invitation.role, invitation.invited_by = role, by
+            invitation.new_token()  # the old link stops working; the mail brings a new one
+            invitation.save()
+            sent.append(invitation)
+        send_invitations.enqueue([i.pk for i in sent])
     return sent
 
 
-def resend(invitation: Invitation) -> None:
+def resend(invitation: Invitation, by: User) -> None:
     invitation.database.refuse_if_expired()
-    token = invitation.new_token()
-    invitation.save(update_fields=["token_hash", "expires_at"])
-    _send(invitation, token)
+    _count_for_today(by, 1)
+    with transaction.atomic():
+        invitation.new_token()
+        invitation.save(update_fields=["token_hash", "expires_at"])
+        send_invitations.enqueue([invitation.pk])
 
 
-def _send(invitation: Invitation, token: str) -> None:
-    context: dict[str, Any] = {
-        "invitation": invitation,
-        "link": f"{settings.PORTAL_URL}/invitations/{token}/",
-    }
-    get_adapter().send_mail("databases/email/invitation", invitation.email, context)
+@task
+def send_invitations(ids: list[int]) -> None:
+    """Mail each invitation its link, made here: a link is only ever in its mail (the
+    request that invited keeps only hashes, and this task's arguments no secret)."""
+    for invitation in Invitation.objects.filter(pk__in=ids, accepted_at=None):
+        token = invitation.new_token()
+        invitation.save(update_fields=["token_hash", "expires_at"])
+        context: dict[str, Any] = {
+            "invitation": invitation,
+            "link": f"{settings.PORTAL_URL}/invitations/{token}/",
+        }
+        get_adapter().send_mail("databases/email/invitation", invitation.email, context)
 
 
 def check(invitation: Invitation | None, account: User | None = None) -> Invitation:

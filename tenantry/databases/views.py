@@ -268,7 +268,7 @@ def _users_action(
         if action == "cancel":
             invitation.delete()
             return f"The invitation of {invitation.email} is cancelled."
-        members.resend(invitation)
+        members.resend(invitation, by=request.user)  # type: ignore[arg-type]
         return f"The invitation of {invitation.email} is sent again."
     chosen = list(
         User.objects.filter(memberships__database=database, email__in=request.POST.getlist("email"))
