@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
+import random
+import re
 import secrets
+import sqlite3
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,8 +19,8 @@ import psycopg
 import pytest
 from django.db import connections
 
-from tenantry.engines import base, postgresql
-from tenantry.engines.base import Engine
+from tenantry.engines import base, postgresql, sqlite
+from tenantry.engines.base import Engine, EngineError
 from tenantry.engines.postgresql import KEEP_IDLE, PostgreSQLEngine
 from tenantry.engines.sqlite import SQLiteEngine
 from tenantry.workspace import models as ws
@@ -230,3 +235,139 @@ def test_postgresql_admin_connections_are_kept_but_never_stale_nor_shared(
     os.waitpid(child, 0)
     assert child_pid != kept
     assert admin_pid(engine) == kept  # and the parent's still works
+
+
+# A SQLite dump is read once, in pieces, whatever it holds: split where SQLite would split it,
+# at most a statement and a batch in memory, stopped once it outlasts its size.
+
+AWKWARD = [
+    "a;b", "it's", "it''s", "-- not a comment", "/* nor this", "*/", "END;", "BEGIN TRANSACTION;",
+    "COMMIT;", "line\nbreak;\n", "crlf\r\n;\r", "é ✓ 💾", '[x] `y` "z";', ";", "", "a;\n" * 100_000,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("chunk", [7, sqlite.CHUNK])
+def test_sqlite_loads_a_dump_with_triggers_and_awkward_strings_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Cut in pieces of 7 bytes too: a string, comment, quoted name or keyword then spans two."""
+    monkeypatch.setattr(sqlite, "CHUNK", chunk)
+    engine = SQLiteEngine(tmp_path)
+    with sqlite3.connect(engine.path("tn_source")) as db:
+        db.executescript(
+            'CREATE TABLE "we;ird" ("co--l" TEXT, [b/*] BLOB, `n` REAL);\n'
+            "CREATE TABLE log(text TEXT);\n"
+            'CREATE INDEX "by;col" ON "we;ird"("co--l");\n'
+            'CREATE TRIGGER "log;it" AFTER INSERT ON "we;ird" BEGIN\n'
+            "  INSERT INTO log VALUES ('inserted; END; -- /* */ ''quoted''');\n"
+            '  INSERT INTO log VALUES (NEW."co--l");\n'
+            "END;\n"
+        )
+        db.executemany(
+            'INSERT INTO "we;ird" VALUES (?, ?, ?)',
+            [(text, text.encode(), 1.5) for text in AWKWARD] + [(None, None, None)],
+        )
+    db.close()
+    dump = b"".join(engine.dump("tn_source"))
+    engine.load("tn_copy", io.BytesIO(dump))
+    rows = 'SELECT * FROM "we;ird" ORDER BY rowid'
+    logged = "SELECT * FROM log ORDER BY rowid"
+    source, copy = (sqlite3.connect(engine.path(name)) for name in ("tn_source", "tn_copy"))
+    assert copy.execute(rows).fetchall() == source.execute(rows).fetchall()
+    assert copy.execute(logged).fetchall() == source.execute(logged).fetchall()
+    assert engine.schema("tn_copy") == engine.schema("tn_source")
+    # The trigger came whole: both of its statements run.
+    for db in (source, copy):
+        db.execute("""INSERT INTO "we;ird" VALUES ('new', NULL, NULL)""")
+        assert db.execute(logged).fetchall()[-2:] == [
+            ("inserted; END; -- /* */ 'quoted'",),
+            ("new",),
+        ]
+        db.close()
+
+
+def test_sqlite_cuts_a_dump_where_sqlite_would() -> None:
+    """Statements end where sqlite3_complete() says, in pieces of any size (empty statements,
+    `;;`, may be joined to the one before)."""
+    tokens = [
+        "'", '"', "`", "[", "]", ";", ";", "-", "--", "/", "*", "/*", "*/", "\n", " ", "\v", "x",
+        "CREATE", "temp", "TEMPORARY", "trigger", "END", "explain", "BEGIN", "é", "trig", "ger",
+        "end_", "(",
+    ]  # fmt: skip
+    empty = re.compile(rb"(?:\s|--[^\n]*\n|/\*.*?\*/)*;", re.DOTALL)
+    rng = random.Random(7)
+    for _ in range(3000):
+        text = "".join(rng.choice(tokens) + rng.choice(["", " "]) for _ in range(25)).encode()
+        expected, start = [], 0
+        for at in range(len(text)):
+            if text[at] == ord(";") and sqlite3.complete_statement(text[start : at + 1].decode()):
+                expected.append(at + 1)
+                start = at + 1
+        statements, found, at = sqlite._Statements(), [], 0
+        while at < len(text):
+            size = rng.choice([1, 2, 3, 7, 100])
+            found += [at + end for end in statements.ends(text[at : at + size])]
+            at += size
+        joined = [end for end in expected if end not in found]
+        starts = dict(zip(expected, [0, *expected], strict=False))
+        assert set(found) <= set(expected), text
+        assert all(empty.fullmatch(text[starts[end] : end]) for end in joined), text
+
+
+class Endless(io.RawIOBase):
+    """A dump read as from a ZIP: `head`, then `line` again, `times` times; each read after
+    `pause` seconds."""
+
+    def __init__(self, head: bytes, line: bytes, times: int, pause: float = 0) -> None:
+        self.head, self.line, self.left, self.pause = head, line, times, pause
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        time.sleep(self.pause)
+        lines = min(self.left, max(1, size // len(self.line)))
+        piece, self.head, self.left = self.head + self.line * lines, b"", self.left - lines
+        return piece
+
+
+def test_sqlite_load_memory_stays_flat_whatever_the_dump(tmp_path: Path) -> None:
+    """At most a statement, refused past STATEMENT_MAX, or a batch and its copies."""
+    engine = SQLiteEngine(tmp_path)
+    endless = Endless(b"CREATE TABLE t(x);\nINSERT INTO t VALUES ('", b"a;\n", 100_000_000)
+    rows = Endless(
+        b"CREATE TABLE t(x);\n", b"INSERT INTO t VALUES ('" + b"x" * 10_000 + b"');\n", 6400
+    )
+    for dump, refused, most in (
+        (endless, sqlite.TOO_LONG, sqlite.STATEMENT_MAX + 2 * sqlite.CHUNK),  # 300 MB
+        (rows, None, 4 * sqlite.BATCH_BYTES),  # 64 MB
+    ):
+        tracemalloc.start()
+        try:
+            if refused:
+                with pytest.raises(EngineError, match=re.escape(refused)):
+                    engine.load("tn_x", dump)
+            else:
+                engine.load("tn_x", dump)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < most, peak
+    with sqlite3.connect(engine.path("tn_x")) as db:
+        assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 6400
+    db.close()
+
+
+def test_sqlite_load_is_stopped_between_statements_once_it_outlasts_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dump read slowly, in small pieces, each of quick statements."""
+    monkeypatch.setattr(sqlite, "LOAD_SECONDS", 1)
+    monkeypatch.setattr(sqlite, "CHUNK", 1024)
+    engine = SQLiteEngine(tmp_path)
+    slow = Endless(b"CREATE TABLE t(x);\n", b"INSERT INTO t VALUES (1);\n", 10**6, pause=0.25)
+    started = time.monotonic()
+    with pytest.raises(EngineError, match="ran longer than a dump of its size needs"):
+        engine.load("tn_x", slow)
+    assert time.monotonic() - started < 5
+    assert not engine.exists("tn_x") and list(tmp_path.iterdir()) == []

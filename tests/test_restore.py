@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 import uuid
 import zipfile
@@ -21,8 +22,8 @@ from tenantry.accounts.models import User
 from tenantry.backups import restore, store
 from tenantry.backups.models import Backup
 from tenantry.databases.models import Database, Membership
-from tenantry.engines import filestore, postgresql
-from tenantry.engines.fleet import engine_for
+from tenantry.engines import filestore, postgresql, sqlite
+from tenantry.engines.fleet import engine_for, sqlite_engine
 from tenantry.operations.models import Operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
@@ -306,6 +307,7 @@ def test_a_dump_that_computes_is_stopped_with_a_sentence(
             "CREATE TABLE z(x);\nINSERT INTO z WITH RECURSIVE c(i) AS "
             "(SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 5) SELECT i FROM c;\n",
             "CREATE TABLE z(x);\nINSERT INTO z VALUES (zeroblob(1000));\n",
+            "CREATE TABLE z(x);\nINSERT INTO z VALUES ('ab');\nUPDATE z SET x = x || x;\n",
         ]
     else:
         refused = "ran longer than a dump of its size needs"
@@ -322,6 +324,30 @@ def test_a_dump_that_computes_is_stopped_with_a_sentence(
         assert time.monotonic() - started < 20
         assert not Database.objects.filter(name="evil").exists()
         operation.delete()
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_a_sqlite_dump_whose_triggers_multiply_its_rows_cannot_fill_the_disk(
+    engine_kind: str, owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each row inserted into `a` makes a row eight times as long in `b`, then in `c`..."""
+    shop = Database.create_for(owner, "shop")
+    monkeypatch.setattr(sqlite, "FILE_MARGIN", 1024 * 1024)
+    grows = "BEGIN INSERT INTO {} VALUES (" + " || ".join(["new.x"] * 8) + "); END;\n"  # noqa: S608
+    dump = "CREATE TABLE a(x);\nCREATE TABLE b(x);\nCREATE TABLE c(x);\nCREATE TABLE d(x);\n"
+    dump += "CREATE TRIGGER a_grows AFTER INSERT ON a " + grows.format("b")
+    dump += "CREATE TRIGGER b_grows AFTER INSERT ON b " + grows.format("c")
+    dump += "CREATE TRIGGER c_grows AFTER INSERT ON c " + grows.format("d")
+    dump += ("INSERT INTO a VALUES ('" + "x" * 1000 + "');\n") * 200  # 200 KB
+    good = members_of(store.make(shop, Backup.Kind.DAILY))
+    upload = restore.keep_upload(zip_of(resealed(good, dump.encode())), owner)
+    restore.start(upload, "evil", by=owner)
+    run_pending()
+    operation = Operation.objects.get(kind="restore")
+    assert operation.state == "failed"
+    assert "grew far larger than its dump" in operation.error
+    assert not Database.objects.filter(name="evil").exists()
+    assert not list(sqlite_engine().root.glob("*.partial"))
 
 
 def test_an_attachment_cannot_name_a_file_outside_the_filestore(
@@ -414,6 +440,93 @@ def test_a_sqlite_dump_cut_short_leaves_no_file(shop: Database, owner: User) -> 
     tenants = engine_for(shop).root  # type: ignore[attr-defined]
     assert [p.name for p in tenants.iterdir() if p.name.endswith(".partial")] == []
     assert not Database.objects.filter(name="shop-cut").exists()
+
+
+# A crafted SQLite dump: read once whatever its lines, refused past a statement's limit or the
+# load's allowance, logged in one line.
+
+CONTACT = (
+    b"INSERT INTO workspace_contact(name, email, phone, company, notes, created_at) "
+    b"VALUES ('%s', '', '', '', '%s', '2026-01-01 00:00:00');\n"
+)
+
+
+def restore_dump(shop: Database, owner: User, dump: bytes, name: str) -> tuple[Operation, float]:
+    """Restore the shop's backup with `dump` as its dump into a new database, as an upload; the
+    operation and the seconds the worker took."""
+    good = members_of(store.make(shop, Backup.Kind.DAILY))
+    upload = restore.keep_upload(zip_of(resealed(good, good["dump.sql"] + dump)), owner)
+    restore.start(upload, name, by=owner)
+    started = time.monotonic()
+    run_pending()
+    took = time.monotonic() - started
+    return Operation.objects.filter(kind="restore").latest("pk"), took
+
+
+def test_a_sqlite_statement_of_many_lines_ending_in_semicolons_is_read_once(
+    shop: Database, owner: User
+) -> None:
+    """Each line ends in a semicolon inside a string: a load that checked the statement whole at
+    each of them took minutes for these 400,000 lines (a ZIP of a few KB)."""
+    if shop.engine != "sqlite":
+        return
+    lines = b"a;\n" * 400_000
+    operation, took = restore_dump(shop, owner, b"INSERT INTO t VALUES ('" + lines, "shop-cut")
+    assert operation.error == "The SQLite dump ends in the middle of a statement."
+    assert took < 20
+    operation, took = restore_dump(shop, owner, CONTACT % (b"long", lines), "shop-long")
+    assert operation.state == "done" and took < 20
+    with tenant.using(Database.objects.get(name="shop-long")) as db:
+        assert ws.Contact.objects.using(db).get(name="long").notes == lines.decode()
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_a_sqlite_statement_or_value_past_the_limit_is_refused_in_one_line_of_log(
+    shop: Database, owner: User, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "tenantry.operations.tasks")
+    monkeypatch.setattr(sqlite, "STATEMENT_MAX", 1024 * 1024)
+    long = CONTACT % (b"long", b"x" * 1024 * 1024)
+    operation, _ = restore_dump(shop, owner, long, "shop-long")
+    assert operation.error == sqlite.TOO_LONG
+    assert "has a statement longer than 16 MB" in sqlite.TOO_LONG
+    # Nor can a dump grow a value past it, by a trigger (SQLite's || is no function).
+    grown = (
+        b"CREATE TABLE a(x);\nCREATE TABLE b(x);\n"
+        b"CREATE TRIGGER g AFTER INSERT ON a BEGIN "
+        b"INSERT INTO b VALUES (new.x || new.x || new.x); END;\n"
+        b"INSERT INTO a VALUES ('" + b"x" * 400_000 + b"');\n"
+    )
+    operation, _ = restore_dump(shop, owner, grown, "shop-grown")
+    assert operation.error == "The SQLite dump could not be loaded: string or blob too big."
+    assert not Database.objects.filter(name__in=["shop-long", "shop-grown"]).exists()
+    # A refusal with its sentence is no error of ours: one line, no traceback.
+    refusals = [r for r in caplog.records if r.name == "tenantry.operations.tasks"]
+    assert [r.getMessage() for r in refusals] == [
+        f"Operation {operation.pk - 1} refused: {sqlite.TOO_LONG}",
+        f"Operation {operation.pk} refused: {operation.error}",
+    ]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_a_sqlite_load_is_stopped_once_it_outlasts_its_size(
+    shop: Database, owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement that runs long without a query: a delete whose trigger scans every row of
+    another table, for every row it deletes."""
+    monkeypatch.setattr(sqlite, "LOAD_SECONDS", 1)
+    rows = b"INSERT INTO u VALUES (1);\n" * 10_000 + b"INSERT INTO v VALUES (1);\n" * 10_000
+    dump = (
+        b"CREATE TABLE u(y);\nCREATE TABLE v(z);\n" + rows
+        + b"CREATE TRIGGER scan AFTER DELETE ON u BEGIN DELETE FROM v WHERE z < 0; END;\n"
+        + b"DELETE FROM u;\n"
+    )  # fmt: skip
+    operation, took = restore_dump(shop, owner, dump, "shop-slow")
+    assert operation.error == sqlite.OUTLASTED
+    assert "ran longer than a dump of its size needs" in operation.error
+    assert took < 20
+    assert not Database.objects.filter(name="shop-slow").exists()
 
 
 def test_what_a_dump_does_to_its_own_database_is_undone(shop: Database, owner: User) -> None:

@@ -24,6 +24,11 @@ TEMPLATE_PREFIX = "tenantry_template_"
 # A template being built: the template's name, then when the build started.
 BUILD = re.compile(re.escape(TEMPLATE_PREFIX) + r"\w+_b(\d+)_[0-9a-f]+")
 
+# A restore's load may take this long, plus a second for each MB of its dump: far more than a
+# real dump needs (they load at tens of MB a second), far less than a query never ending.
+LOAD_SECONDS = 600
+LOAD_BYTES_PER_SECOND = 1024 * 1024
+
 
 class EngineError(Exception):
     """A storage operation failed; the message is a sentence for the person who asked."""

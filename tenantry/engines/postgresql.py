@@ -17,7 +17,13 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg import sql
 
-from tenantry.engines.base import TEMPLATE_PREFIX, Engine, EngineError
+from tenantry.engines.base import (
+    LOAD_BYTES_PER_SECOND,
+    LOAD_SECONDS,
+    TEMPLATE_PREFIX,
+    Engine,
+    EngineError,
+)
 
 
 def pg_bin(program: str) -> str:
@@ -41,11 +47,6 @@ CHUNK = 1024 * 1024
 
 # How long a clone lets the source's open sessions finish before ending them.
 DRAIN_SECONDS = 10
-
-# A restore's load may take this long, plus a second for each MB of its dump: far more than a
-# real dump needs (they load at tens of MB a second), far less than a query never ending.
-LOAD_SECONDS = 600
-LOAD_BYTES_PER_SECOND = 1024 * 1024
 
 # Admin connections are kept open between uses, at most this many a server in each process: a
 # new one costs the server a backend (a fork and a few ms of CPU), and every create needs one.

@@ -52,7 +52,7 @@ def run_operation(operation_id: int) -> None:
             raise ValidationError(operation.error)
         kind.run(operation)
     except Exception as error:
-        if isinstance(error, ValidationError):  # refused with its sentence (a bad backup...)
+        if isinstance(error, ValidationError | EngineError):  # with its sentence (a bad backup...)
             logger.info("Operation %s refused: %s", operation.pk, reason(error))
         else:
             logger.exception("Operation %s failed", operation.pk)
