@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
 
@@ -19,8 +21,9 @@ from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.engines.base import DatabaseHeld
 from tenantry.engines.fleet import engine_for, server_engine, sqlite_engine
-from tenantry.operations.models import Operation
+from tenantry.operations.models import KINDS, Kind, Operation
 from tenantry.operations.tasks import claim, recover, run_operation
+from tenantry.portal.management.commands._server import make_worker
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 
@@ -165,3 +168,48 @@ def test_an_operation_killed_while_being_undone_is_undone_for_its_first_reason(
     assert not Database.objects.filter(name="ops-copy").exists()
     assert not engine.exists(copy.physical_name)
     write(source)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "waited in vain"
+        time.sleep(0.1)
+
+
+def test_one_account_cannot_take_every_worker(
+    transactional_db: None, owner: User, outsider: User
+) -> None:
+    """The attack: an account starts slow operations on several of its databases at once
+    (restores of crafted uploads). With `tenantry serve`'s three workers, another account's
+    operation still runs at once, and the first account's wait their turn."""
+    release = threading.Event()
+    KINDS["test_slow"] = Kind("Slow", run=lambda operation: release.wait(60), undo=print)
+    workers = [make_worker() for _ in range(3)]
+    try:
+        slow = [
+            Operation.start("test_slow", Database.create_for(owner, f"slow-{n}"), by=owner)
+            for n in range(3)
+        ]
+        for worker in workers:
+            threading.Thread(target=worker.run, daemon=True).start()
+
+        def running() -> list[int]:
+            return [o.pk for o in Operation.objects.filter(kind="test_slow", state="running")]
+
+        wait_for(lambda: len(running()) == 2)
+        theirs = Database.create_for(outsider, "theirs")
+        copy = lifecycle.start_duplicate(theirs, "theirs-copy", by=outsider)
+        wait_for(lambda: Operation.objects.get(pk=copy.pk).state == "done")
+        assert len(running()) == 2  # the third of the first account waits
+        [waiting] = [o for o in slow if o.pk not in running()]
+        assert Operation.objects.get(pk=waiting.pk).state == "queued"
+        release.set()
+        wait_for(lambda: Operation.objects.filter(kind="test_slow", state="done").count() == 3)
+    finally:
+        release.set()
+        for worker in workers:
+            worker.running = False
+        del KINDS["test_slow"]
+        for database in Database.objects.all():
+            database.drop_storage()

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.tasks import task
 from django.utils import timezone
 
@@ -15,13 +18,34 @@ from tenantry.operations.models import KINDS, Operation
 logger = logging.getLogger(__name__)
 
 
+# An operation of an account that already has its share running waits this long, behind the
+# other accounts' operations, before it asks again.
+WAIT_FOR_ITS_TURN = timedelta(seconds=2)
+
+
 def claim(operation_id: int) -> Operation | None:
-    """Take the operation for this worker, unless another worker already has it."""
+    """Take the operation for this worker, unless another worker already has it, or its
+    account already has OPERATIONS_PER_ACCOUNT running: then it waits for its turn, so that
+    one account's operations never take every worker from the others."""
     now = timezone.now()
-    taken = Operation.objects.filter(pk=operation_id, state=Operation.State.QUEUED).update(
-        state=Operation.State.RUNNING, heartbeat_at=now
+    its_account_running = (
+        Operation.objects.filter(created_by=OuterRef("created_by"), state=Operation.State.RUNNING)
+        .values("created_by")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    taken = (
+        Operation.objects.filter(pk=operation_id, state=Operation.State.QUEUED)
+        .annotate(running=Coalesce(Subquery(its_account_running), 0))
+        .filter(Q(created_by=None) | Q(running__lt=settings.OPERATIONS_PER_ACCOUNT))
+        .update(state=Operation.State.RUNNING, heartbeat_at=now)
     )
     if not taken:
+        # Still queued: its account's turn has not come. Not stalled meanwhile (see recover).
+        if Operation.objects.filter(pk=operation_id, state=Operation.State.QUEUED).update(
+            heartbeat_at=now
+        ):
+            run_operation.using(run_after=now + WAIT_FOR_ITS_TURN).enqueue(operation_id)
         return None
     operation = Operation.objects.get(pk=operation_id)
     if operation.started_at is None:

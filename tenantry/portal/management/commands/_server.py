@@ -16,11 +16,17 @@ def bind_address(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def at_least_one(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of 1 or more.")
+    return int(value)
+
+
 def add_web_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bind", type=bind_address, default=("127.0.0.1", 8000), help="HOST:PORT to listen on"
     )
-    parser.add_argument("--workers", type=int, default=2, help="web worker processes")
+    parser.add_argument("--workers", type=at_least_one, default=2, help="web worker processes")
 
 
 def run_web(bind: tuple[str, int], workers: int) -> None:
@@ -59,11 +65,12 @@ def make_worker():  # type: ignore[no-untyped-def]
     )
 
 
-def start_worker_thread() -> threading.Thread:
+def start_worker_threads(count: int) -> None:
+    """`count` task workers in threads of this process, and the housekeeping beside them."""
     start_housekeeping()
-    thread = threading.Thread(target=make_worker().run, name="tenantry-worker", daemon=True)
-    thread.start()
-    return thread
+    for n in range(count):
+        worker = make_worker()
+        threading.Thread(target=worker.run, name=f"tenantry-worker-{n}", daemon=True).start()
 
 
 def start_housekeeping() -> None:
