@@ -167,7 +167,7 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 INVITES_PER_DAY = int(env("INVITES_PER_DAY", "200"))
 # Operations an account may have running at once: the others wait for its turn, so that one
 # account never holds every worker.
-OPERATIONS_PER_ACCOUNT = int(env("OPERATIONS_PER_ACCOUNT", "2"))
+OPERATIONS_PER_ACCOUNT = max(1, int(env("OPERATIONS_PER_ACCOUNT", "2")))
 # An operation whose worker sent no heartbeat for this long is taken over by another worker.
 OPERATION_STALE_SECONDS = int(env("OPERATION_STALE_SECONDS", "30"))
 

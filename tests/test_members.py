@@ -445,7 +445,7 @@ def test_invitations_are_limited_per_request_and_per_day_and_mailed_by_the_worke
     for email in batch:
         assert key.delete(f"/api/v1/databases/acme/users/{email}").status_code == 204
     response = invite_by_api([f"v{i}@example.com" for i in range(11)])
-    assert response.status_code == 400
+    assert response.status_code == 429 and int(response["Retry-After"]) <= 24 * 60 * 60
     assert response.json()["detail"] == (
         "An account can send 60 invitations a day, and 10 are left today. Try again tomorrow."
     )
@@ -457,3 +457,21 @@ def test_invitations_are_limited_per_request_and_per_day_and_mailed_by_the_worke
     )
     assert "and none is left today" in response.content.decode()
     assert Invitation.objects.count() == 10
+
+
+def test_parallel_invitations_cannot_both_fit_in_the_day(transactional_db: None) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    account = make_account("sender@example.com")
+
+    def spend() -> bool:
+        try:
+            return account.spend_invitations(50, 60)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        fitted = list(pool.map(lambda _: spend(), range(8)))
+    assert fitted.count(True) == 1 and account.invitations_left(60) == 10

@@ -41,6 +41,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Bumped by "Log out from all devices": it is part of the session hash, so every
     # session stamped with an older epoch stops authenticating, wherever it is stored.
     session_epoch = models.PositiveIntegerField(default=0)
+    # Invitation mails sent on that day (UTC): limited a day, counted with one atomic update.
+    invitations_day = models.DateField(null=True, blank=True)
+    invitations_sent = models.PositiveIntegerField(default=0)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
@@ -73,6 +76,23 @@ class User(AbstractBaseUser, PermissionsMixin):
         value = f"{self.password}:{self.session_epoch}"
         salt = "tenantry.accounts.User.get_session_auth_hash"
         return salted_hmac(salt, value, secret=secret, algorithm="sha256").hexdigest()
+
+    def spend_invitations(self, count: int, limit: int) -> bool:
+        """Count `count` invitation mails against today's `limit`; False (and nothing counted)
+        when they do not fit. One conditional update: parallel requests cannot both fit."""
+        today = timezone.now().date()
+        User.objects.filter(pk=self.pk).exclude(invitations_day=today).update(
+            invitations_day=today, invitations_sent=0
+        )
+        fits = User.objects.filter(
+            pk=self.pk, invitations_day=today, invitations_sent__lte=limit - count
+        )
+        return fits.update(invitations_sent=F("invitations_sent") + count) == 1
+
+    def invitations_left(self, limit: int) -> int:
+        self.refresh_from_db(fields=["invitations_day", "invitations_sent"])
+        sent = self.invitations_sent if self.invitations_day == timezone.now().date() else 0
+        return max(limit - sent, 0)
 
     def bump_session_epoch(self) -> None:
         User.objects.filter(pk=self.pk).update(session_epoch=F("session_epoch") + 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 from uuid import UUID
@@ -17,6 +17,7 @@ from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from ninja import File, Form, NinjaAPI, Schema, Status, UploadedFile
 from ninja.errors import AuthenticationError, ValidationError
@@ -182,7 +183,17 @@ def me(request: HttpRequest) -> User:
 
 @api.exception_handler(DjangoValidationError)
 def refused(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+    if getattr(exc, "code", None) == "throttled":  # a limit of the day: tomorrow
+        response = error(request, " ".join(exc.messages), 429)
+        response["Retry-After"] = str(seconds_to_midnight())
+        return response
     return error(request, " ".join(exc.messages), 400)
+
+
+def seconds_to_midnight() -> int:
+    now = timezone.now()
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return math.ceil((tomorrow - now).total_seconds())
 
 
 @api.exception_handler(MultiPartParserError)
@@ -461,7 +472,7 @@ def list_users(request: HttpRequest, name: str) -> list[dict[str, str]]:
 
 @api.post(
     "/databases/{name}/users",
-    response={201: list[UserOut]} | errors(400, 403, 404, 413, 422),
+    response={201: list[UserOut]} | errors(400, 403, 404, 413, 422),  # 429: the day's limit
     summary="Invite users by email",
 )
 def invite_users(request: HttpRequest, name: str, payload: InviteIn) -> Status:

@@ -11,7 +11,6 @@ from typing import Any
 
 from allauth.account.adapter import get_adapter
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -65,18 +64,16 @@ def parse_emails(text: str) -> list[str]:
     return emails
 
 
-def _count_for_today(by: User, count: int) -> None:
+def _spend_invitations(by: User, count: int) -> None:
     """Count `count` invitation mails against the account's day, or refuse them all."""
-    key = f"tenantry:invitations:{by.pk}:{timezone.now():%Y-%m-%d}"
-    sent, limit = cache.get(key, 0), settings.INVITES_PER_DAY
-    if sent + count > limit:
-        left = f"{limit - sent} are" if limit > sent else "none is"
+    limit = settings.INVITES_PER_DAY
+    if not by.spend_invitations(count, limit):
+        left = by.invitations_left(limit)
         raise ValidationError(
-            f"An account can send {limit} invitations a day, and {left} left today. "
-            "Try again tomorrow.",
+            f"An account can send {limit} invitations a day, and "
+            f"{f'{left} are' if left else 'none is'} left today. Try again tomorrow.",
             code="throttled",
         )
-    cache.set(key, sent + count, timeout=2 * 24 * 60 * 60)
 
 
 def invite(database: Database, emails: list[str], role: str, by: User) -> list[Invitation]:
@@ -91,7 +88,7 @@ def invite(database: Database, emails: list[str], role: str, by: User) -> list[I
     already = [e for e in emails if e in members]
     if already:
         raise ValidationError(f"Already a user of “{database.name}”: {', '.join(already)}.")
-    _count_for_today(by, len(emails))
+    _spend_invitations(by, len(emails))
     sent = []
     with transaction.atomic():  # the invitations and the task that mails them, together
         for email in emails:
@@ -109,7 +106,7 @@ def invite(database: Database, emails: list[str], role: str, by: User) -> list[I
 
 def resend(invitation: Invitation, by: User) -> None:
     invitation.database.refuse_if_expired()
-    _count_for_today(by, 1)
+    _spend_invitations(by, 1)
     with transaction.atomic():
         invitation.new_token()
         invitation.save(update_fields=["token_hash", "expires_at"])

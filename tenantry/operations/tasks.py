@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.tasks import task
@@ -16,36 +16,37 @@ from tenantry.engines.base import EngineError
 from tenantry.operations.models import KINDS, Operation
 
 logger = logging.getLogger(__name__)
-
-
-# An operation of an account that already has its share running waits this long, behind the
-# other accounts' operations, before it asks again.
-WAIT_FOR_ITS_TURN = timedelta(seconds=2)
+User = get_user_model()
 
 
 def claim(operation_id: int) -> Operation | None:
     """Take the operation for this worker, unless another worker already has it, or its
-    account already has OPERATIONS_PER_ACCOUNT running: then it waits for its turn, so that
-    one account's operations never take every worker from the others."""
+    account already has OPERATIONS_PER_ACCOUNT running: then it waits for its turn (see
+    hand_on_turn), so that one account's operations never take every worker from the others."""
     now = timezone.now()
-    its_account_running = (
-        Operation.objects.filter(created_by=OuterRef("created_by"), state=Operation.State.RUNNING)
-        .values("created_by")
-        .annotate(count=Count("pk"))
-        .values("count")
-    )
-    taken = (
-        Operation.objects.filter(pk=operation_id, state=Operation.State.QUEUED)
-        .annotate(running=Coalesce(Subquery(its_account_running), 0))
-        .filter(Q(created_by=None) | Q(running__lt=settings.OPERATIONS_PER_ACCOUNT))
-        .update(state=Operation.State.RUNNING, heartbeat_at=now)
-    )
+    account = Operation.objects.filter(pk=operation_id).values_list("created_by", flat=True)
+    with transaction.atomic():
+        # One claim at a time per account: two at once would each count the other as queued.
+        User.objects.select_for_update().filter(pk__in=account).exists()
+        its_account_running = (
+            Operation.objects.filter(
+                created_by=OuterRef("created_by"), state=Operation.State.RUNNING
+            )
+            .values("created_by")
+            .annotate(count=Count("pk"))
+            .values("count")
+        )
+        taken = (
+            Operation.objects.filter(pk=operation_id, state=Operation.State.QUEUED)
+            .annotate(running=Coalesce(Subquery(its_account_running), 0))
+            .filter(Q(created_by=None) | Q(running__lt=settings.OPERATIONS_PER_ACCOUNT))
+            .update(state=Operation.State.RUNNING, heartbeat_at=now)
+        )
     if not taken:
-        # Still queued: its account's turn has not come. Not stalled meanwhile (see recover).
-        if Operation.objects.filter(pk=operation_id, state=Operation.State.QUEUED).update(
+        # Queued still (its turn comes when one of its account's ends), and not stalled.
+        Operation.objects.filter(pk=operation_id, state=Operation.State.QUEUED).update(
             heartbeat_at=now
-        ):
-            run_operation.using(run_after=now + WAIT_FOR_ITS_TURN).enqueue(operation_id)
+        )
         return None
     operation = Operation.objects.get(pk=operation_id)
     if operation.started_at is None:
@@ -92,6 +93,20 @@ def run_operation(operation_id: int) -> None:
     finally:
         stop.set()
         heart.join()
+        hand_on_turn(operation)
+
+
+def hand_on_turn(operation: Operation) -> None:
+    """The account's next waiting operation goes to a worker, now that this one is over."""
+    if operation.created_by_id is None:  # type: ignore[attr-defined]
+        return
+    waiting = Operation.objects.filter(
+        created_by=operation.created_by_id,  # type: ignore[attr-defined]
+        state=Operation.State.QUEUED,
+    )
+    following = waiting.order_by("created_at", "pk").first()
+    if following is not None:
+        run_operation.enqueue(following.pk)
 
 
 def _heartbeat(operation: Operation, stop: threading.Event) -> None:

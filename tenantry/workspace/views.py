@@ -25,6 +25,7 @@ from django.views.decorators.http import require_POST
 from tenantry.databases.models import ConnectToken
 from tenantry.engines import filestore
 from tenantry.engines.base import DatabaseHeld, EngineError
+from tenantry.gateway.middleware import portal_hosts
 from tenantry.workspace import auth, tenant
 from tenantry.workspace import models as ws
 from tenantry.workspace.forms import (
@@ -120,13 +121,14 @@ def sign_out(request: HttpRequest) -> HttpResponse:
 
 
 def _posted_by_the_portal(request: HttpRequest) -> bool:
-    """Connect's form comes from the portal's page (which sends its origin: see
-    databases.views.connect). A page elsewhere posting the attacker's own token would sign the
-    visitor in to the attacker's database (login CSRF)."""
+    """Connect's form comes from the portal's page, at one of the portal's hosts (it has the
+    browser send its origin: see databases.views.connect). A page elsewhere posting the
+    attacker's own token would sign the visitor in to the attacker's database (login CSRF)."""
     portal = urlsplit(settings.PORTAL_URL)
     default = {"http": 80, "https": 443}.get(portal.scheme)
     port = f":{portal.port}" if portal.port and portal.port != default else ""
-    return request.headers.get("Origin") == f"{portal.scheme}://{portal.hostname}{port}"
+    origins = {f"{portal.scheme}://{host}{port}" for host in portal_hosts()}
+    return request.headers.get("Origin") in origins
 
 
 @csrf_exempt  # the portal's origin and the single-use token are the proof

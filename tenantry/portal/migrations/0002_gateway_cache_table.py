@@ -5,7 +5,15 @@ from django.db import migrations
 
 
 def create_cache_tables(apps, schema_editor):
-    call_command("createcachetable", database=schema_editor.connection.alias, verbosity=0)
+    # By name: whether the caches are in Redis today or not, the tables are there the day they
+    # come back to the control database.
+    call_command(
+        "createcachetable",
+        "tenantry_cache",
+        "tenantry_gateway_cache",
+        database=schema_editor.connection.alias,
+        verbosity=0,
+    )
 
 
 class Migration(migrations.Migration):
