@@ -25,8 +25,8 @@ TEMPLATE_PREFIX = "tenantry_template_"
 BUILD = re.compile(re.escape(TEMPLATE_PREFIX) + r"\w+_b(\d+)_[0-9a-f]+")
 
 # A restore's load may take this long, plus a second for each MB of its dump: far more than a
-# real dump needs (they load at tens of MB a second), far less than a query never ending.
-LOAD_SECONDS = 600
+# real dump needs (they load at tens of MB a second), and all a crafted one may hold a worker.
+LOAD_SECONDS = 60
 LOAD_BYTES_PER_SECOND = 1024 * 1024
 
 
