@@ -26,6 +26,7 @@ from tenantry.operations.tasks import claim, recover, run_operation
 from tenantry.portal.management.commands._server import make_worker
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
+from tests.conftest import api
 
 
 def killed_while_holding(hold: AbstractContextManager[None]) -> None:
@@ -198,9 +199,15 @@ def test_one_account_cannot_take_every_worker(
             return [o.pk for o in Operation.objects.filter(kind="test_slow", state="running")]
 
         wait_for(lambda: len(running()) == 2)
-        theirs = Database.create_for(outsider, "theirs")
-        copy = lifecycle.start_duplicate(theirs, "theirs-copy", by=outsider)
-        wait_for(lambda: Operation.objects.get(pk=copy.pk).state == "done")
+        Database.create_for(outsider, "theirs")
+        response = api(outsider).post(
+            "/api/v1/databases/theirs/duplicate",
+            {"name": "theirs-copy"},
+            content_type="application/json",
+        )
+        assert response.status_code == 202, response.content
+        copy = response.json()["id"]
+        wait_for(lambda: Operation.objects.get(pk=copy).state == "done")
         assert len(running()) == 2  # the third of the first account waits
         [waiting] = [o for o in slow if o.pk not in running()]
         assert Operation.objects.get(pk=waiting.pk).state == "queued"
