@@ -17,7 +17,7 @@ WORKSPACE_URLCONF = "tenantry.workspace.urls"
 NOT_FOUND = "<!doctype html><title>Not found</title><h1>Not found</h1><p>{}</p>\n"
 # A DNS label (at most 63 characters): anything else is no database's, and is turned away
 # before it costs a lookup.
-LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def database_name(host: str) -> str | None:
@@ -25,7 +25,7 @@ def database_name(host: str) -> str | None:
     suffix = "." + settings.BASE_DOMAIN
     if host.endswith(suffix):
         label = host[: -len(suffix)]
-        if LABEL.match(label):
+        if LABEL.fullmatch(label):
             return label
     return None
 

@@ -27,7 +27,7 @@ def claim(operation_id: int) -> Operation | None:
     account = Operation.objects.filter(pk=operation_id).values_list("created_by", flat=True)
     with transaction.atomic():
         # One claim at a time per account: two at once would each count the other as queued.
-        User.objects.select_for_update().filter(pk__in=account).exists()
+        list(User.objects.select_for_update().filter(pk__in=account).values_list("pk"))
         its_account_running = (
             Operation.objects.filter(
                 created_by=OuterRef("created_by"), state=Operation.State.RUNNING
