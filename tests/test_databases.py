@@ -236,7 +236,7 @@ def test_an_expired_database_can_only_be_downloaded_or_backed_up(
     posts = [
         ("/databases/acme/rename/", {"name": "acme-two"}),
         ("/databases/acme/delete/", {"confirm": "acme"}),
-        ("/databases/acme/users/", {"action": "invite", "emails": "y@example.com"}),
+        ("/databases/acme/users/", {"action": "invite", "emails": "y@example.com", "role": "user"}),
         ("/databases/acme/users/", {"action": "remove", "email": [member.email]}),
         ("/databases/acme/users/", {"action": "admin", "email": [member.email]}),
         ("/databases/acme/users/", {"action": "resend", "invitation": pending.pk}),

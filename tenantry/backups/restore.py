@@ -288,7 +288,7 @@ def _open(operation: Operation, database: Database, manifest: dict[str, Any]) ->
         fields["physical_name"] = physical  # the swap: from now on the database is the new one
     else:
         fields["status"] = Database.Status.ACTIVE
-    with transaction.atomic():  # one commit: the gateway's cache is in the same database
+    with transaction.atomic():  # one commit (a cache in Redis is forgotten again on it)
         Database.objects.filter(pk=database.pk).update(**fields)
         sites.forget(database.name)
 

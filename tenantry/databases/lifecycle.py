@@ -160,7 +160,7 @@ def run_move(operation: Operation) -> None:
         # Read-only meanwhile: no write may land in the copy being left.
         with old.read_only(database.physical_name):
             old.move(database.physical_name, server_engine(new))
-            with transaction.atomic():  # one commit: the gateway's cache is in the same database
+            with transaction.atomic():  # one commit (a cache in Redis is forgotten again on it)
                 Database.objects.filter(pk=database.pk).update(server=new)
                 sites.forget(database.name)
     operation.advance(90, "Removing the old copy")

@@ -221,15 +221,22 @@ def remove(database: Database, accounts: list[User]) -> None:
     Membership.objects.filter(database=database, user__in=ids).delete()
 
 
+def cancel(invitation: Invitation) -> str:
+    invitation.database.refuse_if_expired()
+    invitation.delete()
+    return f"The invitation of {invitation.email} is cancelled."
+
+
 def remove_email(database: Database, email: str) -> str:
     """Remove the user with this email, or cancel its invitation: the sentence saying which."""
-    database.refuse_if_expired()
     account = User.objects.filter(memberships__database=database, email__iexact=email).first()
     if account is not None:
         remove(database, [account])
         return f"{email} is removed from {database.name}."
-    if database.invitations.filter(accepted_at=None, email__iexact=email).delete()[0]:  # type: ignore[attr-defined]
-        return f"The invitation of {email} is cancelled."
+    invitation = database.invitations.filter(accepted_at=None, email__iexact=email).first()  # type: ignore[attr-defined]
+    if invitation is not None:
+        return cancel(invitation)
+    database.refuse_if_expired()  # the same sentence as for anyone listed
     raise Http404(f"{email} is not a user of “{database.name}”.")
 
 

@@ -252,7 +252,6 @@ def _users_action(
     request: HttpRequest, database: Database, action: str | None, form: InviteForm
 ) -> str | None:
     """Carry out the posted action; the sentence to show, or None to show the form again."""
-    database.refuse_if_expired()
     if action == "invite":
         if not form.is_valid():
             return None
@@ -266,8 +265,7 @@ def _users_action(
         if invitation is None:
             raise ValidationError("This invitation is no longer pending.")
         if action == "cancel":
-            invitation.delete()
-            return f"The invitation of {invitation.email} is cancelled."
+            return members.cancel(invitation)
         members.resend(invitation, by=request.user)  # type: ignore[arg-type]
         return f"The invitation of {invitation.email} is sent again."
     chosen = list(
