@@ -223,7 +223,7 @@ if EMAIL_URL:
 else:
     MAILERS = {
         "default": {
-            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "BACKEND": "tenantry.portal.mail.FileBackend",
             "OPTIONS": {"file_path": DATA_DIR / "mail"},
         }
     }
@@ -357,5 +357,6 @@ LOGGING = {
     "loggers": {
         "django_tasks_db": {"level": "INFO"},
         "django.tasks": {"level": "INFO"},
+        "tenantry.portal.mail": {"level": "INFO"},  # where each mail written as a file is
     },
 }

@@ -55,10 +55,11 @@ def tenantry(data_dir: Path, *args: str, stdin: str = "") -> subprocess.Complete
 def server(data_dir: Path) -> Iterator[str]:
     """`tenantry serve` on a fresh data dir: it migrates by itself."""
     port = free_port()
+    log = (data_dir / "serve.log").open("w")  # what the person who started it reads
     proc = subprocess.Popen(
         [TENANTRY, "serve", "--bind", f"127.0.0.1:{port}"],
         env=env_for(data_dir),
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -71,13 +72,16 @@ def server(data_dir: Path) -> Iterator[str]:
         except OSError:  # refused, reset, or a first answer slower than the timeout
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError(
-                    "serve did not start:\n" + (proc.stdout.read() if proc.stdout else "")
-                )
+                raise AssertionError("serve did not start:\n" + serve_log(data_dir))
             time.sleep(0.3)
     yield url
     proc.terminate()
     proc.wait(timeout=20)
+    log.close()
+
+
+def serve_log(data_dir: Path) -> str:
+    return (data_dir / "serve.log").read_text()
 
 
 def browser() -> urllib.request.OpenerDirector:
@@ -102,6 +106,42 @@ def test_serve_brings_up_the_portal_with_secure_headers(server: str) -> None:
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["Server"] == "granian"  # a production server, not runserver
+
+
+def test_a_new_person_follows_the_link_of_the_mail_file_that_serve_names(
+    server: str, data_dir: Path
+) -> None:
+    opener = browser()
+    page = opener.open(server + "/accounts/signup/").read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token
+    form = {
+        "csrfmiddlewaretoken": token.group(1),
+        "email": "newcomer@example.com",
+        "password1": "a long and rare passphrase",
+        "password2": "a long and rare passphrase",
+    }
+    opener.open(server + "/accounts/signup/", urllib.parse.urlencode(form).encode())
+
+    # serve printed where the mail is (no port 8000 anywhere: the portal is where it listens)...
+    printed = re.findall(r"Mail to newcomer@example.com written to (\S+)", serve_log(data_dir))
+    assert len(printed) == 1, serve_log(data_dir)
+    mail = Path(printed[0]).read_text()
+    assert mail.startswith("From: ") and "Subject: [Tenantry] " in mail
+    assert f"sign up for a Tenantry account at {server}." in mail
+    assert ":8000" not in mail
+    # ... and its link is whole on one line: open it and confirm.
+    link = re.search(rf"{re.escape(server)}/accounts/confirm-email/\S+", mail)
+    assert link, mail
+    page = opener.open(link.group(0)).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token and "newcomer@example.com" in page
+    opener.open(
+        link.group(0), urllib.parse.urlencode({"csrfmiddlewaretoken": token.group(1)}).encode()
+    )
+    code = "from allauth.account.models import EmailAddress as E; print(E.objects.get(email=%r)"
+    shown = tenantry(data_dir, "shell", "-c", code % "newcomer@example.com" + ".verified)").stdout
+    assert shown.splitlines()[-1] == "True"
 
 
 def test_accounts_create_then_sign_in_to_the_running_portal(server: str, data_dir: Path) -> None:

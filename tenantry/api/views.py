@@ -28,7 +28,7 @@ from tenantry.backups import restore, store
 from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle, members
 from tenantry.databases.access import get_backup, get_database, get_operation
-from tenantry.databases.models import Database, Membership
+from tenantry.databases.models import Database, Membership, normalize_name
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import Operation, OperationBusy
 
@@ -319,7 +319,7 @@ def list_databases(request: HttpRequest) -> list[DatabaseOut]:
     summary="Create a database",
 )
 def create_database(request: HttpRequest, payload: NameIn) -> Status:
-    database = Database.create_for(request.user, payload.name.strip().lower())  # type: ignore[arg-type]
+    database = Database.create_for(request.user, normalize_name(payload.name))  # type: ignore[arg-type]
     return Status(201, database_out(database, Membership.Role.ADMIN))
 
 
@@ -336,7 +336,7 @@ def read_database(request: HttpRequest, name: str) -> DatabaseOut:
 )
 def rename_database(request: HttpRequest, name: str, payload: NameIn) -> DatabaseOut:
     database = admin_database(request, name)
-    database.rename(payload.name.strip().lower())
+    database.rename(normalize_name(payload.name))
     return database_out(database, Membership.Role.ADMIN)
 
 
@@ -358,7 +358,7 @@ def delete_database(request: HttpRequest, name: str) -> Status:
 def duplicate_database(request: HttpRequest, name: str, payload: DuplicateIn) -> Status:
     database = admin_database(request, name)
     operation = lifecycle.start_duplicate(
-        database, payload.name.strip().lower(), payload.for_testing, by=request.user
+        database, normalize_name(payload.name), payload.for_testing, by=request.user
     )
     return Status(202, operation)
 
@@ -436,7 +436,7 @@ def restore_database(
 ) -> Status:
     user: User = request.user  # type: ignore[assignment]
     existing = Membership.objects.filter(user=user, database__name=name).first()
-    target: Database | str = name.strip().lower()
+    target: Database | str = normalize_name(name)
     if existing is not None:
         target = admin_database(request, name)
         if not replace:

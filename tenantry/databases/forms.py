@@ -4,20 +4,37 @@ from typing import Any
 
 from django import forms
 
-from tenantry.databases.models import Database, Membership, validate_name
+from tenantry.databases.models import Database, Membership, normalize_name, validate_name
 
 
 class NameField(forms.CharField):
+    """A database name as typed: one with capitals comes back in lowercase with a sentence, so
+    the person sees the name it would make before it is made. Never cut to fit."""
+
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault(
             "help_text", "3 to 63 lowercase letters, digits and hyphens. It becomes the URL."
         )
         super().__init__(**kwargs)
 
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        return normalize_name(data) if isinstance(data, str) else data
+
     def clean(self, value: Any) -> str:
-        name = super().clean(value).strip().lower()
-        validate_name(name)
-        return name
+        typed = super().clean(value)
+        return checked_name(typed) if typed.strip() or self.required else ""
+
+
+def checked_name(typed: str) -> str:
+    name = normalize_name(typed)
+    validate_name(name)
+    if name != typed.strip():
+        raise forms.ValidationError(
+            f"Database names are lowercase: this one would be “{name}”. "
+            "Send it again to use it, or change it.",
+            code="lowercase",
+        )
+    return name
 
 
 class CreateForm(forms.Form):
@@ -80,7 +97,7 @@ class RestoreForm(forms.Form):
         widget=forms.RadioSelect,
         initial="new",
     )
-    name = forms.CharField(label="Name of the new database", required=False)
+    name = NameField(label="Name of the new database", required=False)
     identity = forms.ChoiceField(
         label="Identity",
         choices=[
@@ -105,14 +122,8 @@ class RestoreForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("into", "new") == "new":
-            name = (data.get("name") or "").strip().lower()
-            if not name:
-                self.add_error("name", "Name the new database.")
-            else:
-                try:
-                    validate_name(name)
-                except forms.ValidationError as error:
-                    self.add_error("name", error)
-                data["name"] = name
+        if data.get("into", "new") == "over":
+            self.errors.pop("name", None)  # a name typed for a new database is not used
+        elif not data.get("name") and "name" not in self.errors:
+            self.add_error("name", "Name the new database.")
         return data

@@ -31,6 +31,12 @@ RESERVED_NAMES = {
 NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
 
 
+def normalize_name(typed: str) -> str:
+    """The name a typed name makes: trimmed and lowercase (a host name has no case). The API and
+    the CLI take it so and answer with the name made; the portal shows it before using it."""
+    return typed.strip().lower()
+
+
 def validate_name(name: str) -> None:
     """The rules of a DNS label, one clear sentence for each broken rule."""
     if not 3 <= len(name) <= 63:

@@ -14,6 +14,9 @@ from tenantry.accounts.models import User
 
 
 class Command(BaseCommand):
+    # The system checks import every URL and view (~0.4 s): a command a person types answers
+    # without them (serve, web, worker and `tenantry check` run them).
+    requires_system_checks: list[str] = []
     help = "Manage accounts: `tenantry accounts create EMAIL --password-stdin [--verified]`."
 
     def add_arguments(self, parser: Any) -> None:

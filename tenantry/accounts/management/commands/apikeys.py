@@ -8,6 +8,9 @@ from tenantry.accounts.models import ApiKey, User
 
 
 class Command(BaseCommand):
+    # The system checks import every URL and view (~0.4 s): a command a person types answers
+    # without them (serve, web, worker and `tenantry check` run them).
+    requires_system_checks: list[str] = []
     help = "Manage API keys: `tenantry apikeys create EMAIL --name NAME` prints the key once."
 
     def add_arguments(self, parser: Any) -> None:

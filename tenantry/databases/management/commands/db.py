@@ -14,7 +14,7 @@ from tenantry.accounts.models import User
 from tenantry.backups import archive, restore
 from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle, members
-from tenantry.databases.models import Database
+from tenantry.databases.models import Database, normalize_name
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import OperationBusy
 from tenantry.operations.progress import run_in_terminal
@@ -28,6 +28,9 @@ def find(name: str) -> Database:
 
 
 class Command(BaseCommand):
+    # The system checks import every URL and view (~0.4 s): a command a person types answers
+    # without them (serve, web, worker and `tenantry check` run them).
+    requires_system_checks: list[str] = []
     help = (
         "Manage databases as an operator: list, create, duplicate, backup, backups, restore, "
         "rename, delete, users, invite, remove-user."
@@ -88,6 +91,9 @@ class Command(BaseCommand):
         delete.add_argument("--yes", action="store_true", help="confirm the deletion")
 
     def handle(self, *, action: str, **options: Any) -> None:
+        for key in ("name", "new_name"):  # the names the API and the portal would make
+            if options.get(key) is not None:
+                options[key] = normalize_name(options[key])
         try:
             getattr(self, f"do_{action.replace('-', '_')}")(**options)
         except (ValidationError, OperationBusy, EngineError, IntegrityError) as error:

@@ -20,6 +20,9 @@ MAX_CAPACITY_GB = 1_000_000  # a petabyte
 
 
 class Command(BaseCommand):
+    # The system checks import every URL and view (~0.4 s): a command a person types answers
+    # without them (serve, web, worker and `tenantry check` run them).
+    requires_system_checks: list[str] = []
     help = "Manage the fleet of PostgreSQL servers: add, list, drain."
 
     def add_arguments(self, parser: Any) -> None:
