@@ -319,6 +319,10 @@ ACCOUNT_DEFAULT_HTTP_PROTOCOL = _portal.scheme
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 ACCOUNT_RATE_LIMITS = {
     "login": "30/m/ip",
+    # Wrong passwords (sign-in and re-authentication): 10 a minute from one address across
+    # accounts, and a 5-minute lock-out after 5 for one account from one address: the key is
+    # the email and the client address (accounts.lockout), so nobody elsewhere locks the
+    # owner out.
     "login_failed": "10/m/ip,5/5m/key",
     "signup": "20/m/ip",
     "confirm_email": "1/3m/key",
@@ -327,9 +331,10 @@ ACCOUNT_RATE_LIMITS = {
     "change_password": "5/m/user",
     "manage_email": "10/m/user",
     "reauthenticate": "10/m/user",
-    # Sign-in to a database: the key is the database and the login.
+    # Sign-in to a database: the key is the database, the login and the client address.
     "workspace_login_failed": "10/m/ip,5/5m/key",
-    # ... and the account password's failures across all its databases: the key is the account.
+    # ... and the account password's failures across all its databases: the key is the
+    # account and the client address.
     "workspace_account_failed": "5/5m/key",
     # Wrong, revoked or expired API keys from one client address; past it, even a good key
     # from there waits (429).

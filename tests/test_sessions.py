@@ -34,7 +34,7 @@ def test_failed_sign_ins_are_rate_limited_even_with_the_right_password(alice: Us
     for _ in range(5):
         client.post("/accounts/login/", {"login": alice.email, "password": "wrong guess"})
     response = client.post("/accounts/login/", {"login": alice.email, "password": PASSWORD})
-    assert "Too many failed login attempts" in response.content.decode()
+    assert "Too many failed attempts. Try again in 5 minutes." in response.content.decode()
     assert not signed_in(client)
 
 

@@ -9,9 +9,12 @@ from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core import context as allauth_context
 from allauth.mfa.adapter import DefaultMFAAdapter
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from tenantry import crypto
+from tenantry.accounts import lockout
 
 SITE = SimpleNamespace(name="Tenantry", domain=settings.PORTAL_URL.split("://", 1)[-1])
 
@@ -34,6 +37,21 @@ class AccountAdapter(DefaultAccountAdapter):
         # databases' hosts), which allauth would take as safe to send a person to.
         host = allauth_context.request.get_host()
         return url_has_allowed_host_and_scheme(url, allowed_hosts={host})
+
+    def _get_login_attempts_cache_key(self, request: HttpRequest, **credentials: Any) -> str:
+        # The "login_failed" key (the lock-out, and what a password reset clears): the email
+        # *and* the client address, so guesses from elsewhere cannot lock the owner out. The
+        # re-authentication before deleting a database goes through here too.
+        return lockout.key(request, super()._get_login_attempts_cache_key(request, **credentials))
+
+    def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
+        try:
+            super().pre_authenticate(request, **credentials)
+        except ValidationError as error:
+            # allauth's sentence says "later": say when.
+            key = self._get_login_attempts_cache_key(request, **credentials)
+            message = lockout.refusal(request, "login_failed", key=key)
+            raise ValidationError(message, code="too_many_login_attempts") from error
 
 
 class MFAAdapter(DefaultMFAAdapter):

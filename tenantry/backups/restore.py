@@ -38,6 +38,7 @@ from tenantry.gateway import sites
 from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
+from tenantry.workspace.mail import hold_queued
 from tenantry.workspace.releases import LATEST, RELEASES
 
 logger = logging.getLogger(__name__)
@@ -274,8 +275,10 @@ def _open(operation: Operation, database: Database, manifest: dict[str, Any]) ->
         )
     with tenant.using(database, physical) as db:
         tenant.set_identity(db, new_uuid, test_copy, database.expires_at)
-        if params["neutralize"]:
+        if test_copy:  # asked for, or restored over a test copy: it stays one, mail off
             tenant.neutralize(db)
+        elif params["as_copy"]:
+            hold_queued(db)  # the original sends them; an administrator may release them here
         members.link_members(db, database)
     operation.advance(95, "Opening the database")
     fields = {

@@ -106,6 +106,8 @@ class RestoreForm(forms.Form):
         ],
         widget=forms.RadioSelect,
         initial="copy",
+        help_text="A copy holds the mails queued at backup time until an administrator of the "
+        "database releases them (on its Outgoing mail page); moved keeps them queued.",
     )
     neutralize = forms.BooleanField(
         label="Neutralize",

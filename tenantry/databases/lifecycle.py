@@ -24,6 +24,7 @@ from tenantry.engines.models import Server
 from tenantry.gateway import sites
 from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
 from tenantry.workspace import tenant
+from tenantry.workspace.mail import hold_queued
 
 
 def start_duplicate(
@@ -84,6 +85,8 @@ def run_duplicate(operation: Operation) -> None:
         if operation.params.get("for_testing"):
             operation.advance(85, "Neutralizing: mail, payments, carriers and jobs off")
             tenant.neutralize(db)
+        else:  # the source sends what it had queued; an administrator may release them here
+            hold_queued(db)
     operation.advance(95, "Opening the copy")
     copy.size_bytes = engine.size(copy.physical_name)
     copy.status = Database.Status.ACTIVE

@@ -1,9 +1,12 @@
 """Signing in to a database: its own session on its own host, never valid on another.
 
-A database user signs in with the account password of the linked account (then the
-account's 2FA code when it has one), or with a database-specific password. The session keeps
-a hash of what it was opened with, so changing that password, or "Log out from all devices"
-for the account, ends it.
+A database user signs in with the account password of the linked account or with a
+database-specific password, then, either way, the account's 2FA code when it has one. The
+session keeps a hash of the password it was opened with, so changing that password, or "Log
+out from all devices" for the account, ends it.
+
+Failures are counted per login (and per account) *and* client address, so guesses from
+elsewhere never lock the owner out (see accounts.lockout).
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from tenantry.accounts import lockout
 from tenantry.accounts.models import User as Account
 from tenantry.workspace import models as ws
 
 SESSION_KEY = "workspace"
 PENDING_KEY = "workspace_pending"
 WRONG = "Wrong login or password."
-TOO_MANY = "Too many failed sign-in attempts. Wait a few minutes and try again."
+PASSKEY_ONLY = "Your account signs in with a passkey. Use Connect in your database manager."
 # Second factors the database's sign-in page can ask for (passkeys belong to the portal).
 CODE_TYPES = [Authenticator.Type.TOTP, Authenticator.Type.RECOVERY_CODES]
 
@@ -36,13 +40,12 @@ def _password_hash(user: ws.User) -> str:
 
 
 def _limit_key(request: HttpRequest, login: str) -> str:
-    return f"{request.database.pk}:{login.strip().lower()}"  # type: ignore[attr-defined]
+    return lockout.key(request, request.database.pk, login.strip().lower())  # type: ignore[attr-defined]
 
 
-def _refuse_if_limited(request: HttpRequest, login: str) -> None:
-    key = _limit_key(request, login)
-    if not ratelimit.consume(request, action="workspace_login_failed", key=key, dry_run=True):
-        raise SignInError(TOO_MANY)
+def _refuse_if_limited(request: HttpRequest, action: str, key: str) -> None:
+    if not ratelimit.consume(request, action=action, key=key, dry_run=True):
+        raise SignInError(lockout.refusal(request, action, key=key))
 
 
 def _failed(request: HttpRequest, login: str, message: str = WRONG) -> SignInError:
@@ -60,39 +63,51 @@ def linked_account(user: ws.User) -> Account | None:
 def check_credentials(request: HttpRequest, db: str, login: str, password: str) -> bool:
     """Sign in with a login and password. True when done; False when the account's 2FA code
     must follow (see check_code). Raises SignInError with the reason otherwise."""
-    _refuse_if_limited(request, login)
+    _refuse_if_limited(request, "workspace_login_failed", _limit_key(request, login))
     user = ws.User.objects.using(db).filter(login__iexact=login.strip(), is_active=True).first()
     if user is None:
         make_password(password)  # as long as a real check: the timing tells nothing
         raise _failed(request, login)
-    if user.password and check_password(password, user.password):
-        sign_in(request, user, account=None)
-        return True
     account = linked_account(user)
-    # The account password is tried in every database the account is in: its failures count
-    # across them all, besides this database's own.
-    limit = {"action": "workspace_account_failed", "key": str(account.pk) if account else ""}
-    if account and not ratelimit.consume(request, dry_run=True, **limit):
-        raise SignInError(TOO_MANY)
-    if account is None or not account.check_password(password):
-        if account:
-            ratelimit.consume(request, **limit)
+    if user.password and check_password(password, user.password):
+        # A database password is no way around the account's second factor.
+        return _second_factor(request, user, account, login, by_database_password=True)
+    if account is None:
         raise _failed(request, login)
-    authenticators = Authenticator.objects.filter(user=account)
-    if not authenticators.exists():
-        sign_in(request, user, account)
+    # The account password is tried in every database the account is in: its failures from
+    # this address count across them all, besides this database's own.
+    account_key = lockout.key(request, account.pk)
+    _refuse_if_limited(request, "workspace_account_failed", account_key)
+    if not account.check_password(password):
+        ratelimit.consume(request, action="workspace_account_failed", key=account_key)
+        raise _failed(request, login)
+    return _second_factor(request, user, account, login, by_database_password=False)
+
+
+def _second_factor(
+    request: HttpRequest,
+    user: ws.User,
+    account: Account | None,
+    login: str,
+    *,
+    by_database_password: bool,
+) -> bool:
+    """After the right password: sign in, or ask for the account's code (False)."""
+    # The session of a database password is tied to that password, not to the account.
+    session_account = None if by_database_password else account
+    if account is None or not Authenticator.objects.filter(user=account).exists():
+        sign_in(request, user, session_account)
         return True
-    if not authenticators.filter(type__in=CODE_TYPES).exists():
-        raise _failed(
-            request, login,
-            "Your account signs in with a passkey. Use Connect in your database manager, "
-            "or set a database password in My Preferences.",
-        )  # fmt: skip
+    if not Authenticator.objects.filter(user=account, type__in=CODE_TYPES).exists():
+        # Counted as a failure: no unlimited tries to learn which password is right.
+        raise _failed(request, login, PASSKEY_ONLY)
     request.session[PENDING_KEY] = {
         "db": request.database.pk,  # type: ignore[attr-defined]
         "user": user.pk,
         "account": account.pk,
         "login": login,
+        # The database password it was opened with, if any: changed meanwhile, start again.
+        "hash": _password_hash(user) if by_database_password else None,
     }
     return False
 
@@ -109,16 +124,21 @@ def check_code(request: HttpRequest, db: str, code: str) -> None:
     data = pending(request)
     if data is None:
         raise SignInError("Start again with your login and password.")
-    _refuse_if_limited(request, data["login"])
+    _refuse_if_limited(request, "workspace_login_failed", _limit_key(request, data["login"]))
     account = Account.objects.filter(pk=data["account"], is_active=True).first()
     user = ws.User.objects.using(db).filter(pk=data["user"], is_active=True).first()
-    if account is None or user is None:
+    by_database_password = data.get("hash") is not None
+    if (
+        account is None
+        or user is None
+        or (by_database_password and not constant_time_compare(data["hash"], _password_hash(user)))
+    ):
         raise SignInError("Start again with your login and password.")
     code = code.strip().replace(" ", "")
     for authenticator in Authenticator.objects.filter(user=account, type__in=CODE_TYPES):
         if code and authenticator.wrap().validate_code(code):
             del request.session[PENDING_KEY]
-            sign_in(request, user, account)
+            sign_in(request, user, None if by_database_password else account)
             return
     raise _failed(request, data["login"], "Wrong code. Try again.")
 

@@ -1,10 +1,16 @@
-"""The workspace's outgoing mail: queued in the database, sent by its scheduled job."""
+"""The workspace's outgoing mail: queued in the database, sent by its scheduled job.
+
+A mail is HELD in two cases, told apart by the database's mail switch: outgoing mail is off
+(a neutralized test copy: it stays held), or the database is a restored copy and the mail was
+queued in the original at backup time (it waits until an administrator releases it).
+"""
 
 from __future__ import annotations
 
 import logging
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
@@ -13,17 +19,46 @@ from tenantry.workspace import models as ws
 logger = logging.getLogger(__name__)
 
 
+def is_on(db: str) -> bool:
+    """Whether the database sends mail at all (neutralization turns it off)."""
+    return ws.MailServer.objects.using(db).filter(active=True).exists()
+
+
 def queue_mail(db: str, to: str, subject: str, body: str) -> ws.Mail:
     """Queue a mail; a neutralized database holds it instead, marked so."""
-    on = ws.MailServer.objects.using(db).filter(active=True).exists()
-    state = ws.Mail.State.QUEUED if on else ws.Mail.State.HELD
+    state = ws.Mail.State.QUEUED if is_on(db) else ws.Mail.State.HELD
     return ws.Mail.objects.using(db).create(to=to, subject=subject, body=body, state=state)
+
+
+def hold_queued(db: str) -> int:
+    """A restored copy: the mails the original had queued at backup time were (or will be)
+    sent from the original, to the same people; they wait here for an administrator."""
+    queued = ws.Mail.objects.using(db).filter(state=ws.Mail.State.QUEUED)
+    return queued.update(state=ws.Mail.State.HELD)
+
+
+def release_held(db: str) -> int:
+    """Queue the held mails again, for the next run of the sending job; refused while the
+    database's mail is off, as the job would only hold them again."""
+    if not is_on(db):
+        raise ValidationError(
+            "Outgoing mail is off in this database (a test copy): its held mails cannot be "
+            "released.",
+            code="mail_off",
+        )
+    held = ws.Mail.objects.using(db).filter(state=ws.Mail.State.HELD)
+    return held.update(state=ws.Mail.State.QUEUED)
+
+
+def discard_held(db: str) -> int:
+    deleted, _ = ws.Mail.objects.using(db).filter(state=ws.Mail.State.HELD).delete()
+    return deleted
 
 
 def send_queued(db: str, sender: str) -> int:
     """Send what is queued through TENANTRY_EMAIL_URL; returns how many went."""
     queued = ws.Mail.objects.using(db).filter(state=ws.Mail.State.QUEUED).order_by("id")
-    if not ws.MailServer.objects.using(db).filter(active=True).exists():
+    if not is_on(db):
         queued.update(state=ws.Mail.State.HELD)
         return 0
     sent = 0

@@ -18,4 +18,5 @@ urlpatterns = [
     path("attachments/<int:pk>/", views.attachment, name="ws_attachment"),
     path("preferences/", views.preferences, name="ws_preferences"),
     path("users/", views.users, name="ws_users"),
+    path("mail/", views.outgoing_mail, name="ws_mail"),
 ]

@@ -1,4 +1,5 @@
-"""The workspace app's pages: sign-in, home, contacts, attachments, My Preferences, users.
+"""The workspace app's pages: sign-in, home, contacts, attachments, My Preferences, users,
+outgoing mail.
 
 Each request runs with the database's tenant connection open (see `page`); `request.database`
 is its record, set by the gateway.
@@ -15,9 +16,13 @@ from urllib.parse import quote, urlsplit
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.hashers import check_password, make_password
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import OperationalError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -37,11 +42,12 @@ from tenantry.workspace.forms import (
     SignInForm,
     UploadForm,
 )
-from tenantry.workspace.mail import queue_mail
+from tenantry.workspace.mail import discard_held, is_on, queue_mail, release_held
 
 View = Callable[..., HttpResponseBase]
 logger = logging.getLogger(__name__)
 UNREACHABLE = "This database cannot be reached right now. Try again in a few minutes."
+SENT_SHOWN = 50  # the outgoing mail page lists the latest sent mails, not years of them
 
 
 def page(view: View | None = None, *, admin: bool = False, public: bool = False) -> Any:
@@ -56,6 +62,7 @@ def page(view: View | None = None, *, admin: bool = False, public: bool = False)
                     request.db = db  # type: ignore[attr-defined]
                     user = auth.current_user(request, db)
                     request.ws_user = user  # type: ignore[attr-defined]
+                    request.manager_url = _manager_url(request)  # type: ignore[attr-defined]
                     if user is None and not public:
                         return redirect(f"/login/?next={quote(request.path)}")
                     if admin and not (user and user.is_admin):
@@ -72,6 +79,16 @@ def page(view: View | None = None, *, admin: bool = False, public: bool = False)
         return wrapper
 
     return decorate(view) if view else decorate
+
+
+def _manager_url(request: HttpRequest) -> str:
+    """The portal's "My databases", for a session opened with the linked account (Connect or
+    the account password); one opened with a database password has no portal session behind
+    it, and may be someone who never uses the portal."""
+    data = request.session.get(auth.SESSION_KEY) or {}
+    if data.get("account") is None:
+        return ""
+    return settings.PORTAL_URL + reverse("databases", urlconf=settings.ROOT_URLCONF)
 
 
 def _next(request: HttpRequest) -> str:
@@ -95,7 +112,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         else:
             if done:
                 return redirect(_next(request))
-            return redirect(f"/login/code/?next={_next(request)}")
+            return redirect(f"/login/code/?next={quote(_next(request))}")
     return render(request, "workspace/login.html", {"form": form})
 
 
@@ -191,8 +208,15 @@ def contact(request: HttpRequest, pk: int) -> HttpResponse:
             message.add_error(None, f"“{found.name}” has no email address.")
         else:
             data = message.cleaned_data
-            queue_mail(db, found.email, data["subject"], data["body"])
-            messages.success(request, f"The message to {found.email} is queued.")
+            mail = queue_mail(db, found.email, data["subject"], data["body"])
+            if mail.state == ws.Mail.State.HELD:
+                messages.warning(
+                    request,
+                    f"The message to {found.email} is held: this is a test copy, "
+                    "external mail is off.",
+                )
+            else:
+                messages.success(request, f"The message to {found.email} is queued.")
             return redirect("ws_contact", pk=pk)
     ctx = {"form": form, "message": message, "contact": found}
     return render(request, "workspace/contact.html", ctx)
@@ -252,8 +276,23 @@ def preferences(request: HttpRequest) -> HttpResponse:
                 "Your database password is set." if new else "Your database password is removed.",
             )
             return redirect("ws_preferences")
-    ctx = {"profile": profile, "password": password}
+    ctx = {"profile": profile, "password": password, "admin_emails": _admin_emails(db)}
     return render(request, "workspace/preferences.html", ctx)
+
+
+def _admin_emails(db: str) -> list[str]:
+    """Where to write to the database's administrators: their contact address, or their
+    login when it is an address."""
+    found = []
+    admins = ws.User.objects.using(db).filter(is_admin=True, is_active=True).order_by("login")
+    for admin in admins:
+        address = admin.contact_email or admin.login
+        try:
+            validate_email(address)
+        except ValidationError:
+            continue
+        found.append(address)
+    return found
 
 
 def _is_current_password(user: ws.User, raw: str) -> bool:
@@ -267,3 +306,35 @@ def _is_current_password(user: ws.User, raw: str) -> bool:
 def users(request: HttpRequest) -> HttpResponse:
     rows = ws.User.objects.using(request.db).order_by("login")  # type: ignore[attr-defined]
     return render(request, "workspace/users.html", {"users": rows})
+
+
+@page(admin=True)
+def outgoing_mail(request: HttpRequest) -> HttpResponse:
+    """What the database sends, for its administrators: a restored copy holds the mails the
+    original had queued until they release (or discard) them."""
+    db = request.db  # type: ignore[attr-defined]
+    action = request.POST.get("action")
+    if request.method == "POST" and action == "release":
+        try:
+            count = release_held(db)
+        except ValidationError as error:
+            messages.error(request, error.messages[0])
+        else:
+            messages.success(
+                request,
+                f"{count} mail{pluralize(count)} released: sent at the next run of the "
+                "sending job.",
+            )
+        return redirect("ws_mail")
+    if request.method == "POST" and action == "discard":
+        count = discard_held(db)
+        messages.success(request, f"{count} held mail{pluralize(count)} discarded.")
+        return redirect("ws_mail")
+    mails = ws.Mail.objects.using(db)
+    ctx = {
+        "mail_on": is_on(db),
+        "held": mails.filter(state=ws.Mail.State.HELD).order_by("created_at", "id"),
+        "queued": mails.filter(state=ws.Mail.State.QUEUED).order_by("created_at", "id"),
+        "sent": mails.filter(state=ws.Mail.State.SENT).order_by("-sent_at", "-id")[:SENT_SHOWN],
+    }
+    return render(request, "workspace/mail.html", ctx)
