@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from allauth.account import views as account_views
+from allauth.mfa.base import views as mfa_views
+from allauth.mfa.totp import views as totp_views
 from django.urls import include, path
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import RedirectView
 
 from tenantry.portal import views as portal
@@ -14,6 +18,28 @@ urlpatterns = [
     # own address book (several addresses, link verification) is not offered.
     path(
         "accounts/email/", RedirectView.as_view(pattern_name="account_info"), name="account_email"
+    ),
+    # allauth's views that take a password or a code without marking it sensitive: an error
+    # report would show it.
+    path(
+        "accounts/reauthenticate/",
+        sensitive_post_parameters("password")(account_views.reauthenticate),
+        name="account_reauthenticate",
+    ),
+    path(
+        "accounts/2fa/authenticate/",
+        sensitive_post_parameters("code")(mfa_views.authenticate),
+        name="mfa_authenticate",
+    ),
+    path(
+        "accounts/2fa/reauthenticate/",
+        sensitive_post_parameters("code")(mfa_views.reauthenticate),
+        name="mfa_reauthenticate",
+    ),
+    path(
+        "accounts/2fa/totp/activate/",
+        sensitive_post_parameters("code")(totp_views.activate_totp),
+        name="mfa_activate_totp",
     ),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("tenantry.api.urls")),

@@ -220,3 +220,19 @@ def test_one_account_cannot_take_every_worker(
         del KINDS["test_slow"]
         for database in Database.objects.all():
             database.drop_storage()
+
+
+def test_an_operation_kind_without_a_runner_fails_the_system_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.core.checks import registry
+
+    from tenantry.operations.checks import every_kind_has_a_runner
+    from tenantry.operations.models import KINDS
+
+    assert every_kind_has_a_runner in registry.registry.get_checks()
+    assert every_kind_has_a_runner() == []
+    monkeypatch.delitem(KINDS, "move")
+    assert [e.msg for e in every_kind_has_a_runner()] == [
+        "The operation kind “move” has no runner."
+    ]

@@ -14,6 +14,7 @@ from django.contrib.auth import logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from tenantry.accounts.forms import (
@@ -74,6 +75,7 @@ def email_change(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@sensitive_post_parameters("code")
 def email_confirm(request: HttpRequest) -> HttpResponse:
     pending = request.session.get(EMAIL_CHANGE_KEY)
     if not pending:

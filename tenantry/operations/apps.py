@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class OperationsConfig(AppConfig):
     name = "tenantry.operations"
     label = "operations"
+
+    def ready(self) -> None:
+        from tenantry.operations import checks  # noqa: F401  (registers them)

@@ -25,6 +25,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from tenantry.databases.models import ConnectToken
@@ -98,6 +99,7 @@ def _next(request: HttpRequest) -> str:
     return "/"
 
 
+@sensitive_post_parameters("password")
 @page(public=True)
 def sign_in(request: HttpRequest) -> HttpResponse:
     if request.ws_user:  # type: ignore[attr-defined]
@@ -116,6 +118,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     return render(request, "workspace/login.html", {"form": form})
 
 
+@sensitive_post_parameters("code")
 @page(public=True)
 def code(request: HttpRequest) -> HttpResponse:
     if auth.pending(request) is None:
@@ -149,6 +152,7 @@ def _posted_by_the_portal(request: HttpRequest) -> bool:
 
 
 @csrf_exempt  # the portal's origin and the single-use token are the proof
+@sensitive_post_parameters("token")
 @require_POST
 @page(public=True)
 def connect(request: HttpRequest) -> HttpResponse:
@@ -253,6 +257,7 @@ def attachment(request: HttpRequest, pk: int) -> FileResponse:
     return FileResponse(file, as_attachment=True, filename=found.name, content_type=found.mimetype)
 
 
+@sensitive_post_parameters("current_password", "new_password", "confirm_password")
 @page
 def preferences(request: HttpRequest) -> HttpResponse:
     db, user = request.db, request.ws_user  # type: ignore[attr-defined]
