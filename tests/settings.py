@@ -10,3 +10,8 @@ from tenantry.settings import *  # noqa: E402, F403
 # A file, not shared memory: the live server and worker threads of the browser tests then
 # wait on each other's locks (busy timeout) instead of failing with "table is locked".
 DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-control.sqlite3")}  # noqa: F405
+
+# Hashing is slow on purpose; the suite hashes thousands of passwords. Tests about hashing use
+# the project's own list (tenantry.settings.PASSWORD_HASHERS) through override_settings.
+PROJECT_PASSWORD_HASHERS = PASSWORD_HASHERS  # noqa: F405
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
