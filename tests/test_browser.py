@@ -35,10 +35,10 @@ def sign_in(page: Page, base: str, code: str) -> None:
     page.goto(f"{base}/accounts/login/")
     page.locator("input[name=login]").fill(EMAIL)
     page.locator("input[name=password]").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page).to_have_url(f"{base}/accounts/2fa/authenticate/")
     page.locator("input[name=code]").fill(code)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page).to_have_url(f"{base}/databases/")
     expect(page.get_by_role("heading", name="My databases")).to_be_visible()
 
@@ -57,9 +57,9 @@ def test_signup_2fa_and_logout_from_all_devices(
     page.locator("input[name=email]").fill(EMAIL)
     page.locator("input[name=password1]").fill(PASSWORD)
     page.locator("input[name=password2]").fill(PASSWORD)
-    page.get_by_role("button", name="Sign Up", exact=True).click()
+    page.get_by_role("button", name="Sign up", exact=True).click()
     expect(page).to_have_url(f"{base}/accounts/confirm-email/")
-    expect(page.get_by_role("heading", name="Verify Your Email Address")).to_be_visible()
+    expect(page.get_by_role("heading", name="Verify your email address")).to_be_visible()
 
     # The verification link arrives over SMTP and points at this very server.
     mail = smtp_mail.wait_for(EMAIL)
@@ -119,7 +119,7 @@ def test_signup_2fa_and_logout_from_all_devices(
     # The menu posts straight to allauth's logout; should allauth ask to confirm, do so.
     page.wait_for_url(re.compile(r"/accounts/(login|logout)/"))
     if "/accounts/logout/" in page.url:
-        page.get_by_role("button", name="Sign Out", exact=True).click()
+        page.get_by_role("button", name="Sign out", exact=True).click()
     expect(page).to_have_url(re.compile(re.escape(f"{base}/accounts/login/")))
     page.goto(f"{base}/databases/")
     expect(page).to_have_url(re.compile(re.escape(f"{base}/accounts/login/")))
@@ -145,12 +145,12 @@ def test_signup_2fa_and_logout_from_all_devices(
     expect(page.locator(".messages")).to_contain_text(signed_out)
     page.reload()
     expect(page).to_have_url(f"{base}/account/security/")
-    expect(page.get_by_role("heading", name="Connection & Security")).to_be_visible()
+    expect(page.get_by_role("heading", name="Connection & security")).to_be_visible()
     expect(sessions).to_have_count(1)
 
     other.goto(f"{base}/databases/")
     expect(other).to_have_url(f"{base}/accounts/login/?next=/databases/")
-    expect(other.get_by_role("button", name="Sign In", exact=True)).to_be_visible()
+    expect(other.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
 
     # A script or style that the Content-Security-Policy blocks is a broken page, even when
     # the flow above happens not to need it. Other console noise is only shown (with -s).

@@ -57,7 +57,7 @@ def test_invite_two_people_both_accept_one_is_removed(
     kim.get_by_role("link", name="Sign in to accept").click()
     kim.locator("input[name=login]").fill(KNOWN)
     kim.locator("input[name=password]").fill(PASSWORD)
-    kim.get_by_role("button", name="Sign In", exact=True).click()
+    kim.get_by_role("button", name="Sign in", exact=True).click()
     kim.get_by_role("button", name="Accept the invitation").click()
     expect(kim).to_have_url(f"{portal}/databases/")
     expect(kim.locator("#db-acme")).to_contain_text("User")
@@ -70,7 +70,7 @@ def test_invite_two_people_both_accept_one_is_removed(
     nina.locator("input[name=email]").fill(NEWCOMER)
     nina.locator("input[name=password1]").fill(PASSWORD)
     nina.locator("input[name=password2]").fill(PASSWORD)
-    nina.get_by_role("button", name="Sign Up", exact=True).click()
+    nina.get_by_role("button", name="Sign up", exact=True).click()
     nina.get_by_role("button", name="Accept the invitation").click()
     expect(nina.locator("#db-acme")).to_be_visible()
 

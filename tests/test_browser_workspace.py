@@ -31,7 +31,7 @@ def test_connect_add_a_contact_and_sign_in_with_a_database_password(
     page.goto(f"{portal}/accounts/login/")
     page.locator("input[name=login]").fill(EMAIL)
     page.locator("input[name=password]").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page).to_have_url(f"{portal}/databases/")
     page.get_by_label("New database").fill("acme")
     page.get_by_role("button", name="Create database").click()

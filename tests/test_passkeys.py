@@ -49,7 +49,7 @@ def password_sign_in(page: Page, base: str) -> None:
     page.goto(f"{base}/accounts/login/")
     page.locator("input[name=login]").fill(EMAIL)
     page.locator("input[name=password]").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def test_add_passkey_and_sign_in_with_it(
@@ -75,7 +75,7 @@ def test_add_passkey_and_sign_in_with_it(
     password_sign_in(page, base)
     expect(page).to_have_url(f"{base}/databases/")
 
-    # Security page → Manage two-factor authentication → Security Keys: Add.
+    # Security page → Manage two-factor authentication → Security keys: Add.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Security").click()
     expect(page).to_have_url(f"{base}/account/security/")
     page.get_by_role("link", name="Manage two-factor authentication").click()
@@ -88,7 +88,7 @@ def test_add_passkey_and_sign_in_with_it(
     page.locator("input[name=password]").fill(PASSWORD)
     page.get_by_role("button", name="Confirm", exact=True).click()
     expect(page).to_have_url(f"{base}/accounts/2fa/webauthn/add/")
-    expect(page.get_by_role("heading", name="Add Security Key")).to_be_visible()
+    expect(page.get_by_role("heading", name="Add security key")).to_be_visible()
 
     page.locator("input[name=name]").fill(KEY_NAME)
     # "Passwordless" makes it a passkey: a discoverable credential with user verification.
@@ -107,7 +107,7 @@ def test_add_passkey_and_sign_in_with_it(
     assert [c["isResidentCredential"] for c in credentials["credentials"]] == [True]
 
     page.goto(f"{base}/accounts/2fa/webauthn/")
-    expect(page.get_by_role("heading", name="Security Keys")).to_be_visible()
+    expect(page.get_by_role("heading", name="Security keys")).to_be_visible()
     row = page.locator("tbody tr")
     expect(row).to_have_count(1)
     expect(row).to_contain_text(KEY_NAME)
@@ -126,7 +126,7 @@ def test_add_passkey_and_sign_in_with_it(
     # The menu posts straight to allauth's logout; should allauth ask to confirm, do so.
     page.wait_for_url(re.compile(r"/accounts/(login|logout)/"))
     if "/accounts/logout/" in page.url:
-        page.get_by_role("button", name="Sign Out", exact=True).click()
+        page.get_by_role("button", name="Sign out", exact=True).click()
     expect(page).to_have_url(re.compile(re.escape(f"{base}/accounts/login/")))
 
     # Same context, same virtual authenticator: the passkey alone signs in (no email typed).

@@ -8,7 +8,8 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponseBase
 from django.shortcuts import get_object_or_404
 
 from tenantry.accounts.models import User
@@ -67,7 +68,8 @@ def database_admin_required(
     def wrapper(request: HttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponseBase:
         database, role = get_database(request.user, name)  # type: ignore[arg-type]
         if role != Membership.Role.ADMIN:
-            return HttpResponse("Only the database's administrators can manage it.", status=403)
+            # Django's 403 page (templates/403.html) says it, in the portal's look.
+            raise PermissionDenied("Only the database's administrators can manage it.")
         return view(request, database, *args, **kwargs)
 
     return wrapper
