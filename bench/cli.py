@@ -49,7 +49,8 @@ def main() -> None:
             seconds = first_output_seconds([tenantry, *args], env)
             ok = seconds < 1 and seconds <= 1.5 * baseline
             name = " ".join(args)
-            print(f"tenantry {name:<16} {seconds:.2f} s  ({seconds / baseline:.2f}x)  {verdict(ok)}")
+            ratio = seconds / baseline
+            print(f"tenantry {name:<16} {seconds:.2f} s  ({ratio:.2f}x)  {verdict(ok)}")
 
 
 if __name__ == "__main__":
