@@ -259,7 +259,7 @@ def odoo_method(server: PostgresServer, physical: str, folder: Path) -> dict[str
 def bench(base: Path, size: int, files_size: int, runs: int, durable: bool) -> None:
     from tenantry.accounts.models import ApiKey, User
     from tenantry.backups import archive
-    from tenantry.databases.models import Database
+    from tenantry.databases import lifecycle
     from tenantry.engines import filestore
     from tenantry.engines.fleet import engine_for
     from tenantry.engines.models import Server
@@ -274,7 +274,7 @@ def bench(base: Path, size: int, files_size: int, runs: int, durable: bool) -> N
         user.developer_mode = True  # API keys work in developer mode only
         user.save(update_fields=["developer_mode"])
         _, key = ApiKey.objects.issue(user, "bench")
-        database: Database = Database.create_for(user, NAME)
+        database: Database = lifecycle.create(NAME, by=user)
         physical = database.physical_name
 
         started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Create benchmark: `Database.create_for`, as the portal and the API call it.
+"""Create benchmark: `lifecycle.create`, as the portal and the API call it.
 
 Target: at least 15 databases a second on PostgreSQL, sustained over 200 creates (the rate over
 all of them). The slowest window of 10 consecutive creates is shown beside it. SQLite has no
@@ -6,7 +6,7 @@ target: its rate is printed for the record.
 
 Creates come from a few clients at once (`--clients`, default 1 and 4), as requests reach the
 web server, which serves 16 at a time (2 workers of 8 threads). Each client is a thread calling
-`Database.create_for`, what a request's thread does.
+`lifecycle.create`, what a request's thread does.
 
 Baseline: the same number of `createdb -T <the release's template>` on the same server, from
 as many clients at once, so the figure can be read against what PostgreSQL itself does here.
@@ -93,13 +93,13 @@ class Series:
 
 def creates(user: User, engine: str, clients: int) -> Callable[[int], Any]:
     """What a timed create does, after an untimed one that warms the release's template."""
-    from tenantry.databases.models import Database
+    from tenantry.databases import lifecycle
 
     prefix = f"bench-{engine}-{clients}c"
-    warm = Database.create_for(user, f"{prefix}-warm")
+    warm = lifecycle.create(f"{prefix}-warm", by=user)
     if warm.engine != engine:
         raise RuntimeError(f"Placement put the database on {warm.engine}, not on {engine}.")
-    return lambda i: Database.create_for(user, f"{prefix}-{i}")
+    return lambda i: lifecycle.create(f"{prefix}-{i}", by=user)
 
 
 def check_placement(databases: list[Any], engine: str) -> None:

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "tenantry.databases",
     "tenantry.operations",
     "tenantry.backups",
+    "tenantry.gateway",
 ]
 
 MIDDLEWARE = [
@@ -86,6 +87,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "tenantry.databases.activity.middleware",
 ]
 
 ROOT_URLCONF = "tenantry.urls"
@@ -165,6 +167,8 @@ CACHES = caches_for(env("CACHE_URL"))
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # Invitation mails an account may send a day (each reaches any address typed).
 INVITES_PER_DAY = int(env("INVITES_PER_DAY", "200"))
+# How long the activity log of each database keeps its entries (the sweep removes older ones).
+ACTIVITY_DAYS = int(env("ACTIVITY_DAYS", "400"))
 # Operations an account may have running at once: the others wait for its turn, so that one
 # account never holds every worker.
 OPERATIONS_PER_ACCOUNT = max(1, int(env("OPERATIONS_PER_ACCOUNT", "2")))

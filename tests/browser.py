@@ -23,6 +23,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.portal.management.commands._server import make_worker
 
@@ -88,7 +89,7 @@ def portal(live_server: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> 
     settings.PORTAL_URL = live_server.url
     yield live_server.url
     for database in Database.objects.all():
-        database.drop_storage()
+        lifecycle.drop_storage(database)
 
 
 def sign_in(page: Page, base: str, email: str) -> None:
@@ -156,4 +157,4 @@ def worker(transactional_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     finally:
         worker.stop()
         for database in Database.objects.all():
-            database.drop_storage()
+            lifecycle.drop_storage(database)

@@ -13,6 +13,7 @@ from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
 from tenantry.accounts.models import ApiKey, User
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database, Membership
 from tenantry.engines.models import Server
 from tenantry.workspace.releases import LATEST
@@ -94,7 +95,7 @@ def engine_kind(request: pytest.FixtureRequest, db: None) -> Iterator[str]:
         server.save()
     yield request.param
     for database in Database.objects.all():
-        database.drop_storage()
+        lifecycle.drop_storage(database)
 
 
 @pytest.fixture

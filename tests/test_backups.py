@@ -55,7 +55,7 @@ sqlite_only = pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
 @pytest.fixture
 def shop(engine_kind: str, owner: User, member: User) -> Database:
     """The owner's database, with a member who is a plain user, and one contact."""
-    database = Database.create_for(owner, "shop")
+    database = lifecycle.create("shop", by=owner)
     Membership.objects.create(database=database, user=member, role=Membership.Role.USER)
     with tenant.using(database) as db:
         ws.Contact.objects.using(db).create(name="Ada Lovelace")
@@ -110,9 +110,9 @@ def operations() -> list[tuple[str, str]]:
 
 
 def test_the_sweep_backs_up_every_live_database_once_a_day(shop: Database, owner: User) -> None:
-    deleting = Database.create_for(owner, "old-shop")
+    deleting = lifecycle.create("old-shop", by=owner)
     lifecycle.start_delete(deleting, by=owner)
-    late = Database.create_for(owner, "late-shop")
+    late = lifecycle.create("late-shop", by=owner)
     now = timezone.now()
 
     sweep(now)
@@ -519,7 +519,7 @@ def test_a_backup_of_another_database_or_an_upload_is_never_reachable(
     shop: Database, saved: Backup, owner: User
 ) -> None:
     rival = make_account("rival@example.com")
-    theirs = store.make(Database.create_for(rival, "rival"), Backup.Kind.DAILY)
+    theirs = store.make(lifecycle.create("rival", by=rival), Backup.Kind.DAILY)
     upload = restore.keep_upload(io.BytesIO(zip_bytes(saved)), owner)
     assert upload.state == Backup.State.READY and upload.database is None
     web, key = client_for(owner), api(owner)

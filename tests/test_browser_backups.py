@@ -13,6 +13,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from tenantry.backups import store
 from tenantry.backups.models import Backup
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
@@ -33,7 +34,7 @@ def test_download_and_restore_backups_in_the_portal(
     expect.set_options(timeout=TIMEOUT_MS)
     console = Console()
     account = make_account(EMAIL)
-    acme = Database.create_for(account, "acme")
+    acme = lifecycle.create("acme", by=account)
     with tenant.using(acme) as db:
         ws.Contact.objects.using(db).create(name="Grace Hopper")
     daily = store.make(acme, Backup.Kind.DAILY)

@@ -80,7 +80,7 @@ def test_the_manager_holds_a_63_character_name_on_a_desktop_and_a_phone(
 ) -> None:
     assert len(NAME) == len(COPY) == 63
     owner = make_account(OWNER)
-    database = Database.create_for(owner, NAME)
+    database = lifecycle.create(NAME, by=owner)
     duplicate = lifecycle.start_duplicate(database, COPY, for_testing=True, by=owner)
     run_operation.call(duplicate.pk)
     copy = Database.objects.get(name=COPY)

@@ -11,6 +11,7 @@ import re
 
 from playwright.sync_api import Browser, Page, expect
 
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tests.browser import Console, Worker, confirm_password, new_page, sign_in
 from tests.conftest import PASSWORD, make_account
@@ -39,7 +40,7 @@ def test_invite_two_people_both_accept_one_is_removed(
     console = Console()
     owner_account = make_account(OWNER)
     make_account(KNOWN)
-    Database.create_for(owner_account, "acme")
+    lifecycle.create("acme", by=owner_account)
     acme_url = Database.objects.get(name="acme").url
 
     owner = new_page(browser, console)

@@ -32,6 +32,7 @@ def state(data_dir: Path) -> dict:  # type: ignore[type-arg]
     """Everything that exists, in the records and on the engines."""
     code = """
 import json, os
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.engines.fleet import engine_for
 from tenantry.engines import filestore
@@ -129,11 +130,12 @@ for i in range({FILES}):
     shell(
         data_dir,
         """
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.engines.fleet import server_engine
 from tenantry.engines.models import Server
 for d in Database.objects.all():
-    d.drop_storage()
+    lifecycle.drop_storage(d)
 for s in Server.objects.all():
     engine = server_engine(s)
     for name in engine.sizes():
@@ -170,7 +172,7 @@ def test_a_duplicate_killed_midway_is_finished_after_restart(setup: Path) -> Non
         """
 from tenantry.databases.lifecycle import start_duplicate
 from tenantry.databases.models import Database
-start_duplicate(Database.objects.get(name="acme"), "acme-copy")
+start_duplicate(Database.objects.get(name="acme"), "acme-copy", by=None)
 """,
     )
     interrupt_at(data_dir, 60)  # copying the files
@@ -201,7 +203,7 @@ def test_a_delete_killed_midway_is_finished_after_restart(setup: Path) -> None:
         """
 from tenantry.databases.lifecycle import start_delete
 from tenantry.databases.models import Database
-start_delete(Database.objects.get(name="acme"))
+start_delete(Database.objects.get(name="acme"), by=None)
 """,
     )
     interrupt_at(data_dir, 10)  # dropping the database and its files
@@ -222,7 +224,7 @@ from tenantry.backups import restore, store
 from tenantry.databases.models import Database
 from tenantry.accounts.models import User
 backup = store.make(Database.objects.get(name="acme"), "daily")
-restore.start(backup, "acme-restored", User.objects.get())
+restore.start(backup, "acme-restored", by=User.objects.get())
 """,
     )
     interrupt_at(data_dir, 75)  # loading the files
@@ -261,7 +263,7 @@ d = Database.objects.get(name="acme")
 backup = store.make(d, "daily")
 with tenant.using(d) as db:
     ws.Contact.objects.using(db).create(name="after the backup")
-restore.start(backup, d, None)
+restore.start(backup, d, by=None)
 """,
     )
     interrupt_at(data_dir, 20)  # the automatic backup of acme

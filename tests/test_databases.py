@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tenantry.accounts.models import User
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database, Membership
 from tenantry.engines import base, filestore
 from tenantry.engines.fleet import engine_for, server_engine, sqlite_engine
@@ -34,7 +35,7 @@ def run_pending() -> None:
 
 @pytest.fixture
 def acme(engine_kind: str, owner: User, member: User) -> Database:
-    database = Database.create_for(owner, "acme")
+    database = lifecycle.create("acme", by=owner)
     Membership.objects.create(database=database, user=member, role=Membership.Role.USER)
     return database
 

@@ -13,6 +13,7 @@ import pytest
 from django.test import Client
 
 from tenantry.accounts.models import User
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.engines import filestore
 from tenantry.workspace import models as ws
@@ -23,7 +24,7 @@ from tests.postgres import PostgresServer
 
 @pytest.fixture
 def shop(engine_kind: str, owner: User) -> Database:
-    database = Database.create_for(owner, "shop")
+    database = lifecycle.create("shop", by=owner)
     with tenant.using(database) as db:
         ws.Contact.objects.using(db).create(name="Ada Lovelace", company="Analytical")
     filestore.store(database.physical_name, [b"%PDF invoice"])

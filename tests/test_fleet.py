@@ -36,7 +36,7 @@ def two_servers(pg_servers: list[PostgresServer], transactional_db: None) -> Ite
     tenantry("servers", "add", pg_servers[1].url, "--name", "pg-b", "--capacity-gb", "20")
     yield
     for database in Database.objects.all():
-        database.drop_storage()
+        lifecycle.drop_storage(database)
 
 
 @pytest.fixture
@@ -63,15 +63,15 @@ def test_bad_server_urls_are_refused_with_a_sentence(transactional_db: None) -> 
 
 
 def test_new_databases_go_to_the_server_with_the_most_room(two_servers: None, owner: User) -> None:
-    first = Database.create_for(owner, "first")
+    first = lifecycle.create("first", by=owner)
     assert first.server is not None and first.server.name == "pg-b"
     Server.objects.filter(name="pg-b").update(capacity_bytes=GIB // 1024)
-    second = Database.create_for(owner, "second")
+    second = lifecycle.create("second", by=owner)
     assert second.server is not None and second.server.name == "pg-a"
 
 
 def test_servers_list_shows_databases_and_bytes(two_servers: None, owner: User) -> None:
-    Database.create_for(owner, "listed")
+    lifecycle.create("listed", by=owner)
     lines = tenantry("servers", "list").splitlines()
     assert lines[0].startswith("pg-a\t") and "0 databases" in lines[0]
     assert lines[1].startswith("pg-b\t") and "1 databases" in lines[1] and "MB" in lines[1]
@@ -79,7 +79,7 @@ def test_servers_list_shows_databases_and_bytes(two_servers: None, owner: User) 
 
 
 def test_drain_moves_every_database_with_its_data(two_servers: None, owner: User) -> None:
-    database = Database.create_for(owner, "mover")
+    database = lifecycle.create("mover", by=owner)
     assert database.server is not None and database.server.name == "pg-b"
     with tenant.using(database) as db:
         ws.Contact.objects.using(db).create(name="Grace")
@@ -93,14 +93,14 @@ def test_drain_moves_every_database_with_its_data(two_servers: None, owner: User
     with tenant.using(database) as db:
         assert list(ws.Contact.objects.using(db).values_list("name", flat=True)) == ["Grace"]
     # A draining server receives no new database.
-    assert Database.create_for(owner, "after").server.name == "pg-a"  # type: ignore[union-attr]
+    assert lifecycle.create("after", by=owner).server.name == "pg-a"  # type: ignore[union-attr]
 
 
 def test_a_database_a_killed_worker_left_read_only_is_writable_when_its_move_fails(
     two_servers: None, owner: User
 ) -> None:
-    database = Database.create_for(owner, "mover")
-    operation = lifecycle.start_move(database, Server.objects.get(name="pg-a"))
+    database = lifecycle.create("mover", by=owner)
+    operation = lifecycle.start_move(database, Server.objects.get(name="pg-a"), by=None)
     killed_while_holding(engine_for(database).held(database.physical_name))  # copying it
     with pytest.raises(DatabaseHeld):
         write(database)
@@ -113,9 +113,9 @@ def test_a_database_a_killed_worker_left_read_only_is_writable_when_its_move_fai
 def test_a_move_that_fails_after_the_switch_keeps_the_database_where_it_went(
     two_servers: None, owner: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = Database.create_for(owner, "mover")  # on pg-b
+    database = lifecycle.create("mover", by=owner)  # on pg-b
     write(database)
-    operation = lifecycle.start_move(database, Server.objects.get(name="pg-a"))
+    operation = lifecycle.start_move(database, Server.objects.get(name="pg-a"), by=None)
     drop = PostgreSQLEngine.drop
 
     def old_copy_will_not_go(engine: PostgreSQLEngine, physical: str) -> None:
@@ -138,13 +138,13 @@ def test_drain_without_room_elsewhere_is_a_clear_error(
     pg_server: PostgresServer, owner: User
 ) -> None:
     tenantry("servers", "add", pg_server.url, "--name", "alone")
-    Database.create_for(owner, "stuck")
+    lifecycle.create("stuck", by=owner)
     try:
         with pytest.raises(CommandError, match="No other server has room for stuck"):
             tenantry("servers", "drain", "alone")
     finally:
         for database in Database.objects.all():
-            database.drop_storage()
+            lifecycle.drop_storage(database)
 
 
 def test_the_db_cli_creates_duplicates_renames_lists_and_deletes(owner: User) -> None:
@@ -163,7 +163,7 @@ def test_the_db_cli_creates_duplicates_renames_lists_and_deletes(owner: User) ->
         tenantry("db", "delete", "shop-staging")
     assert "Deleted shop-staging." in tenantry("db", "delete", "shop-staging", "--yes")
     assert not Database.objects.filter(physical_name=copy.physical_name).exists()
-    Database.objects.get(name="shop").drop_storage()
+    lifecycle.drop_storage(Database.objects.get(name="shop"))
 
 
 def test_the_db_cli_refuses_with_one_sentence(owner: User) -> None:

@@ -67,7 +67,7 @@ def set_db_password(database: Database, login: str, password: str) -> None:
 
 @pytest.fixture
 def acme(owner: User, engine_kind: str) -> Database:
-    return Database.create_for(owner, "acme")
+    return lifecycle.create("acme", by=owner)
 
 
 # Routing
@@ -91,11 +91,11 @@ def test_the_portal_hosts_reach_the_portal_and_other_hosts_a_plain_404(acme: Dat
 
 def test_a_renamed_database_answers_only_at_its_new_name(acme: Database, owner: User) -> None:
     assert visitor("acme").get("/login/").status_code == 200  # cached now
-    acme.rename("acme-renamed")
+    lifecycle.rename(acme, "acme-renamed", by=owner)
     assert visitor("acme").get("/login/").status_code == 404
     assert visitor("acme-renamed").get("/login/").status_code == 200
     # The name is free again: a new database there is a different one.
-    other = Database.create_for(owner, "acme")
+    other = lifecycle.create("acme", by=owner)
     client = visitor("acme")
     assert sign_in_db(client, owner.email, PASSWORD) == "/"
     assert client.session["workspace"]["db"] == other.pk
@@ -229,8 +229,8 @@ def test_changing_the_database_password_ends_sessions_opened_with_it(
 def test_a_session_of_one_database_is_not_accepted_by_another(
     owner: User, engine_kind: str
 ) -> None:
-    Database.create_for(owner, "first")
-    Database.create_for(owner, "second")
+    lifecycle.create("first", by=owner)
+    lifecycle.create("second", by=owner)
     client = visitor("first")
     assert sign_in_db(client, owner.email, PASSWORD) == "/"
     assert is_signed_in(client)
@@ -248,7 +248,7 @@ def test_sign_in_is_rate_limited_per_database_and_login(acme: Database, owner: U
 
 
 def test_the_account_password_is_rate_limited_across_databases(acme: Database, owner: User) -> None:
-    Database.create_for(owner, "other")
+    lifecycle.create("other", by=owner)
 
     def attempt(name: str, password: str) -> str:  # all from one address
         client = Client(HTTP_HOST=host(name), REMOTE_ADDR="192.0.2.1")
@@ -293,7 +293,7 @@ def test_connect_opens_the_database_signed_in_once(acme: Database, owner: User) 
 def test_connect_tokens_expire_and_belong_to_one_database(
     acme: Database, owner: User, outsider: User
 ) -> None:
-    Database.create_for(owner, "other")
+    lifecycle.create("other", by=owner)
     portal = client_for(owner)
     token = connect_token(portal, "acme")
     assert (
@@ -475,7 +475,7 @@ def test_post_without_csrf_token_is_refused(acme: Database, owner: User) -> None
 
 
 def test_a_test_copy_shows_its_banner(acme: Database, owner: User) -> None:
-    operation = lifecycle.start_duplicate(acme, "acme-test", True, by=owner)
+    operation = lifecycle.start_duplicate(acme, "acme-test", for_testing=True, by=owner)
     run_operation.call(operation.pk)
     copy = Database.objects.get(name="acme-test")
     page = signed_in(copy, owner).get("/").content.decode()
@@ -491,7 +491,7 @@ def test_queued_mail_is_sent_except_from_a_neutralized_copy(
 ) -> None:
     with tenant.using(acme) as db:
         queue_mail(db, "customer@example.com", "Before the copy", "Hello")
-    operation = lifecycle.start_duplicate(acme, "acme-test", True, by=owner)
+    operation = lifecycle.start_duplicate(acme, "acme-test", for_testing=True, by=owner)
     run_operation.call(operation.pk)
     copy = Database.objects.get(name="acme-test")
     with tenant.using(acme) as db:
@@ -573,11 +573,11 @@ def test_a_write_to_a_held_database_gets_a_sentence_and_changes_nothing(
 
 
 def test_a_database_whose_storage_is_gone_answers_503(owner: User, db: None) -> None:
-    broken = Database.create_for(owner, "broken")  # SQLite: no server is registered
+    broken = lifecycle.create("broken", by=owner)  # SQLite: no server is registered
     client = signed_in(broken, owner)
     engine_for(broken).drop(broken.physical_name)
     response = client.get("/contacts/")
     assert response.status_code == 503
     assert b"cannot be reached right now" in response.content
     assert not engine_for(broken).exists(broken.physical_name)  # no empty file made on the way
-    broken.drop_storage()
+    lifecycle.drop_storage(broken)

@@ -19,6 +19,7 @@ from django.test import Client
 from pytest_django.fixtures import Settings
 
 from tenantry.accounts.models import User
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
@@ -167,9 +168,9 @@ def test_reauthentication_failures_lock_that_person_at_that_address_only(owner: 
 
 @pytest.fixture
 def acme(owner: User) -> Iterator[Database]:
-    database = Database.create_for(owner, "acme")  # SQLite: what is tested is the same
+    database = lifecycle.create("acme", by=owner)  # SQLite: what is tested is the same
     yield database
-    database.drop_storage()
+    lifecycle.drop_storage(database)
 
 
 def visitor(address: str) -> Client:

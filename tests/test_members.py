@@ -17,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from tenantry.accounts.models import User
-from tenantry.databases import members
+from tenantry.databases import lifecycle, members
 from tenantry.databases.models import Database, Invitation, Membership
 from tenantry.operations.models import Operation
 from tenantry.workspace import models as ws
@@ -28,7 +28,7 @@ from tests.smtp import SMTPServer
 
 @pytest.fixture
 def acme(owner: User, engine_kind: str) -> Database:
-    return Database.create_for(owner, "acme")
+    return lifecycle.create("acme", by=owner)
 
 
 def invite(client: Client, emails: str, role: str = "user") -> str:
@@ -306,7 +306,7 @@ def test_who_reaches_what_in_the_portal_and_the_api(
     removed = make_account("removed@example.com")
     [invitation] = members.invite(acme, [removed.email], "admin", by=owner)
     members.accept(invitation, removed)
-    members.remove(acme, [removed])
+    members.remove(acme, [removed], by=owner)
 
     expected = {owner: 200, member: 403, outsider: 404, removed: 404}
     for account, status in expected.items():

@@ -9,6 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from tenantry.accounts.models import User
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tests.conftest import api, client_for
 
@@ -60,7 +61,7 @@ def test_the_api_and_the_cli_make_the_lowercase_name_and_say_it(
 
 
 def test_a_rename_to_a_capitalized_name_is_shown_first(engine_kind: str, owner: User) -> None:
-    Database.create_for(owner, "acme")
+    lifecycle.create("acme", by=owner)
     client = client_for(owner)
     page = client.post("/databases/acme/rename/", {"name": "Acme-Corp"}).content.decode()
     assert "this one would be “acme-corp”" in page

@@ -64,9 +64,9 @@ def write(database: Database) -> None:
 
 
 def test_a_stalled_operation_is_queued_again_once_and_then_finished(owner: User) -> None:
-    source = Database.create_for(owner, "ops")
+    source = lifecycle.create("ops", by=owner)
     try:
-        operation = lifecycle.start_duplicate(source, "ops-copy")
+        operation = lifecycle.start_duplicate(source, "ops-copy", by=None)
         # A worker took it and died: running, heartbeat long gone.
         long_ago = timezone.now() - timedelta(minutes=5)
         Operation.objects.filter(pk=operation.pk).update(state="running", heartbeat_at=long_ago)
@@ -83,7 +83,7 @@ def test_a_stalled_operation_is_queued_again_once_and_then_finished(owner: User)
         assert Database.objects.get(name="ops-copy").status == "active"
     finally:
         for database in Database.objects.all():
-            database.drop_storage()
+            lifecycle.drop_storage(database)
 
 
 def test_an_operation_killed_after_its_last_step_is_not_done_again(
@@ -91,12 +91,12 @@ def test_an_operation_killed_after_its_last_step_is_not_done_again(
 ) -> None:
     """Killed once the copy or the restored database was open, before it was marked done:
     the next worker only marks it done. What users wrote meanwhile stays."""
-    source = Database.create_for(owner, "ops")
+    source = lifecycle.create("ops", by=owner)
     with store.open_file(store.make(source, Backup.Kind.DAILY)) as file:
         upload = restore.keep_upload(io.BytesIO(file.read()), owner)
     started = [
-        lifecycle.start_duplicate(source, "ops-copy"),
-        restore.start(upload, "ops-restored", owner),
+        lifecycle.start_duplicate(source, "ops-copy", by=None),
+        restore.start(upload, "ops-restored", by=owner),
     ]
     for operation in started:
         run_operation.call(operation.pk)
@@ -114,9 +114,9 @@ def test_an_operation_killed_after_its_last_step_is_not_done_again(
 def test_a_hold_a_killed_worker_left_is_lifted_when_its_restore_fails(
     engine_kind: str, owner: User
 ) -> None:
-    shop = Database.create_for(owner, "ops")
+    shop = lifecycle.create("ops", by=owner)
     saved = store.make(shop, Backup.Kind.DAILY)
-    operation = restore.start(saved, shop, owner)
+    operation = restore.start(saved, shop, by=owner)
     killed_while_holding(engine_for(shop).held(shop.physical_name))  # backing it up first
     if engine_kind == "postgresql":
         with pytest.raises(DatabaseHeld):
@@ -134,8 +134,8 @@ def test_a_hold_a_killed_worker_left_is_lifted_when_its_restore_fails(
 def test_a_source_a_killed_worker_closed_is_opened_when_its_duplicate_fails(
     engine_kind: str, owner: User
 ) -> None:
-    source = Database.create_for(owner, "ops")
-    operation = lifecycle.start_duplicate(source, "ops-copy")
+    source = lifecycle.create("ops", by=owner)
+    operation = lifecycle.start_duplicate(source, "ops-copy", by=None)
     engine = server_engine(source.server)  # type: ignore[arg-type]
     killed_while_holding(engine.closed(source.physical_name))  # in the middle of the copy
 
@@ -155,8 +155,8 @@ def test_a_source_a_killed_worker_closed_is_opened_when_its_duplicate_fails(
 def test_an_operation_killed_while_being_undone_is_undone_for_its_first_reason(
     engine_kind: str, owner: User, caplog: pytest.LogCaptureFixture
 ) -> None:
-    source = Database.create_for(owner, "ops")
-    operation = lifecycle.start_duplicate(source, "ops-copy")
+    source = lifecycle.create("ops", by=owner)
+    operation = lifecycle.start_duplicate(source, "ops-copy", by=None)
     copy = Database.objects.get(name="ops-copy")
     engine = engine_for(source)
     # The copy failed half made, and its worker was killed while undoing it.
@@ -189,7 +189,7 @@ def test_one_account_cannot_take_every_worker(
     workers = [make_worker() for _ in range(3)]
     try:
         slow = [
-            Operation.start("test_slow", Database.create_for(owner, f"slow-{n}"), by=owner)
+            Operation.start("test_slow", lifecycle.create(f"slow-{n}", by=owner), by=owner)
             for n in range(3)
         ]
         for worker in workers:
@@ -199,7 +199,7 @@ def test_one_account_cannot_take_every_worker(
             return [o.pk for o in Operation.objects.filter(kind="test_slow", state="running")]
 
         wait_for(lambda: len(running()) == 2)
-        Database.create_for(outsider, "theirs")
+        lifecycle.create("theirs", by=outsider)
         response = api(outsider).post(
             "/api/v1/databases/theirs/duplicate",
             {"name": "theirs-copy"},
@@ -219,7 +219,7 @@ def test_one_account_cannot_take_every_worker(
             worker.running = False
         del KINDS["test_slow"]
         for database in Database.objects.all():
-            database.drop_storage()
+            lifecycle.drop_storage(database)
 
 
 def test_an_operation_kind_without_a_runner_fails_the_system_check(

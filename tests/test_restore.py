@@ -21,6 +21,7 @@ from django.db import connections
 from tenantry.accounts.models import User
 from tenantry.backups import restore, store
 from tenantry.backups.models import Backup
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database, Membership
 from tenantry.engines import filestore, postgresql, sqlite
 from tenantry.engines.fleet import engine_for, sqlite_engine
@@ -36,7 +37,7 @@ TABLES = [m for m in apps.get_app_config("workspace").get_models() if m is not w
 
 @pytest.fixture
 def shop(engine_kind: str, owner: User) -> Database:
-    database = Database.create_for(owner, "shop")
+    database = lifecycle.create("shop", by=owner)
     with tenant.using(database) as db:
         ws.Contact.objects.using(db).create(name="Ada Lovelace", company="Analytical\nEngines")
         ws.Contact.objects.using(db).create(name="O'Brien; DROP TABLE x;", notes="é ✓ \\N")
@@ -331,7 +332,7 @@ def test_a_sqlite_dump_whose_triggers_multiply_its_rows_cannot_fill_the_disk(
     engine_kind: str, owner: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each row inserted into `a` makes a row eight times as long in `b`, then in `c`..."""
-    shop = Database.create_for(owner, "shop")
+    shop = lifecycle.create("shop", by=owner)
     monkeypatch.setattr(sqlite, "FILE_MARGIN", 1024 * 1024)
     grows = "BEGIN INSERT INTO {} VALUES (" + " || ".join(["new.x"] * 8) + "); END;\n"  # noqa: S608
     dump = "CREATE TABLE a(x);\nCREATE TABLE b(x);\nCREATE TABLE c(x);\nCREATE TABLE d(x);\n"
@@ -556,7 +557,7 @@ def test_what_a_dump_does_to_its_own_database_is_undone(shop: Database, owner: U
         cursor.execute("SELECT count(*) FROM pg_default_acl")
         assert cursor.fetchone() == (0,)
     assert contents(copy) == contents(shop)
-    copy.drop_storage()
+    lifecycle.drop_storage(copy)
     assert not engine_for(copy).exists(copy.physical_name)
 
 

@@ -16,7 +16,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from tenantry.accounts.models import User
-from tenantry.databases.models import Database
+from tenantry.databases import lifecycle
 from tenantry.settings import caches_for
 from tests.conftest import PASSWORD, make_account, reauthenticate, sign_in, totp_code
 from tests.test_cli import TENANTRY, env_for
@@ -124,7 +124,7 @@ def test_a_flood_of_unknown_hosts_does_not_reset_the_sign_in_limits(
 def test_a_flood_does_not_reset_the_workspace_limits_or_its_cached_lookups(
     engine_kind: str, owner: User, cache_kind: str
 ) -> None:
-    acme = Database.create_for(owner, "acme")
+    acme = lifecycle.create("acme", by=owner)
     workspace = Client(HTTP_HOST="acme.localhost")
     for _ in range(5):
         workspace.post("/login/", {"login": owner.email, "password": "guess"})

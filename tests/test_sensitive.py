@@ -8,7 +8,7 @@ from django.test import Client
 from django.views.debug import SafeExceptionReporterFilter
 
 from tenantry.accounts.models import User
-from tenantry.databases.models import Database
+from tenantry.databases import lifecycle
 from tests.conftest import client_for
 
 SECRET = "a secret that must not be reported"
@@ -31,7 +31,7 @@ def reported(response) -> dict[str, str]:  # type: ignore[no-untyped-def]
 def test_the_workspace_marks_its_secrets_sensitive(
     engine_kind: str, owner: User, path: str, fields: list[str]
 ) -> None:
-    Database.create_for(owner, "acme")
+    lifecycle.create("acme", by=owner)
     client = Client(HTTP_HOST="acme.localhost")
     response = client.post(path, {"login": owner.email, **dict.fromkeys(fields, SECRET)})
     shown = reported(response)

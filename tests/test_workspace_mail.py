@@ -34,7 +34,7 @@ CUSTOMER = "customer@example.com"
 @pytest.fixture
 def shop(engine_kind: str, owner: User) -> Database:
     """A live database with a mail queued when its backup is made (the job has not run yet)."""
-    database = Database.create_for(owner, "shop")
+    database = lifecycle.create("shop", by=owner)
     with tenant.using(database) as db:
         queue_mail(db, CUSTOMER, "Your invoice", "Attached.")
     return database
@@ -65,7 +65,7 @@ def add_user(database: Database, user: User) -> None:
 
 
 def test_a_message_from_a_test_copy_says_it_is_held(shop: Database, owner: User) -> None:
-    operation = lifecycle.start_duplicate(shop, "shop-test", True, by=owner)
+    operation = lifecycle.start_duplicate(shop, "shop-test", for_testing=True, by=owner)
     run_operation.call(operation.pk)
     copy = Database.objects.get(name="shop-test")
 
@@ -171,7 +171,7 @@ def test_the_restore_page_says_a_copy_holds_the_queued_mails(owner: User) -> Non
 def test_a_live_duplicate_holds_the_queued_mails_too(
     shop: Database, owner: User, smtp_mail: SMTPServer
 ) -> None:
-    operation = lifecycle.start_duplicate(shop, "shop-live", False, by=owner)
+    operation = lifecycle.start_duplicate(shop, "shop-live", for_testing=False, by=owner)
     run_operation.call(operation.pk)
     copy = Database.objects.get(name="shop-live")
     assert states(copy) == {"Your invoice": "held"}
@@ -185,7 +185,7 @@ def test_a_live_duplicate_holds_the_queued_mails_too(
 
 def test_a_restore_over_a_test_copy_keeps_its_mail_off(shop: Database, owner: User) -> None:
     backup = store.make(shop, Backup.Kind.DAILY)
-    operation = lifecycle.start_duplicate(shop, "shop-test", True, by=owner)
+    operation = lifecycle.start_duplicate(shop, "shop-test", for_testing=True, by=owner)
     run_operation.call(operation.pk)
     copy = restored(backup, Database.objects.get(name="shop-test"), owner)
     assert copy.is_test_copy and states(copy) == {"Your invoice": "held"}

@@ -32,7 +32,7 @@ MY_DATABASES = f'<a href="{settings.PORTAL_URL}/databases/">My databases</a>'
 
 @pytest.fixture
 def acme(owner: User, engine_kind: str) -> Database:
-    return Database.create_for(owner, "acme")
+    return lifecycle.create("acme", by=owner)
 
 
 def test_the_menu_links_to_my_databases_for_a_session_opened_with_the_account(
@@ -59,7 +59,7 @@ def test_a_session_opened_with_a_database_password_has_no_link_to_the_portal(
 
 
 def test_a_live_duplicate_shows_when_it_expires(acme: Database, owner: User) -> None:
-    operation = lifecycle.start_duplicate(acme, "acme-copy", False, by=owner)
+    operation = lifecycle.start_duplicate(acme, "acme-copy", for_testing=False, by=owner)
     run_operation.call(operation.pk)
     copy = Database.objects.get(name="acme-copy")
     assert copy.expires_at is not None and not copy.is_test_copy

@@ -13,8 +13,13 @@ from allauth.core.internal import ratelimit
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    StreamingHttpResponse,
+)
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from django.utils import timezone
@@ -24,13 +29,13 @@ from ninja.errors import AuthenticationError, ValidationError
 from ninja.security import HttpBearer
 
 from tenantry.accounts.models import ApiKey, User
-from tenantry.backups import restore, store
+from tenantry.backups import restore
 from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle, members
 from tenantry.databases.access import get_backup, get_database, get_operation
-from tenantry.databases.models import Database, Membership, normalize_name
+from tenantry.databases.models import Activity, Database, Membership, normalize_name
 from tenantry.engines.base import EngineError
-from tenantry.operations.models import Operation, OperationBusy
+from tenantry.operations.models import Operation
 
 # The rate limit, in ACCOUNT_RATE_LIMITS, on wrong keys from one client address.
 FAILED_KEYS = "api_key_failed"
@@ -181,13 +186,17 @@ def me(request: HttpRequest) -> User:
     return request.user  # type: ignore[return-value]
 
 
+# A refusal's code, from the verbs (see databases.lifecycle), and its status; any other is 400.
+STATUSES = {"busy": 409, "taken": 409, "throttled": 429}
+
+
 @api.exception_handler(DjangoValidationError)
 def refused(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
-    if getattr(exc, "code", None) == "throttled":  # a limit of the day: tomorrow
-        response = error(request, " ".join(exc.messages), 429)
+    code = getattr(exc, "code", None) or "invalid"
+    response = error(request, " ".join(exc.messages), STATUSES.get(code, 400))
+    if code == "throttled":  # a limit of the day: tomorrow
         response["Retry-After"] = str(seconds_to_midnight())
-        return response
-    return error(request, " ".join(exc.messages), 400)
+    return response
 
 
 def seconds_to_midnight() -> int:
@@ -199,16 +208,6 @@ def seconds_to_midnight() -> int:
 @api.exception_handler(MultiPartParserError)
 def unreadable_upload(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
     return error(request, f"The upload cannot be read: {exc}.", 400)
-
-
-@api.exception_handler(OperationBusy)
-def busy(request: HttpRequest, exc: OperationBusy) -> HttpResponse:
-    return error(request, str(exc), 409)
-
-
-@api.exception_handler(IntegrityError)
-def taken(request: HttpRequest, exc: IntegrityError) -> HttpResponse:
-    return error(request, "That name was just taken. Choose another one.", 409)
 
 
 @api.exception_handler(EngineError)
@@ -319,7 +318,7 @@ def list_databases(request: HttpRequest) -> list[DatabaseOut]:
     summary="Create a database",
 )
 def create_database(request: HttpRequest, payload: NameIn) -> Status:
-    database = Database.create_for(request.user, normalize_name(payload.name))  # type: ignore[arg-type]
+    database = lifecycle.create(payload.name, by=request.user)  # type: ignore[arg-type]
     return Status(201, database_out(database, Membership.Role.ADMIN))
 
 
@@ -336,7 +335,7 @@ def read_database(request: HttpRequest, name: str) -> DatabaseOut:
 )
 def rename_database(request: HttpRequest, name: str, payload: NameIn) -> DatabaseOut:
     database = admin_database(request, name)
-    database.rename(normalize_name(payload.name))
+    lifecycle.rename(database, payload.name, by=request.user)  # type: ignore[arg-type]
     return database_out(database, Membership.Role.ADMIN)
 
 
@@ -347,7 +346,7 @@ def rename_database(request: HttpRequest, name: str, payload: NameIn) -> Databas
 )
 def delete_database(request: HttpRequest, name: str) -> Status:
     database = admin_database(request, name)
-    return Status(202, lifecycle.start_delete(database, by=request.user))
+    return Status(202, lifecycle.start_delete(database, by=request.user))  # type: ignore[arg-type]
 
 
 @api.post(
@@ -358,7 +357,10 @@ def delete_database(request: HttpRequest, name: str) -> Status:
 def duplicate_database(request: HttpRequest, name: str, payload: DuplicateIn) -> Status:
     database = admin_database(request, name)
     operation = lifecycle.start_duplicate(
-        database, normalize_name(payload.name), payload.for_testing, by=request.user
+        database,
+        payload.name,
+        for_testing=payload.for_testing,
+        by=request.user,  # type: ignore[arg-type]
     )
     return Status(202, operation)
 
@@ -380,7 +382,7 @@ def read_operation(request: HttpRequest, operation_id: int) -> Operation:
 def download_database(request: HttpRequest, name: str) -> StreamingHttpResponse:
     from tenantry.databases.views import backup_response
 
-    return backup_response(admin_database(request, name))
+    return backup_response(admin_database(request, name), by=request.user)  # type: ignore[arg-type]
 
 
 class BackupOut(Schema):
@@ -409,8 +411,10 @@ def list_backups(request: HttpRequest, name: str) -> list[Backup]:
 )
 def download_backup(request: HttpRequest, name: str, backup_id: int) -> HttpResponseBase:
     database = admin_database(request, name)
+    from tenantry.databases.views import stored_backup_response
+
     backup = get_backup(request.user, backup_id, database)  # type: ignore[arg-type]
-    return store.response(backup, database.name or "")
+    return stored_backup_response(database, backup, by=request.user)  # type: ignore[arg-type]
 
 
 @api.post(
@@ -447,7 +451,46 @@ def restore_database(
     if (file is None) == (backup is None):
         raise DjangoValidationError("Send either a backup ZIP as `file` or a stored `backup` id.")
     source = get_backup(user, backup) if backup is not None else restore.keep_upload(file, user)
-    return Status(202, restore.start(source, target, user, as_copy, neutralize))
+    operation = restore.start(source, target, by=user, as_copy=as_copy, neutralize=neutralize)
+    return Status(202, operation)
+
+
+class ActivityOut(Schema):
+    created_at: datetime
+    actor: str
+    kind: str
+    detail: str
+    channel: str
+    ip: str | None
+    result: str
+    reason: str
+
+
+class ActivityPage(Schema):
+    count: int
+    items: list[ActivityOut]
+
+
+@api.get(
+    "/databases/{name}/activity",
+    response={200: ActivityPage} | errors(404, 422),
+    summary="Who did what to a database, newest first",
+    description="Administrators only. `kind` filters by action; `offset` and `limit` (at most "
+    "200) page through the entries.",
+)
+def read_activity(
+    request: HttpRequest, name: str, kind: str = "", offset: int = 0, limit: int = 50
+) -> dict[str, Any]:
+    database, role = get_database(request.user, name)  # type: ignore[arg-type]
+    if role != Membership.Role.ADMIN:
+        raise Http404("No such database.")  # as to an outsider: it is not theirs to see
+    if kind and kind not in Activity.Kind.values:
+        raise DjangoValidationError(f"The kind is one of {', '.join(Activity.Kind.values)}.")
+    entries = database.activity.all()  # type: ignore[attr-defined]
+    if kind:
+        entries = entries.filter(kind=kind)
+    offset, limit = max(0, offset), min(max(1, limit), 200)
+    return {"count": entries.count(), "items": list(entries[offset : offset + limit])}
 
 
 class UserOut(Schema):
@@ -488,5 +531,5 @@ def invite_users(request: HttpRequest, name: str, payload: InviteIn) -> Status:
     summary="Remove a user or invitation",
 )
 def remove_user(request: HttpRequest, name: str, email: str) -> Status:
-    members.remove_email(admin_database(request, name), email)
+    members.remove_email(admin_database(request, name), email, by=request.user)  # type: ignore[arg-type]
     return Status(204, None)

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import re
-import secrets
 import shutil
 import uuid
 import zipfile
@@ -23,19 +22,18 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 
 from tenantry.accounts.models import User
 from tenantry.backups import archive, store
 from tenantry.backups.models import Backup
-from tenantry.databases import members
-from tenantry.databases.models import Database, Membership, validate_name
+from tenantry.databases import activity, lifecycle, members
+from tenantry.databases.models import Activity, Database, Membership
 from tenantry.engines import filestore
 from tenantry.engines.base import Engine
 from tenantry.engines.fleet import engine_for, place
-from tenantry.gateway import sites
-from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
+from tenantry.operations.models import KINDS, Kind, Operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tenantry.workspace.mail import hold_queued
@@ -168,6 +166,7 @@ def keep_upload(file: Any, by: User) -> Backup:
 def start(
     backup: Backup,
     target: Database | str,
+    *,
     by: User | None,
     as_copy: bool = True,
     neutralize: bool = False,
@@ -176,7 +175,7 @@ def start(
     A refused upload is removed."""
     try:
         return _start(backup, target, by, as_copy, neutralize)
-    except (ValidationError, OperationBusy, IntegrityError):
+    except ValidationError:
         if backup.kind == Backup.Kind.UPLOAD:
             store.discard(backup)
         raise
@@ -186,32 +185,42 @@ def _start(
     backup: Backup, target: Database | str, by: User | None, as_copy: bool, neutralize: bool
 ) -> Operation:
     params: dict[str, Any] = {"backup": backup.pk, "as_copy": as_copy, "neutralize": neutralize}
+    detail = f"from a backup of {backup.created_at:%Y-%m-%d %H:%M} " + (
+        "as a copy" if as_copy else "as moved"
+    )
     if isinstance(target, Database):
-        check_fits(backup.release, backup.engine, target.engine, f"“{target.name}” is")
-        if target.status != Database.Status.ACTIVE:
-            raise ValidationError(f"“{target.name}” is being changed and cannot be restored now.")
-        target.refuse_if_expired()
-        params |= {"replace": True, "old": target.physical_name, "physical": _physical()}
-        return Operation.start("restore", target, by=by, params=params)
-    validate_name(target)
+        with activity.refusals(target, Activity.Kind.RESTORE, by=by, detail=detail):
+            check_fits(backup.release, backup.engine, target.engine, f"“{target.name}” is")
+            if target.status != Database.Status.ACTIVE:
+                raise ValidationError(
+                    f"“{target.name}” is being changed and cannot be restored now.", code="busy"
+                )
+            target.refuse_if_expired()
+            params |= {
+                "replace": True,
+                "old": target.physical_name,
+                "physical": lifecycle.new_physical_name(),
+            }
+            return _begin(target, by, params, detail)
     server = place()
     kind = Database.Engine.POSTGRESQL if server else Database.Engine.SQLITE
     check_fits(backup.release, backup.engine, kind, "new databases here are")
     with transaction.atomic():
-        database = Database.objects.create(
-            name=target, physical_name=_physical(), engine=kind, server=server,
-            release=backup.release, created_by=by,
-        )  # fmt: skip
+        database = lifecycle.reserve(
+            target, by=by, engine=kind, server=server, release=backup.release
+        )
         params |= {"replace": False, "physical": database.physical_name}
-        try:
-            return Operation.start("restore", database, by=by, params=params)
-        except OperationBusy:
-            transaction.set_rollback(True)
-            raise
+        return _begin(database, by, params, detail)
 
 
-def _physical() -> str:
-    return "tn_" + secrets.token_hex(10)
+def _begin(database: Database, by: User | None, params: dict[str, Any], detail: str) -> Operation:
+    with transaction.atomic():
+        operation = Operation.start("restore", database, by=by, params=params)
+        activity.record(
+            database, Activity.Kind.RESTORE, by=by, detail=detail,
+            result=activity.Result.STARTED, operation=operation,
+        )  # fmt: skip
+    return operation
 
 
 def run(operation: Operation) -> None:
@@ -291,9 +300,7 @@ def _open(operation: Operation, database: Database, manifest: dict[str, Any]) ->
         fields["physical_name"] = physical  # the swap: from now on the database is the new one
     else:
         fields["status"] = Database.Status.ACTIVE
-    with transaction.atomic():  # one commit (a cache in Redis is forgotten again on it)
-        Database.objects.filter(pk=database.pk).update(**fields)
-        sites.forget(database.name)
+    Database.objects.filter(pk=database.pk).update(**fields)
 
 
 def _check_schema(engine: Engine, physical: str, release: str) -> None:
@@ -347,7 +354,7 @@ def undo(operation: Operation) -> None:
         return
     database.refresh_from_db()  # the swap updates the record, not this copy of it
     if not params["replace"]:
-        database.drop_storage()
+        lifecycle.drop_storage(database)
         database.delete()
         operation.database = None
         return

@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from django.core.files import File
 from django.core.files.storage import Storage, storages
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.http import FileResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from tenantry.backups import archive
 from tenantry.backups.models import Backup
+from tenantry.databases import activity
 from tenantry.engines.fleet import engine_for
 
 if TYPE_CHECKING:
@@ -182,15 +184,22 @@ def write_daily(backup_id: int) -> None:
         discard(backup)
         return
     Backup.objects.filter(pk=backup.pk).update(heartbeat_at=timezone.now())
-    try:
-        write(backup, archive.stream(database))
-    except Exception:
-        logger.exception("The daily backup of %s failed", database.name)
-        Backup.objects.create(
-            database=database, kind=backup.kind, state=Backup.State.FAILED,
-            path=backup.path, created_at=backup.created_at,
-        )  # fmt: skip
-        raise
+    with activity.channel(activity.Activity.Channel.SWEEP):
+        try:
+            write(backup, archive.stream(database))
+        except Exception as error:
+            logger.exception("The daily backup of %s failed", database.name)
+            with transaction.atomic():
+                Backup.objects.create(
+                    database=database, kind=backup.kind, state=Backup.State.FAILED,
+                    path=backup.path, created_at=backup.created_at,
+                )  # fmt: skip
+                activity.record(
+                    database, activity.Kind.BACKUP, by=None, detail="daily",
+                    result=activity.Result.FAILED, reason=str(error) or type(error).__name__,
+                )  # fmt: skip
+            raise
+        activity.record(database, activity.Kind.BACKUP, by=None, detail="daily")
     prune(database, backup.created_at)
     # The manager's size column, refreshed once a day.
     size = engine_for(database).size(database.physical_name)

@@ -1,4 +1,11 @@
-"""Duplicate, delete and move: operations whose steps resume safely after a crash."""
+"""Every verb on a database: create, rename, duplicate, delete, move, and the reservation of
+a restore's new database. Portal, API, CLI and the sweep call these and nothing else.
+
+Each takes the acting account as `by=` (None: Tenantry itself, the sweep) and writes its
+activity entry (see activity.py). A refusal is a ValidationError with a code ("taken",
+"busy", "expired", ...) that each channel translates once. Long verbs are operations whose
+steps resume safely after a crash.
+"""
 
 from __future__ import annotations
 
@@ -8,63 +15,135 @@ from typing import Any
 
 from allauth.account.adapter import get_adapter
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from tenantry.accounts.models import User
+from tenantry.backups import store
+from tenantry.databases import activity
 from tenantry.databases.models import (
     COPY_LIFETIME,
     MAX_LIVE_COPIES,
     Database,
     Membership,
+    normalize_name,
+    taken,
     validate_name,
 )
 from tenantry.engines import filestore
-from tenantry.engines.fleet import engine_for, server_engine
+from tenantry.engines.fleet import engine_for, place, server_engine
 from tenantry.engines.models import Server
-from tenantry.gateway import sites
 from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
 from tenantry.workspace import tenant
 from tenantry.workspace.mail import hold_queued
+from tenantry.workspace.releases import LATEST
+
+Activity = activity.Kind
+
+
+def reserve(name: str, *, by: User | None, **fields: Any) -> Database:
+    """The record of a database to be made, under a name checked by the rules, with its
+    physical name. A name taken at the same instant by someone else is refused as taken."""
+    name = normalize_name(name)
+    validate_name(name)
+    if "engine" not in fields:
+        server = place()
+        fields |= {"server": server, "engine": Database.Engine.POSTGRESQL if server else "sqlite"}
+    try:
+        with transaction.atomic():
+            return Database.objects.create(
+                name=name, physical_name=new_physical_name(), created_by=by, **fields
+            )
+    except IntegrityError:
+        raise taken(name)
+
+
+def new_physical_name() -> str:
+    """Stable for a database's life (a rename never moves data), never reused."""
+    return "tn_" + secrets.token_hex(10)
+
+
+def create(name: str, *, by: User) -> Database:
+    """A database at the latest release, ready at once; `by` becomes its administrator."""
+    database = reserve(name, by=by, release=LATEST)
+    try:
+        database.size_bytes = engine_for(database).create(database.physical_name, LATEST)
+        with tenant.using(database) as db:
+            tenant.initialize(db, database, admin=by)
+        database.status = Database.Status.ACTIVE
+        with transaction.atomic():
+            database.save(update_fields=["status", "size_bytes"])
+            Membership.objects.create(database=database, user=by, role=Membership.Role.ADMIN)
+            activity.record(database, Activity.CREATE, by=by)
+    except BaseException:
+        engine_for(database).drop(database.physical_name)
+        database.delete()
+        raise
+    return database
+
+
+def rename(database: Database, new_name: str, *, by: User | None) -> None:
+    new_name, old_name = normalize_name(new_name), database.name
+    if new_name == old_name:
+        return
+    with activity.refusals(database, Activity.RENAME, by=by, detail=f"to {new_name}"):
+        database.refuse_if_expired()
+        validate_name(new_name)
+        try:
+            with transaction.atomic():
+                database.name = new_name
+                database.save(update_fields=["name"])
+                detail = f"from {old_name} to {new_name}"
+                activity.record(database, Activity.RENAME, by=by, detail=detail)
+        except IntegrityError:
+            database.name = old_name
+            raise taken(new_name)
 
 
 def start_duplicate(
     source: Database,
     name: str,
+    *,
     for_testing: bool = True,
-    by: Any = None,
+    by: User | None,
     now: datetime | None = None,
 ) -> Operation:
     """Reserve the copy's name and record, then let the worker copy."""
-    if source.status != Database.Status.ACTIVE:
-        raise ValidationError(f"“{source.name}” cannot be copied while it is being changed.")
-    source.refuse_if_expired()  # a copy would be a live database again, for 15 days
-    if source.live_copies().count() >= MAX_LIVE_COPIES:
-        raise ValidationError(
-            f"“{source.name}” already has {MAX_LIVE_COPIES} live copies. "
-            "Delete one before making another."
-        )
-    validate_name(name)
-    now = now or timezone.now()
-    with transaction.atomic():
-        copy = Database.objects.create(
-            name=name,
-            physical_name="tn_" + secrets.token_hex(10),
-            engine=source.engine,
-            server=source.server,  # a template copy stays on the source's server
-            release=source.release,
-            source=source,
-            is_test_copy=for_testing,
-            expires_at=now + COPY_LIFETIME,
-            subscription_code="",
-            created_by=by,
-        )
-        try:
-            return Operation.start(
+    name = normalize_name(name)
+    kind = "test copy" if for_testing else "live copy"
+    with activity.refusals(source, Activity.DUPLICATE, by=by, detail=f"to {name} ({kind})"):
+        if source.status != Database.Status.ACTIVE:
+            raise ValidationError(
+                f"“{source.name}” cannot be copied while it is being changed.", code="busy"
+            )
+        source.refuse_if_expired()  # a copy would be a live database again, for 15 days
+        if source.live_copies().count() >= MAX_LIVE_COPIES:
+            raise ValidationError(
+                f"“{source.name}” already has {MAX_LIVE_COPIES} live copies. "
+                "Delete one before making another.",
+                code="limit",
+            )
+        now = now or timezone.now()
+        with transaction.atomic():
+            copy = reserve(
+                name, by=by, engine=source.engine,
+                server=source.server,  # a template copy stays on the source's server
+                release=source.release, source=source, is_test_copy=for_testing,
+                expires_at=now + COPY_LIFETIME,
+            )  # fmt: skip
+            operation = Operation.start(
                 "duplicate", source, by=by, target=copy, params={"for_testing": for_testing}
             )
-        except OperationBusy:
-            transaction.set_rollback(True)
-            raise
+            detail = f"to {name} ({kind})"
+            activity.record(
+                source, Activity.DUPLICATE, by=by, detail=detail,
+                result=activity.Result.STARTED, operation=operation,
+            )  # fmt: skip
+            activity.record(
+                copy, Activity.CREATE, by=by, detail=f"as a {kind} of {source.name}",
+                result=activity.Result.STARTED, operation=operation,
+            )  # fmt: skip
+            return operation
 
 
 def run_duplicate(operation: Operation) -> None:
@@ -101,25 +180,31 @@ def run_duplicate(operation: Operation) -> None:
 def undo_duplicate(operation: Operation) -> None:
     source, copy = operation.database, operation.target
     if copy is not None:
-        copy.drop_storage()
+        drop_storage(copy)
         copy.delete()
         operation.target = None
     if source is not None:
         engine_for(source).release(source.physical_name)  # if a killed worker held it
 
 
-def start_delete(database: Database, by: Any = None) -> Operation:
-    refusal = database.deletion_refusal()
-    if refusal:
-        raise ValidationError(refusal)
-    if database.status != Database.Status.ACTIVE:
-        raise ValidationError(f"“{database.name}” is being changed and cannot be deleted now.")
-    return _begin_delete(database, by)
+def start_delete(database: Database, *, by: User | None) -> Operation:
+    with activity.refusals(database, Activity.DELETE, by=by):
+        refusal = database.deletion_refusal()
+        if refusal:
+            raise ValidationError(refusal, code="forbidden")
+        if database.status != Database.Status.ACTIVE:
+            raise ValidationError(
+                f"“{database.name}” is being changed and cannot be deleted now.", code="busy"
+            )
+        return _begin_delete(database, by=by)
 
 
-def _begin_delete(database: Database, by: Any = None) -> Operation:
+def _begin_delete(database: Database, *, by: User | None) -> Operation:
     with transaction.atomic():
         operation = Operation.start("delete", database, by=by)
+        activity.record(
+            database, Activity.DELETE, by=by, result=activity.Result.STARTED, operation=operation
+        )
         # The name is free again at once; the storage goes in the worker.
         database.name = None
         database.status = Database.Status.DELETING
@@ -132,7 +217,7 @@ def run_delete(operation: Operation) -> None:
     if database is None:
         return  # a crash after the last step: nothing is left
     operation.advance(10, "Deleting the database")
-    database.drop_storage()
+    drop_storage(database)
     operation.advance(90, "Removing the record")
     database.delete()
     operation.database = None
@@ -143,13 +228,22 @@ def undo_delete(operation: Operation) -> None:
     pass
 
 
-def start_move(database: Database, to: Server, by: Any = None) -> Operation:
-    if database.server_id is None:
-        raise ValidationError(f"“{database.name}” is a SQLite database: it has no server to leave.")
-    if database.server_id == to.pk:
-        raise ValidationError(f"“{database.name}” is already on {to.name}.")
-    params = {"from": database.server_id, "to": to.pk}
-    return Operation.start("move", database, by=by, params=params)
+def start_move(database: Database, to: Server, *, by: User | None) -> Operation:
+    with activity.refusals(database, Activity.MOVE, by=by, detail=f"to {to.name}"):
+        if database.server is None:
+            raise ValidationError(
+                f"“{database.name}” is a SQLite database: it has no server to leave."
+            )
+        if database.server_id == to.pk:
+            raise ValidationError(f"“{database.name}” is already on {to.name}.")
+        params = {"from": database.server_id, "to": to.pk}
+        with transaction.atomic():
+            operation = Operation.start("move", database, by=by, params=params)
+            activity.record(
+                database, Activity.MOVE, by=by, detail=f"from {database.server.name} to {to.name}",
+                result=activity.Result.STARTED, operation=operation,
+            )  # fmt: skip
+        return operation
 
 
 def run_move(operation: Operation) -> None:
@@ -163,9 +257,7 @@ def run_move(operation: Operation) -> None:
         # Read-only meanwhile: no write may land in the copy being left.
         with old.read_only(database.physical_name):
             old.move(database.physical_name, server_engine(new))
-            with transaction.atomic():  # one commit (a cache in Redis is forgotten again on it)
-                Database.objects.filter(pk=database.pk).update(server=new)
-                sites.forget(database.name)
+            Database.objects.filter(pk=database.pk).update(server=new)
     operation.advance(90, "Removing the old copy")
     old.drop(database.physical_name)
 
@@ -212,7 +304,7 @@ def delete_expired_copies(now: datetime) -> None:
     for database in expired:
         # Not start_delete: its rules protect people's databases, not expired copies.
         try:
-            _begin_delete(database)
+            _begin_delete(database, by=None)
         except OperationBusy:
             continue  # its operation finishes first; the next sweep deletes it
 
@@ -229,5 +321,12 @@ def remove_abandoned_creations(now: datetime) -> None:
         .exclude(pk__in=active.values("database"))
     )
     for database in stale:
-        database.drop_storage()
+        drop_storage(database)
         database.delete()
+
+
+def drop_storage(database: Database) -> None:
+    """The database, its files and its stored backups."""
+    engine_for(database).drop(database.physical_name)
+    filestore.remove(database.physical_name)
+    store.remove_all(database)

@@ -19,11 +19,13 @@ from django.tasks import task
 from django.utils import timezone
 
 from tenantry.accounts.models import User
+from tenantry.databases import activity
 from tenantry.databases.models import ConnectToken, Database, Invitation, Membership
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 
 Role = Membership.Role
+Kind = activity.Kind
 
 
 def listing(database: Database) -> list[dict[str, str]]:
@@ -76,19 +78,11 @@ def _spend_invitations(by: User, count: int) -> None:
         )
 
 
-def invite(database: Database, emails: list[str], role: str, by: User) -> list[Invitation]:
+def invite(database: Database, emails: list[str], role: str, *, by: User) -> list[Invitation]:
     """Invite each address (a pending invitation is renewed); the worker mails the links."""
-    database.refuse_if_expired()
-    _refuse_over_max(len(emails))
-    if role not in Role.values:
-        raise ValidationError(f"The role is “user” or “admin”, not “{role}”.")
-    members = set(
-        database.memberships.filter(user__email__in=emails).values_list("user__email", flat=True)  # type: ignore[attr-defined]
-    )
-    already = [e for e in emails if e in members]
-    if already:
-        raise ValidationError(f"Already a user of “{database.name}”: {', '.join(already)}.")
-    _spend_invitations(by, len(emails))
+    detail = f"{', '.join(emails)} as {role}"
+    with activity.refusals(database, Kind.INVITE, by=by, detail=detail):
+        _refuse_invitations(database, emails, role, by)
     sent = []
     with transaction.atomic():  # the invitations and the task that mails them, together
         for email in emails:
@@ -101,16 +95,34 @@ def invite(database: Database, emails: list[str], role: str, by: User) -> list[I
             invitation.save()
             sent.append(invitation)
         send_invitations.enqueue([i.pk for i in sent])
+        activity.record(database, Kind.INVITE, by=by, detail=detail)
     return sent
 
 
-def resend(invitation: Invitation, by: User) -> None:
-    invitation.database.refuse_if_expired()
-    _spend_invitations(by, 1)
+def _refuse_invitations(database: Database, emails: list[str], role: str, by: User) -> None:
+    database.refuse_if_expired()
+    _refuse_over_max(len(emails))
+    if role not in Role.values:
+        raise ValidationError(f"The role is “user” or “admin”, not “{role}”.")
+    members = set(
+        database.memberships.filter(user__email__in=emails).values_list("user__email", flat=True)  # type: ignore[attr-defined]
+    )
+    already = [e for e in emails if e in members]
+    if already:
+        raise ValidationError(f"Already a user of “{database.name}”: {', '.join(already)}.")
+    _spend_invitations(by, len(emails))
+
+
+def resend(invitation: Invitation, *, by: User) -> None:
+    database, detail = invitation.database, f"{invitation.email} again"
+    with activity.refusals(database, Kind.INVITE, by=by, detail=detail):
+        database.refuse_if_expired()
+        _spend_invitations(by, 1)
     with transaction.atomic():
         invitation.new_token()
         invitation.save(update_fields=["token_hash", "expires_at"])
         send_invitations.enqueue([invitation.pk])
+        activity.record(database, Kind.INVITE, by=by, detail=detail)
 
 
 @task
@@ -163,6 +175,8 @@ def accept(invitation: Invitation, account: User) -> Membership:
         membership, _ = Membership.objects.update_or_create(
             database=database, user=account, defaults={"role": invitation.role}
         )
+        detail = f"{invitation.email} as {invitation.role}"
+        activity.record(database, Kind.ACCEPT, by=account, detail=detail)
     return membership
 
 
@@ -207,45 +221,56 @@ def _admins_left(database: Database, without: list[int]) -> int:
     return admins.exclude(user__in=without).count()  # type: ignore[no-any-return]
 
 
-def remove(database: Database, accounts: list[User]) -> None:
+def remove(database: Database, accounts: list[User], *, by: User | None) -> None:
     """Deactivate their users in the database (ending their sessions there), clear their
     database passwords and unlink them."""
-    database.refuse_if_expired()
-    ids = [a.pk for a in accounts]
-    if not _admins_left(database, ids):
-        raise ValidationError("A database keeps at least one administrator.")
+    ids, detail = [a.pk for a in accounts], ", ".join(a.email for a in accounts)
+    with activity.refusals(database, Kind.REMOVE, by=by, detail=detail):
+        database.refuse_if_expired()
+        if not _admins_left(database, ids):
+            raise ValidationError("A database keeps at least one administrator.")
     with tenant.using(database) as db:
         ws.User.objects.using(db).filter(account_id__in=ids).update(
             is_active=False, account_id=None, password=""
         )
-    Membership.objects.filter(database=database, user__in=ids).delete()
+    with transaction.atomic():
+        Membership.objects.filter(database=database, user__in=ids).delete()
+        activity.record(database, Kind.REMOVE, by=by, detail=detail)
 
 
-def cancel(invitation: Invitation) -> str:
-    invitation.database.refuse_if_expired()
-    invitation.delete()
+def cancel(invitation: Invitation, *, by: User | None) -> str:
+    database, detail = invitation.database, f"cancelled for {invitation.email}"
+    with activity.refusals(database, Kind.INVITE, by=by, detail=detail):
+        database.refuse_if_expired()
+    with transaction.atomic():
+        invitation.delete()
+        activity.record(database, Kind.INVITE, by=by, detail=detail)
     return f"The invitation of {invitation.email} is cancelled."
 
 
-def remove_email(database: Database, email: str) -> str:
+def remove_email(database: Database, email: str, *, by: User | None) -> str:
     """Remove the user with this email, or cancel its invitation: the sentence saying which."""
     account = User.objects.filter(memberships__database=database, email__iexact=email).first()
     if account is not None:
-        remove(database, [account])
+        remove(database, [account], by=by)
         return f"{email} is removed from {database.name}."
     invitation = database.invitations.filter(accepted_at=None, email__iexact=email).first()  # type: ignore[attr-defined]
     if invitation is not None:
-        return cancel(invitation)
+        return cancel(invitation, by=by)
     database.refuse_if_expired()  # the same sentence as for anyone listed
     raise Http404(f"{email} is not a user of “{database.name}”.")
 
 
-def set_role(database: Database, account: User, role: str) -> None:
-    database.refuse_if_expired()
-    if role not in Role.values:
-        raise ValidationError(f"The role is “user” or “admin”, not “{role}”.")
-    if role == Role.USER and not _admins_left(database, [account.pk]):
-        raise ValidationError("A database keeps at least one administrator.")
+def set_role(database: Database, account: User, role: str, *, by: User | None) -> None:
+    detail = f"{account.email} as {role}"
+    with activity.refusals(database, Kind.ROLE, by=by, detail=detail):
+        database.refuse_if_expired()
+        if role not in Role.values:
+            raise ValidationError(f"The role is “user” or “admin”, not “{role}”.")
+        if role == Role.USER and not _admins_left(database, [account.pk]):
+            raise ValidationError("A database keeps at least one administrator.")
     with tenant.using(database) as db:
         ws.User.objects.using(db).filter(account_id=account.pk).update(is_admin=role == Role.ADMIN)
-    database.memberships.filter(user=account).update(role=role)  # type: ignore[attr-defined]
+    with transaction.atomic():
+        database.memberships.filter(user=account).update(role=role)  # type: ignore[attr-defined]
+        activity.record(database, Kind.ROLE, by=by, detail=detail)

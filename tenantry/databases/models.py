@@ -11,15 +11,12 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from tenantry.accounts.models import User, hash_key
-from tenantry.engines import filestore
-from tenantry.engines.fleet import engine_for, place
-from tenantry.gateway import sites
-from tenantry.workspace.releases import LATEST
 
 COPY_LIFETIME = timedelta(days=15)
 MAX_LIVE_COPIES = 5
@@ -55,13 +52,29 @@ def validate_name(name: str) -> None:
     if name in RESERVED_NAMES:
         raise ValidationError(f"The name “{name}” is reserved. Choose another one.")
     if Database.objects.filter(name=name).exists():
-        raise ValidationError(f"The name “{name}” is already taken. Choose another one.")
+        raise taken(name)
+
+
+def taken(name: str) -> ValidationError:
+    return ValidationError(f"The name “{name}” is already taken. Choose another one.", code="taken")
+
+
+# Sent with the names of the databases an update() changed (and the new name, if it sets one),
+# as saving and deleting send post_save and post_delete: whoever keeps something by name (the
+# gateway's cache) listens, so no update anywhere can leave it stale.
+updated = Signal()
 
 
 class DatabaseQuerySet(models.QuerySet["Database"]):
     def for_account(self, user: User) -> DatabaseQuerySet:
         """The databases the account may see: those it is a member of."""
         return self.filter(memberships__user=user).exclude(name=None)
+
+    def update(self, **kwargs: Any) -> int:
+        names = [name for name in self.values_list("name", flat=True) if name]
+        count = super().update(**kwargs)
+        updated.send(Database, names=[*names, kwargs.get("name")])
+        return count
 
 
 class Database(models.Model):
@@ -100,7 +113,7 @@ class Database(models.Model):
     size_bytes = models.BigIntegerField(default=0)
 
     objects = DatabaseQuerySet.as_manager()
-    _loaded_name: str | None = None
+    loaded_name: str | None = None
 
     class Meta:
         ordering = ["name"]
@@ -108,20 +121,10 @@ class Database(models.Model):
     def __str__(self) -> str:
         return self.name or f"(deleted {self.physical_name})"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        super().save(*args, **kwargs)
-        # The gateway must see a rename, a deletion or a new status at once.
-        sites.forget(self._loaded_name, self.name)
-        self._loaded_name = self.name
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        sites.forget(self._loaded_name, self.name)
-        return super().delete(*args, **kwargs)
-
     @classmethod
     def from_db(cls, *args: Any, **kwargs: Any) -> Database:
         database = super().from_db(*args, **kwargs)
-        database._loaded_name = database.__dict__.get("name")
+        database.loaded_name = database.__dict__.get("name")  # the gateway forgets it on a rename
         return database
 
     @property
@@ -149,43 +152,6 @@ class Database(models.Model):
         membership = self.memberships.filter(user=user).first()  # type: ignore[attr-defined]
         return membership.role if membership else None
 
-    @classmethod
-    def create_for(cls, user: User, name: str) -> Database:
-        """Create a database at the latest release; `user` becomes its administrator."""
-        validate_name(name)
-        server = place()
-        database = cls.objects.create(
-            name=name,
-            physical_name="tn_" + secrets.token_hex(10),
-            engine=cls.Engine.POSTGRESQL if server else cls.Engine.SQLITE,
-            server=server,
-            release=LATEST,
-            created_by=user,
-        )
-        try:
-            database.size_bytes = engine_for(database).create(database.physical_name, LATEST)
-            from tenantry.workspace import tenant
-
-            with tenant.using(database) as db:
-                tenant.initialize(db, database, admin=user)
-            database.status = cls.Status.ACTIVE
-            with transaction.atomic():
-                database.save(update_fields=["status", "size_bytes"])
-                database.memberships.create(user=user, role=Membership.Role.ADMIN)  # type: ignore[attr-defined]
-        except BaseException:
-            engine_for(database).drop(database.physical_name)
-            database.delete()
-            raise
-        return database
-
-    def rename(self, new_name: str) -> None:
-        self.refuse_if_expired()
-        if new_name == self.name:
-            return
-        validate_name(new_name)
-        self.name = new_name
-        self.save(update_fields=["name"])
-
     def expiry_refusal(self) -> str | None:
         """An expired database may only be downloaded and backed up (and, later, linked to a
         subscription): every other action is refused with this sentence."""
@@ -212,14 +178,6 @@ class Database(models.Model):
 
     def live_copies(self) -> models.QuerySet[Database]:
         return self.copies.exclude(status=self.Status.DELETING)  # type: ignore[attr-defined, no-any-return]
-
-    def drop_storage(self) -> None:
-        """The database, its files and its stored backups."""
-        from tenantry.backups import store
-
-        engine_for(self).drop(self.physical_name)
-        filestore.remove(self.physical_name)
-        store.remove_all(self)
 
 
 class Membership(models.Model):
@@ -335,3 +293,65 @@ class Invitation(models.Model):
     @classmethod
     def find(cls, token: str) -> Invitation | None:
         return cls.objects.select_related("database").filter(token_hash=hash_key(token)).first()
+
+
+class Activity(models.Model):
+    """One action on a database: who, what, when, from where, and how it ended. Kept after the
+    database is deleted (its name and uuid are in the entry), for its owner and operators."""
+
+    class Kind(models.TextChoices):
+        CREATE = "create", "Created"
+        RENAME = "rename", "Renamed"
+        DUPLICATE = "duplicate", "Duplicated"
+        DELETE = "delete", "Deleted"
+        MOVE = "move", "Moved"
+        RESTORE = "restore", "Restored"
+        DOWNLOAD = "download", "Downloaded"
+        BACKUP = "backup", "Backed up"
+        INVITE = "invite", "Invited"
+        ACCEPT = "accept", "Joined"
+        REMOVE = "remove", "Removed users"
+        ROLE = "role", "Changed roles"
+
+    class Channel(models.TextChoices):
+        PORTAL = "portal", "Portal"
+        API = "api", "API"
+        CLI = "cli", "CLI"
+        SWEEP = "sweep", "Sweep"
+
+    class Result(models.TextChoices):
+        DONE = "done", "Done"
+        STARTED = "started", "Started"
+        REFUSED = "refused", "Refused"
+        FAILED = "failed", "Failed"
+
+    database = models.ForeignKey(
+        Database, models.SET_NULL, null=True, blank=True, related_name="activity"
+    )
+    database_name = models.CharField(max_length=63)
+    database_uuid = models.UUIDField()
+    # The database's owner (its creator) when it happened: who still sees it once deleted.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor = models.CharField(max_length=254)  # the account's email then, or "Tenantry"
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    detail = models.CharField(max_length=500, blank=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    result = models.CharField(max_length=10, choices=Result.choices)
+    reason = models.TextField(blank=True)  # the refusal's sentence, or the failure's
+    operation = models.ForeignKey(
+        "operations.Operation", models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "activity"
+
+    def __str__(self) -> str:
+        return f"{self.actor}: {self.get_kind_display()} {self.database_name} ({self.result})"

@@ -7,6 +7,7 @@ from tenantry.databases import views
 urlpatterns = [
     path("databases/", views.manager, name="databases"),
     path("databases/restore/", views.restore_new, name="restore"),
+    path("databases/deleted/", views.deleted_activity, name="deleted_activity"),
     path("databases/<str:name>/connect/", views.connect, name="database_connect"),
     path("databases/<str:name>/duplicate/", views.duplicate, name="database_duplicate"),
     path("databases/<str:name>/download/", views.download, name="database_download"),
@@ -20,6 +21,7 @@ urlpatterns = [
     path("databases/<str:name>/rename/", views.rename, name="database_rename"),
     path("databases/<str:name>/delete/", views.delete, name="database_delete"),
     path("databases/<str:name>/users/", views.users, name="database_users"),
+    path("databases/<str:name>/activity/", views.activity_log, name="database_activity"),
     path("invitations/<str:token>/", views.invitation, name="invitation"),
     path("operations/<int:operation_id>/", views.operation, name="operation"),
 ]

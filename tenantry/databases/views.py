@@ -4,20 +4,22 @@ from typing import Any
 
 from allauth.account.adapter import get_adapter
 from allauth.account.decorators import reauthentication_required
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError
+from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from tenantry.accounts.models import User
 from tenantry.backups import archive, restore, store
-from tenantry.databases import lifecycle, members
+from tenantry.backups.models import Backup
+from tenantry.databases import activity, lifecycle, members
 from tenantry.databases.access import (
     as_pk,
     database_admin_required,
@@ -33,9 +35,9 @@ from tenantry.databases.forms import (
     RenameForm,
     RestoreForm,
 )
-from tenantry.databases.models import ConnectToken, Database, Invitation, Membership
+from tenantry.databases.models import Activity, ConnectToken, Database, Invitation, Membership
 from tenantry.engines.base import EngineError
-from tenantry.operations.models import ACTIVE_STATES, Operation, OperationBusy
+from tenantry.operations.models import ACTIVE_STATES, Operation
 
 
 @login_required
@@ -43,8 +45,8 @@ def manager(request: HttpRequest) -> HttpResponse:
     form = CreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            database = Database.create_for(request.user, form.cleaned_data["name"])  # type: ignore[arg-type]
-        except (ValidationError, EngineError, IntegrityError) as error:
+            database = lifecycle.create(form.cleaned_data["name"], by=request.user)  # type: ignore[arg-type]
+        except (ValidationError, EngineError) as error:
             form.add_error("name", _sentence(error))
         else:
             messages.success(request, f"“{database.name}” is ready at {database.url}.")
@@ -83,9 +85,12 @@ def duplicate(request: HttpRequest, database: Database) -> HttpResponse:
         data = form.cleaned_data
         try:
             operation = lifecycle.start_duplicate(
-                database, data["name"], data["for_testing"], by=request.user
+                database,
+                data["name"],
+                for_testing=data["for_testing"],
+                by=request.user,  # type: ignore[arg-type]
             )
-        except (ValidationError, OperationBusy, IntegrityError) as error:
+        except ValidationError as error:
             form.add_error(None, _sentence(error))
         else:
             return redirect("operation", operation.pk)
@@ -94,11 +99,12 @@ def duplicate(request: HttpRequest, database: Database) -> HttpResponse:
 
 @database_admin_required
 def download(request: HttpRequest, database: Database) -> StreamingHttpResponse:
-    return backup_response(database)
+    return backup_response(database, by=request.user)  # type: ignore[arg-type]
 
 
-def backup_response(database: Database) -> StreamingHttpResponse:
+def backup_response(database: Database, *, by: User) -> StreamingHttpResponse:
     """The backup ZIP, streamed: the first bytes leave at once, whatever the size."""
+    activity.record(database, activity.Kind.DOWNLOAD, by=by, detail="its current state")
     response = StreamingHttpResponse(archive.stream(database), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{archive.filename(database)}"'
     return response
@@ -113,6 +119,12 @@ def backups(request: HttpRequest, database: Database) -> HttpResponse:
 @database_admin_required
 def backup_download(request: HttpRequest, database: Database, backup_id: int) -> HttpResponseBase:
     backup = get_backup(request.user, backup_id, database)  # type: ignore[arg-type]
+    return stored_backup_response(database, backup, by=request.user)  # type: ignore[arg-type]
+
+
+def stored_backup_response(database: Database, backup: Backup, *, by: User) -> HttpResponseBase:
+    detail = f"the {backup.kind} backup of {backup.created_at:%Y-%m-%d %H:%M}"
+    activity.record(database, activity.Kind.DOWNLOAD, by=by, detail=detail)
     return store.response(backup, database.name or "")
 
 
@@ -157,10 +169,10 @@ def _restore(request: HttpRequest, database: Database | None) -> HttpResponse:
             source = backup or restore.keep_upload(data["file"], request.user)  # type: ignore[arg-type]
             target = database if data.get("into") == "over" else data["name"]
             operation = restore.start(
-                source, target, request.user,  # type: ignore[arg-type]
+                source, target, by=request.user,  # type: ignore[arg-type]
                 as_copy=data["identity"] == "copy", neutralize=data["neutralize"],
             )  # fmt: skip
-        except (ValidationError, OperationBusy, IntegrityError) as error:
+        except ValidationError as error:
             form.add_error(None, _sentence(error))
         else:
             return redirect("operation", operation.pk)
@@ -175,8 +187,8 @@ def rename(request: HttpRequest, database: Database) -> HttpResponse:
     form = RenameForm(request.POST or None, initial={"name": database.name})
     if request.method == "POST" and form.is_valid():
         try:
-            database.rename(form.cleaned_data["name"])
-        except (ValidationError, IntegrityError) as error:
+            lifecycle.rename(database, form.cleaned_data["name"], by=request.user)  # type: ignore[arg-type]
+        except ValidationError as error:
             form.add_error("name", _sentence(error))
         else:
             messages.success(request, f"“{old_name}” is now “{database.name}” at {database.url}.")
@@ -191,13 +203,44 @@ def delete(request: HttpRequest, database: Database) -> HttpResponse:
     refusal = database.deletion_refusal()
     if request.method == "POST" and form.is_valid() and not refusal:
         try:
-            operation = lifecycle.start_delete(database, by=request.user)
-        except (ValidationError, OperationBusy) as error:
+            operation = lifecycle.start_delete(database, by=request.user)  # type: ignore[arg-type]
+        except ValidationError as error:
             form.add_error(None, _sentence(error))
         else:
             return redirect("operation", operation.pk)
     ctx = {"database": database, "form": form, "refusal": refusal}
     return render(request, "databases/delete.html", ctx)
+
+
+ACTIVITY_PAGE = 50
+
+
+@login_required
+def activity_log(request: HttpRequest, name: str) -> HttpResponse:
+    """Who did what to the database, newest first; its administrators only (404 to others,
+    who are not told that it exists or what it is)."""
+    database, role = get_database(request.user, name)  # type: ignore[arg-type]
+    if role != Membership.Role.ADMIN:
+        raise Http404("No such database.")
+    entries = database.activity.all()  # type: ignore[attr-defined]
+    return _activity_page(request, entries, {"database": database})
+
+
+@login_required
+def deleted_activity(request: HttpRequest) -> HttpResponse:
+    """The activity of the account's deleted databases: kept for their owner."""
+    entries = Activity.objects.filter(database=None, owner=request.user.pk)
+    return _activity_page(request, entries, {"database": None})
+
+
+def _activity_page(request: HttpRequest, entries: Any, ctx: dict[str, Any]) -> HttpResponse:
+    kind = request.GET.get("kind", "")
+    if kind in Activity.Kind.values:
+        entries = entries.filter(kind=kind)
+    page = Paginator(entries, ACTIVITY_PAGE).get_page(request.GET.get("page"))
+    ctx |= {"page": page, "kind": kind, "kinds": Activity.Kind.choices}
+    ctx["days"] = settings.ACTIVITY_DAYS
+    return render(request, "databases/activity.html", ctx)
 
 
 @login_required
@@ -213,10 +256,10 @@ def operation(request: HttpRequest, operation_id: int) -> HttpResponse:
 
 
 def _sentence(error: BaseException) -> str:
+    """A refusal (a ValidationError) or a storage failure (an EngineError), as the portal
+    shows it."""
     if isinstance(error, ValidationError):
         return " ".join(error.messages)
-    if isinstance(error, IntegrityError):
-        return "That name was just taken. Choose another one."
     return str(error)
 
 
@@ -265,7 +308,7 @@ def _users_action(
         if invitation is None:
             raise ValidationError("This invitation is no longer pending.")
         if action == "cancel":
-            return members.cancel(invitation)
+            return members.cancel(invitation, by=request.user)  # type: ignore[arg-type]
         members.resend(invitation, by=request.user)  # type: ignore[arg-type]
         return f"The invitation of {invitation.email} is sent again."
     chosen = list(
@@ -274,11 +317,11 @@ def _users_action(
     if not chosen:
         raise ValidationError("Select at least one user.")
     if action == "remove":
-        members.remove(database, chosen)
+        members.remove(database, chosen, by=request.user)  # type: ignore[arg-type]
         return f"Removed: {', '.join(u.email for u in chosen)}."
     if action in ("admin", "user"):
         for account in chosen:
-            members.set_role(database, account, action)
+            members.set_role(database, account, action, by=request.user)  # type: ignore[arg-type]
         role = "administrators" if action == "admin" else "users"
         return f"Now {role}: {', '.join(u.email for u in chosen)}."
     raise ValidationError("Unknown action.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tenantry.engines.base import Engine, EngineError
 from tenantry.engines.models import Server
@@ -14,8 +14,12 @@ from tenantry.engines.sqlite import SQLiteEngine
 
 logger = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    from tenantry.databases.models import Database
+
+class Placed(Protocol):
+    """Where a database is (a databases.Database: the engines know nothing more of it)."""
+
+    server_id: int | None
+    server: Server | None
 
 
 @cache
@@ -43,10 +47,10 @@ def remove_abandoned_builds(now: datetime) -> None:
             logger.exception("Template builds on the server %s were not swept", server.name)
 
 
-def engine_for(database: Database) -> Engine:
-    if database.server_id is None:
+def engine_for(database: Placed) -> Engine:
+    if database.server is None:
         return sqlite_engine()
-    return server_engine(database.server)  # type: ignore[arg-type]
+    return server_engine(database.server)
 
 
 def place() -> Server | None:

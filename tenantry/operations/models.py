@@ -8,15 +8,24 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 ACTIVE_STATES = ("queued", "running")
 
 
-class OperationBusy(Exception):
-    """Another operation is already under way on this database."""
+class OperationBusy(ValidationError):
+    """Another operation is already under way on this database: a refusal like the others."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="busy")
+
+
+# Sent when an operation ends (done or failed): the activity entry of its action takes the end.
+finished = Signal()
 
 
 @dataclass
@@ -116,7 +125,9 @@ class Operation(models.Model):
         self.state, self.error, self.finished_at = state, error, timezone.now()
         if state == self.State.DONE:
             self.progress, self.step = 100, "Done"
-        self.save(update_fields=["state", "error", "finished_at", "progress", "step"])
+        with transaction.atomic():  # the activity entry ends with it
+            self.save(update_fields=["state", "error", "finished_at", "progress", "step"])
+            finished.send(Operation, operation=self)
 
     @classmethod
     def stalled(cls, now: Any = None) -> models.QuerySet[Operation]:

@@ -20,10 +20,10 @@ EXPIRY_WARNING = timedelta(days=3)
 def sweep(now: datetime | None = None) -> None:
     """Warn of and remove expired copies, clear creations and template builds that never
     finished, queue the daily backups, clear abandoned backup files, purge expired invitations
-    and sign-in tokens, and run the databases' scheduled jobs (their outgoing mail among
-    them)."""
+    and sign-in tokens, run the databases' scheduled jobs (their outgoing mail among them),
+    and remove activity entries past their time."""
     from tenantry.backups import store
-    from tenantry.databases import members
+    from tenantry.databases import activity, members
     from tenantry.databases.lifecycle import (
         delete_expired_copies,
         remove_abandoned_creations,
@@ -42,13 +42,15 @@ def sweep(now: datetime | None = None) -> None:
         lambda: store.remove_abandoned(now),
         lambda: members.purge_expired(now),
         lambda: jobs.run_everywhere(now),
+        lambda: activity.purge(now),
     ]
     # One step that fails (a server down, a database that cannot be dropped) stops no other.
-    for step in steps:
-        try:
-            step()
-        except Exception:
-            logger.exception("A step of the sweep failed; it runs again at the next sweep")
+    with activity.channel(activity.Activity.Channel.SWEEP):
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                logger.exception("A step of the sweep failed; it runs again at the next sweep")
 
 
 def run_periodically() -> None:

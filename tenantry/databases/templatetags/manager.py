@@ -42,6 +42,7 @@ MANAGE = """
               <a href="{users}">Users</a>
               <a href="{download}">Download</a>
               <a href="{backups}">Backups</a>
+              <a href="{activity}">Activity</a>
               <a href="{duplicate}">Duplicate</a>
               <a href="{rename}">Rename</a>
               <a href="{delete}" class="danger">Delete</a>
@@ -55,7 +56,9 @@ SLOT = "database-name"
 @cache
 def _paths() -> dict[str, str]:
     """The row's paths by action, each with SLOT where the database's name goes."""
-    actions = ["connect", "users", "download", "backups", "duplicate", "rename", "delete"]
+    actions = [
+        "connect", "users", "download", "backups", "activity", "duplicate", "rename", "delete"
+    ]  # fmt: skip
     return {action: reverse(f"database_{action}", args=[SLOT]) for action in actions}
 
 

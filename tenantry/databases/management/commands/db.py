@@ -1,22 +1,21 @@
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
-from django.db import IntegrityError
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 
 from tenantry.accounts.models import User
 from tenantry.backups import archive, restore
 from tenantry.backups.models import Backup
-from tenantry.databases import lifecycle, members
-from tenantry.databases.models import Database, normalize_name
+from tenantry.databases import activity, lifecycle, members
+from tenantry.databases.models import Activity, Database, normalize_name
 from tenantry.engines.base import EngineError
-from tenantry.operations.models import OperationBusy
 from tenantry.operations.progress import run_in_terminal
 
 
@@ -33,7 +32,7 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
     help = (
         "Manage databases as an operator: list, create, duplicate, backup, backups, restore, "
-        "rename, delete, users, invite, remove-user."
+        "rename, delete, users, invite, remove-user, activity."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -89,6 +88,10 @@ class Command(BaseCommand):
         delete = sub.add_parser("delete", help="delete a database, at once and for good")
         delete.add_argument("name")
         delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+        log = sub.add_parser("activity", help="who did what to a database, newest first")
+        log.add_argument("name", help="a database's name, or the uuid of a deleted one")
+        log.add_argument("--kind", choices=Activity.Kind.values, help="only this kind of action")
+        log.add_argument("--limit", type=int, default=50, help="how many entries (default 50)")
 
     def handle(self, *, action: str, **options: Any) -> None:
         for key in ("name", "new_name"):  # the names the API and the portal would make
@@ -96,10 +99,8 @@ class Command(BaseCommand):
                 options[key] = normalize_name(options[key])
         try:
             getattr(self, f"do_{action.replace('-', '_')}")(**options)
-        except (ValidationError, OperationBusy, EngineError, IntegrityError) as error:
+        except (ValidationError, EngineError) as error:  # a refusal, or a storage failure
             messages = error.messages if isinstance(error, ValidationError) else [str(error)]
-            if isinstance(error, IntegrityError):
-                messages = ["That name is already taken."]
             raise CommandError(" ".join(messages))
 
     def do_list(self, account: str | None = None, **options: Any) -> None:
@@ -128,7 +129,7 @@ class Command(BaseCommand):
 
     def do_remove_user(self, name: str, email: str, **options: Any) -> None:
         try:
-            self.stdout.write(members.remove_email(find(name), email))
+            self.stdout.write(members.remove_email(find(name), email, by=None))
         except Http404 as error:
             raise CommandError(str(error))
 
@@ -136,11 +137,11 @@ class Command(BaseCommand):
         user = User.objects.filter(email__iexact=owner, is_active=True).first()
         if user is None:
             raise CommandError(f"There is no account with the email {owner}.")
-        database = Database.create_for(user, name)
+        database = lifecycle.create(name, by=user)
         self.stdout.write(f"Created {database.name} at {database.url}.")
 
     def do_duplicate(self, name: str, new_name: str, live: bool, **options: Any) -> None:
-        operation = lifecycle.start_duplicate(find(name), new_name, for_testing=not live)
+        operation = lifecycle.start_duplicate(find(name), new_name, for_testing=not live, by=None)
         run_in_terminal(operation, self.stdout)
         self.stdout.write(f"Duplicated {name} as {new_name}.")
 
@@ -150,6 +151,7 @@ class Command(BaseCommand):
         if path.is_dir():  # as cp does: into the folder, under the backup's own name
             path = path / archive.filename(database)
         partial = path.with_name(path.name + ".partial")
+        activity.record(database, activity.Kind.DOWNLOAD, by=None, detail=f"to {path}")
         try:
             with partial.open("wb") as f:
                 for chunk in archive.stream(database):
@@ -194,17 +196,32 @@ class Command(BaseCommand):
             source = Backup.objects.stored().filter(pk=backup or 0).first()  # type: ignore[assignment]
             if source is None:
                 raise CommandError(f"There is no stored backup {backup}.")
-        operation = restore.start(source, target, by, as_copy=not moved, neutralize=neutralize)
+        operation = restore.start(source, target, by=by, as_copy=not moved, neutralize=neutralize)
         run_in_terminal(operation, self.stdout)
         self.stdout.write(f"Restored {name}.")
 
     def do_rename(self, name: str, new_name: str, **options: Any) -> None:
-        find(name).rename(new_name)
+        lifecycle.rename(find(name), new_name, by=None)
         self.stdout.write(f"Renamed {name} to {new_name}.")
 
     def do_delete(self, name: str, yes: bool, **options: Any) -> None:
         database = find(name)
         if not yes:
             raise CommandError(f"Deleting {name} is permanent: add --yes to confirm.")
-        run_in_terminal(lifecycle.start_delete(database), self.stdout)
+        run_in_terminal(lifecycle.start_delete(database, by=None), self.stdout)
         self.stdout.write(f"Deleted {name}.")
+
+    def do_activity(self, name: str, kind: str | None, limit: int, **options: Any) -> None:
+        database = Database.objects.filter(name=name).first()
+        entries = Activity.objects.filter(database=database) if database else None
+        if entries is None:
+            try:
+                entries = Activity.objects.filter(database_uuid=uuid.UUID(name))
+            except ValueError:
+                raise CommandError(f"There is no database named {name}.")
+        if kind:
+            entries = entries.filter(kind=kind)
+        for e in entries[:limit]:
+            result = f"{e.result}: {e.reason}" if e.reason else e.result
+            line = [f"{e.created_at:%Y-%m-%d %H:%M:%S}", e.actor, e.channel, e.ip or "-"]
+            self.stdout.write("\t".join([*line, e.kind, e.detail or "-", result]))

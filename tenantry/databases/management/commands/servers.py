@@ -87,5 +87,5 @@ class Command(BaseCommand):
             if target is None:
                 raise CommandError(f"No other server has room for {database.name}.")
             self.stdout.write(f"Moving {database.name} to {target.name}")
-            run_in_terminal(lifecycle.start_move(database, target), self.stdout)
+            run_in_terminal(lifecycle.start_move(database, target, by=None), self.stdout)
         self.stdout.write(f"{name} holds no database any more; it receives no new ones.")
