@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from tenantry.databases.models import Database, Membership, normalize_name, validate_name
+from tenantry.databases.models import Database, Membership, normalize_name
 
 
 class NameField(forms.CharField):
@@ -26,8 +26,9 @@ class NameField(forms.CharField):
 
 
 def checked_name(typed: str) -> str:
+    """The name typed, if it is the name it would make; the rules are the verb's (see
+    databases.lifecycle), so that every channel refuses alike and the refusal is recorded."""
     name = normalize_name(typed)
-    validate_name(name)
     if name != typed.strip():
         raise forms.ValidationError(
             f"Database names are lowercase: this one would be “{name}”. "

@@ -201,7 +201,7 @@ def rename(request: HttpRequest, database: Database) -> HttpResponse:
 def delete(request: HttpRequest, database: Database) -> HttpResponse:
     form = DeleteForm(database, request.POST or None)
     refusal = database.deletion_refusal()
-    if request.method == "POST" and form.is_valid() and not refusal:
+    if request.method == "POST" and form.is_valid():  # a refusal is the verb's, recorded
         try:
             operation = lifecycle.start_delete(database, by=request.user)  # type: ignore[arg-type]
         except ValidationError as error:
