@@ -21,26 +21,25 @@ urlpatterns = [
     ),
     # allauth's views that take a password or a code without marking it sensitive: an error
     # report would show it.
-    path(
-        "accounts/reauthenticate/",
-        sensitive_post_parameters("password")(account_views.reauthenticate),
-        name="account_reauthenticate",
-    ),
-    path(
-        "accounts/2fa/authenticate/",
-        sensitive_post_parameters("code")(mfa_views.authenticate),
-        name="mfa_authenticate",
-    ),
-    path(
-        "accounts/2fa/reauthenticate/",
-        sensitive_post_parameters("code")(mfa_views.reauthenticate),
-        name="mfa_reauthenticate",
-    ),
-    path(
-        "accounts/2fa/totp/activate/",
-        sensitive_post_parameters("code")(totp_views.activate_totp),
-        name="mfa_activate_totp",
-    ),
+    *[
+        path(route, sensitive_post_parameters(field)(view), name=name)
+        for route, field, view, name in [
+            (
+                "accounts/reauthenticate/",
+                "password",
+                account_views.reauthenticate,
+                "account_reauthenticate",
+            ),
+            ("accounts/2fa/authenticate/", "code", mfa_views.authenticate, "mfa_authenticate"),
+            (
+                "accounts/2fa/reauthenticate/",
+                "code",
+                mfa_views.reauthenticate,
+                "mfa_reauthenticate",
+            ),
+            ("accounts/2fa/totp/activate/", "code", totp_views.activate_totp, "mfa_activate_totp"),
+        ]
+    ],  # fmt: skip
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("tenantry.api.urls")),
 ]

@@ -187,7 +187,7 @@ def me(request: HttpRequest) -> User:
 
 
 # A refusal's code, from the verbs (see databases.lifecycle), and its status; any other is 400.
-STATUSES = {"busy": 409, "taken": 409, "throttled": 429}
+STATUSES = {"forbidden": 403, "busy": 409, "taken": 409, "exists": 409, "throttled": 429}
 
 
 @api.exception_handler(DjangoValidationError)
@@ -213,24 +213,6 @@ def unreadable_upload(request: HttpRequest, exc: MultiPartParserError) -> HttpRe
 @api.exception_handler(EngineError)
 def storage_failed(request: HttpRequest, exc: EngineError) -> HttpResponse:
     return error(request, str(exc), 503)
-
-
-class Forbidden(Exception):
-    pass
-
-
-class Conflict(Exception):
-    pass
-
-
-@api.exception_handler(Conflict)
-def conflict(request: HttpRequest, exc: Conflict) -> HttpResponse:
-    return error(request, str(exc), 409)
-
-
-@api.exception_handler(Forbidden)
-def forbidden(request: HttpRequest, exc: Forbidden) -> HttpResponse:
-    return error(request, "Only the database's administrators can do this.", 403)
 
 
 class DatabaseOut(Schema):
@@ -296,7 +278,9 @@ def database_out(database: Database, role: str) -> DatabaseOut:
 def admin_database(request: HttpRequest, name: str) -> Database:
     database, role = get_database(request.user, name)  # type: ignore[arg-type]
     if role != Membership.Role.ADMIN:
-        raise Forbidden()
+        raise DjangoValidationError(
+            "Only the database's administrators can do this.", code="forbidden"
+        )
     return database
 
 
@@ -444,9 +428,10 @@ def restore_database(
     if existing is not None:
         target = admin_database(request, name)
         if not replace:
-            raise Conflict(
+            raise DjangoValidationError(
                 f"“{name}” exists. Send replace=true to restore over it (it is backed up "
-                "first), or choose the name of a new database."
+                "first), or choose the name of a new database.",
+                code="exists",
             )
     if (file is None) == (backup is None):
         raise DjangoValidationError("Send either a backup ZIP as `file` or a stored `backup` id.")
