@@ -152,7 +152,7 @@ def keep_upload(file: Any, by: User) -> Backup:
     """Check a ZIP someone sent and put it in the backup storage, for the worker to read."""
     manifest = inspect(file)
     file.seek(0)
-    backup = store.new_backup(None, Backup.Kind.UPLOAD, by)
+    backup = store.new_backup(None, Backup.Kind.UPLOAD, by=by)
     backup.release, backup.engine = manifest["release"], manifest["engine"]
     backup.save(update_fields=["release", "engine"])
     try:

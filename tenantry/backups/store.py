@@ -30,6 +30,7 @@ from tenantry.databases import activity
 from tenantry.engines.fleet import engine_for
 
 if TYPE_CHECKING:
+    from tenantry.accounts.models import User
     from tenantry.databases.models import Database
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ class _Reader(io.RawIOBase):
         return n
 
 
-def new_backup(database: Database | None, kind: str, by: Any = None, **fields: Any) -> Backup:
+def new_backup(
+    database: Database | None, kind: str, *, by: User | None = None, **fields: Any
+) -> Backup:
     """A record for a backup about to be written, with its own name in the storage."""
     now = fields.pop("created_at", None) or timezone.now()
     folder = database.physical_name if database else "uploads"
@@ -84,9 +87,9 @@ def new_backup(database: Database | None, kind: str, by: Any = None, **fields: A
     )  # fmt: skip
 
 
-def make(database: Database, kind: str, by: Any = None) -> Backup:
+def make(database: Database, kind: str, *, by: User | None = None) -> Backup:
     """Back the database up into the storage now."""
-    backup = new_backup(database, kind, by)
+    backup = new_backup(database, kind, by=by)
     write(backup, archive.stream(database))
     return backup
 

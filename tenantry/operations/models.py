@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,6 +13,9 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from tenantry.accounts.models import User
 
 ACTIVE_STATES = ("queued", "running")
 
@@ -94,7 +97,7 @@ class Operation(models.Model):
         return self.state in ACTIVE_STATES
 
     @classmethod
-    def start(cls, kind: str, database: Any, by: Any = None, **fields: Any) -> Operation:
+    def start(cls, kind: str, database: Any, *, by: User | None = None, **fields: Any) -> Operation:
         """Record the operation and hand it to the worker; refuse if the database is busy."""
         try:
             with transaction.atomic():
