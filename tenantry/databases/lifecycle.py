@@ -38,8 +38,6 @@ from tenantry.workspace import tenant
 from tenantry.workspace.mail import hold_queued
 from tenantry.workspace.releases import LATEST
 
-Activity = activity.Kind
-
 
 def reserve(name: str, *, by: User | None, **fields: Any) -> Database:
     """The record of a database to be made, under a name checked by the rules, with its
@@ -48,7 +46,7 @@ def reserve(name: str, *, by: User | None, **fields: Any) -> Database:
     validate_name(name)
     if "engine" not in fields:
         server = place()
-        fields |= {"server": server, "engine": Database.Engine.POSTGRESQL if server else "sqlite"}
+        fields |= {"server": server, "engine": "postgresql" if server else "sqlite"}
     try:
         with transaction.atomic():
             return Database.objects.create(
@@ -74,7 +72,7 @@ def create(name: str, *, by: User) -> Database:
         with transaction.atomic():
             database.save(update_fields=["status", "size_bytes"])
             Membership.objects.create(database=database, user=by, role=Membership.Role.ADMIN)
-            activity.record(database, Activity.CREATE, by=by)
+            activity.record(database, activity.Kind.CREATE, by=by)
     except BaseException:
         engine_for(database).drop(database.physical_name)
         database.delete()
@@ -86,7 +84,7 @@ def rename(database: Database, new_name: str, *, by: User | None) -> None:
     new_name, old_name = normalize_name(new_name), database.name
     if new_name == old_name:
         return
-    with activity.refusals(database, Activity.RENAME, by=by, detail=f"to {new_name}"):
+    with activity.refusals(database, activity.Kind.RENAME, by=by, detail=f"to {new_name}"):
         database.refuse_if_expired()
         validate_name(new_name)
         try:
@@ -94,7 +92,7 @@ def rename(database: Database, new_name: str, *, by: User | None) -> None:
                 database.name = new_name
                 database.save(update_fields=["name"])
                 detail = f"from {old_name} to {new_name}"
-                activity.record(database, Activity.RENAME, by=by, detail=detail)
+                activity.record(database, activity.Kind.RENAME, by=by, detail=detail)
         except IntegrityError:
             database.name = old_name
             raise taken(new_name)
@@ -111,7 +109,7 @@ def start_duplicate(
     """Reserve the copy's name and record, then let the worker copy."""
     name = normalize_name(name)
     kind = "test copy" if for_testing else "live copy"
-    with activity.refusals(source, Activity.DUPLICATE, by=by, detail=f"to {name} ({kind})"):
+    with activity.refusals(source, activity.Kind.DUPLICATE, by=by, detail=f"to {name} ({kind})"):
         if source.status != Database.Status.ACTIVE:
             raise ValidationError(
                 f"“{source.name}” cannot be copied while it is being changed.", code="busy"
@@ -136,11 +134,11 @@ def start_duplicate(
             )
             detail = f"to {name} ({kind})"
             activity.record(
-                source, Activity.DUPLICATE, by=by, detail=detail,
+                source, activity.Kind.DUPLICATE, by=by, detail=detail,
                 result=activity.Result.STARTED, operation=operation,
             )  # fmt: skip
             activity.record(
-                copy, Activity.CREATE, by=by, detail=f"as a {kind} of {source.name}",
+                copy, activity.Kind.CREATE, by=by, detail=f"as a {kind} of {source.name}",
                 result=activity.Result.STARTED, operation=operation,
             )  # fmt: skip
             return operation
@@ -188,7 +186,7 @@ def undo_duplicate(operation: Operation) -> None:
 
 
 def start_delete(database: Database, *, by: User | None) -> Operation:
-    with activity.refusals(database, Activity.DELETE, by=by):
+    with activity.refusals(database, activity.Kind.DELETE, by=by):
         refusal = database.deletion_refusal()
         if refusal:
             raise ValidationError(refusal, code="forbidden")
@@ -203,7 +201,11 @@ def _begin_delete(database: Database, *, by: User | None) -> Operation:
     with transaction.atomic():
         operation = Operation.start("delete", database, by=by)
         activity.record(
-            database, Activity.DELETE, by=by, result=activity.Result.STARTED, operation=operation
+            database,
+            activity.Kind.DELETE,
+            by=by,
+            result=activity.Result.STARTED,
+            operation=operation,
         )
         # The name is free again at once; the storage goes in the worker.
         database.name = None
@@ -229,7 +231,7 @@ def undo_delete(operation: Operation) -> None:
 
 
 def start_move(database: Database, to: Server, *, by: User | None) -> Operation:
-    with activity.refusals(database, Activity.MOVE, by=by, detail=f"to {to.name}"):
+    with activity.refusals(database, activity.Kind.MOVE, by=by, detail=f"to {to.name}"):
         if database.server is None:
             raise ValidationError(
                 f"“{database.name}” is a SQLite database: it has no server to leave."
@@ -239,8 +241,9 @@ def start_move(database: Database, to: Server, *, by: User | None) -> Operation:
         params = {"from": database.server_id, "to": to.pk}
         with transaction.atomic():
             operation = Operation.start("move", database, by=by, params=params)
+            detail = f"from {database.server.name} to {to.name}"
             activity.record(
-                database, Activity.MOVE, by=by, detail=f"from {database.server.name} to {to.name}",
+                database, activity.Kind.MOVE, by=by, detail=detail,
                 result=activity.Result.STARTED, operation=operation,
             )  # fmt: skip
         return operation
