@@ -29,6 +29,9 @@ from tenantry.portal.management.commands._server import make_worker
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TIMEOUT_MS = 15_000
+# An operation waits for the worker's next poll (1 s), then runs; the page polls every second.
+OPERATION_TIMEOUT_MS = 30_000
 
 
 class Console:
@@ -70,7 +73,7 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
-def new_page(browser: Browser, console: Console, timeout_ms: int = 15_000) -> Page:
+def new_page(browser: Browser, console: Console, timeout_ms: int = TIMEOUT_MS) -> Page:
     """A page in a fresh context (its own cookies: one person), watched by `console`."""
     context = console.watch(browser.new_context())
     context.set_default_timeout(timeout_ms)
@@ -121,6 +124,26 @@ def htmx_polls(page: Page) -> list[str]:
         ),
     )
     return polls
+
+
+def manage(page: Page, name: str, action: str) -> None:
+    """Open a database's Manage menu (a <details>) in the list and choose an action."""
+    row = page.locator(f"#db-{name}")
+    row.get_by_label(f"Manage {name}").click()
+    row.get_by_role("link", name=action, exact=True).click()
+
+
+def watch_until_done(page: Page, polls: list[str]) -> None:
+    """The operation page updates by itself: htmx polls until "Done.", with no reload."""
+    page.evaluate("window.notReloaded = true")
+    status = page.locator("#progress .status")
+    expect(status).to_contain_text("Done.", timeout=OPERATION_TIMEOUT_MS)
+    expect(status).to_have_attribute("data-state", "done")
+    expect(page.locator("#progress progress")).to_have_attribute("value", "100")
+    assert page.evaluate("window.notReloaded") is True, "the page was reloaded"
+    assert polls, "htmx never polled the progress"
+    # Once done, the progress part stops polling.
+    expect(page.locator("#progress")).not_to_have_attribute("hx-trigger", re.compile(".*"))
 
 
 class Worker:

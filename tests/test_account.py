@@ -7,7 +7,7 @@ from django.test import Client
 
 from tenantry.accounts.models import DELETION_CHECKS, ApiKey, SecurityEvent, User
 from tests.conftest import reauthenticate, sign_in
-from tests.test_mfa import enable_totp
+from tests.helpers import enable_totp
 
 
 def test_the_portal_layout_has_navigation_and_a_user_menu(alice_client: Client) -> None:

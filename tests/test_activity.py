@@ -21,7 +21,7 @@ from tenantry.engines.sqlite import SQLiteEngine
 from tenantry.operations.models import Operation
 from tenantry.operations.sweep import sweep
 from tests.conftest import api, client_for, reauthenticate
-from tests.test_databases import run_pending
+from tests.helpers import run_pending
 
 pytestmark = pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
 CHANNELS = ["portal", "api", "cli"]

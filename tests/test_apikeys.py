@@ -8,7 +8,7 @@ from django.test import Client
 from django.utils import timezone
 
 from tenantry.accounts.models import ApiKey, SecurityEvent, User
-from tests.conftest import PASSWORD, client_for, make_account, reauthenticate, sign_in
+from tests.conftest import PASSWORD, client_for, make_account, reauthenticate
 
 
 def developer(client: Client) -> None:
@@ -115,8 +115,7 @@ def test_turning_developer_mode_on_asks_for_the_password_and_off_does_not(
     earlier = client_for(alice)
     developer(earlier)
     raw = create_key(earlier)
-    late = Client()
-    sign_in(late, alice.email)
+    late = client_for(alice)  # signed in, but not recently asked for the password
     assert late.post("/account/security/developer-mode/", {"enabled": "0"}).status_code == 302
     assert me(raw).status_code == 401
     response = late.post("/account/security/developer-mode/", {"enabled": "1"})
@@ -143,12 +142,11 @@ def test_nobody_can_revoke_someone_elses_key(alice_client: Client, bob: User) ->
     assert me(raw).status_code == 200
 
 
-def test_revoking_needs_reauthentication(alice_client: Client) -> None:
+def test_revoking_needs_reauthentication(alice_client: Client, alice: User) -> None:
     developer(alice_client)
     create_key(alice_client)
     key = ApiKey.objects.get()
-    late = Client()
-    sign_in(late, "alice@example.com")
+    late = client_for(alice)  # signed in, but not recently asked for the password
     response = late.post(f"/account/security/api-keys/{key.pk}/revoke/")
     assert response["Location"].startswith("/accounts/reauthenticate/")
     key.refresh_from_db()

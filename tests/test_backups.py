@@ -44,8 +44,8 @@ from tenantry.settings import _backup_storage
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tests.conftest import api, client_for, make_account, reauthenticate
+from tests.helpers import run_pending
 from tests.smtp import HOST, free_port
-from tests.test_databases import run_pending
 
 DAILY_TASK = "tenantry.backups.store.write_daily"
 # The tests that need no second engine: what they check does not depend on it.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import pytest
 from playwright.sync_api import (
     Browser,
     Page,
@@ -17,16 +18,16 @@ from playwright.sync_api import (
 )
 from pytest_django.live_server_helper import LiveServer
 
-from tests.browser import Console, confirm_password, new_page
-from tests.conftest import totp_code
+from tests.browser import TIMEOUT_MS, Console, confirm_password, new_page
+from tests.conftest import PASSWORD, totp_code
+
+pytestmark = pytest.mark.slow
 
 if TYPE_CHECKING:
     from tests.smtp import SMTPServer
 
 
 EMAIL = "newcomer@example.com"
-PASSWORD = "correct horse battery staple"
-TIMEOUT_MS = 15_000
 SCREENSHOT = "/tmp/security.png"  # noqa: S108 (for a person to look at, not read back)
 
 

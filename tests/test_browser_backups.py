@@ -8,6 +8,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, expect
 from pytest_django.live_server_helper import LiveServer
 
@@ -17,9 +18,19 @@ from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.browser import Console, Worker, confirm_password, htmx_polls, sign_in
+from tests.browser import (
+    TIMEOUT_MS,
+    Console,
+    Worker,
+    confirm_password,
+    htmx_polls,
+    manage,
+    sign_in,
+    watch_until_done,
+)
 from tests.conftest import make_account
-from tests.test_browser_databases import TIMEOUT_MS, manage, watch_until_done
+
+pytestmark = pytest.mark.slow
 
 EMAIL = "erin@example.com"
 

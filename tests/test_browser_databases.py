@@ -10,43 +10,31 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import (
     Browser,
-    Page,
     expect,
 )
 from pytest_django.live_server_helper import LiveServer
 
 from tenantry.databases.models import Database
 from tenantry.engines.fleet import engine_for
-from tests.browser import Console, Worker, confirm_password, htmx_polls, sign_in
+from tests.browser import (
+    TIMEOUT_MS,
+    Console,
+    Worker,
+    confirm_password,
+    htmx_polls,
+    manage,
+    sign_in,
+    watch_until_done,
+)
 from tests.conftest import make_account
 
+pytestmark = pytest.mark.slow
+
 EMAIL = "dana@example.com"
-TIMEOUT_MS = 15_000
-# An operation waits for the worker's next poll (1 s), then runs; the page polls every second.
-OPERATION_TIMEOUT_MS = 30_000
 SCREENSHOT = "/tmp/manager.png"  # noqa: S108 (for a person to look at, not read back)
-
-
-def manage(page: Page, name: str, action: str) -> None:
-    """Open a database's Manage menu (a <details>) in the list and choose an action."""
-    row = page.locator(f"#db-{name}")
-    row.get_by_label(f"Manage {name}").click()
-    row.get_by_role("link", name=action, exact=True).click()
-
-
-def watch_until_done(page: Page, polls: list[str]) -> None:
-    """The operation page updates by itself: htmx polls until "Done.", with no reload."""
-    page.evaluate("window.notReloaded = true")
-    status = page.locator("#progress .status")
-    expect(status).to_contain_text("Done.", timeout=OPERATION_TIMEOUT_MS)
-    expect(status).to_have_attribute("data-state", "done")
-    expect(page.locator("#progress progress")).to_have_attribute("value", "100")
-    assert page.evaluate("window.notReloaded") is True, "the page was reloaded"
-    assert polls, "htmx never polled the progress"
-    # Once done, the progress part stops polling.
-    expect(page.locator("#progress")).not_to_have_attribute("hx-trigger", re.compile(".*"))
 
 
 def test_create_duplicate_rename_and_delete_databases(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tenantry.databases import lifecycle
@@ -15,6 +16,8 @@ from tenantry.databases.models import Database
 from tenantry.operations.tasks import run_operation
 from tests.browser import Console, new_page, sign_in
 from tests.conftest import make_account
+
+pytestmark = pytest.mark.slow
 
 OWNER = "owner@example.com"
 NAME = "northwind-trading-international-warehouse-logistics-and-finance"

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
-from tests.browser import Console, Worker, confirm_password, new_page, sign_in
+from tests.browser import TIMEOUT_MS, Console, Worker, confirm_password, new_page, sign_in
 from tests.conftest import PASSWORD, make_account
 from tests.smtp import SMTPServer
 
+pytestmark = pytest.mark.slow
+
 OWNER, KNOWN, NEWCOMER = "olga@example.com", "kim@example.com", "nina@example.com"
-TIMEOUT_MS = 15_000
 
 
 def link(smtp: SMTPServer, email: str) -> str:

@@ -7,17 +7,19 @@ http://acme.localhost:<port>, which Chromium resolves to this machine.
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import Browser, expect
 
 from tenantry.databases.models import Database
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.browser import Console, new_page
+from tests.browser import TIMEOUT_MS, Console, new_page
 from tests.conftest import PASSWORD, make_account
+
+pytestmark = pytest.mark.slow
 
 EMAIL = "erin@example.com"
 DB_PASSWORD = "only for acme, 2026"
-TIMEOUT_MS = 15_000
 
 
 def test_connect_add_a_contact_and_sign_in_with_a_database_password(

@@ -5,11 +5,8 @@ from __future__ import annotations
 import http.client
 import http.cookiejar
 import json
-import os
 import re
-import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -18,37 +15,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-TENANTRY = str(Path(sys.executable).parent / "tenantry")
-PASSWORD = "correct horse battery staple"
+from tests.conftest import PASSWORD
+from tests.helpers import TENANTRY, env_for, tenantry
+from tests.postgres import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
-
-
-def env_for(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DJANGO_"))}
-    env.update(TENANTRY_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT))
-    return env
-
-
-def tenantry(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TENANTRY, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env_for(data_dir),
-        timeout=120,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -14,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import PASSWORD
+from tests.helpers import TENANTRY, env_for, tenantry
 from tests.postgres import PostgresServer
-from tests.test_cli import PASSWORD, TENANTRY, env_for, tenantry
+
+pytestmark = pytest.mark.slow
 
 # A filestore of many files makes the file-copy and file-removal steps last long enough to
 # be interrupted at a known point.
@@ -93,14 +97,22 @@ def wait_for(data_dir: Path, condition: Callable[[str, int], bool], timeout: flo
     raise AssertionError(f"timed out; the operation is {row}")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
-    """A data dir with an account and a database `acme` holding data and many files."""
-    data_dir = tmp_path / "data"
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir with its tables and an account, made once: each test starts from a copy."""
+    data_dir = tmp_path_factory.mktemp("migrated") / "data"
     assert tenantry(data_dir, "migrate", "-v0").returncode == 0
     result = tenantry(data_dir, "accounts", "create", "op@example.com", "--password-stdin",
                       "--verified", stdin=PASSWORD)  # fmt: skip
     assert result.returncode == 0, result.stderr
+    return data_dir
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def setup(request: pytest.FixtureRequest, migrated: Path, tmp_path: Path) -> Iterator[Path]:
+    """A data dir with an account and a database `acme` holding data and many files."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(migrated, data_dir)
     if request.param == "postgresql":
         pg: PostgresServer = request.getfixturevalue("pg_server")
         assert (

@@ -19,18 +19,12 @@ from tenantry.engines.fleet import engine_for, server_engine, sqlite_engine
 from tenantry.engines.models import Server
 from tenantry.operations.models import Operation
 from tenantry.operations.sweep import sweep
-from tenantry.operations.tasks import run_operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tenantry.workspace.releases import LATEST
 from tests.conftest import PASSWORD, api, client_for, database_records, reauthenticate
+from tests.helpers import run_pending
 from tests.postgres import free_port
-
-
-def run_pending() -> None:
-    """What the worker does: run every operation that waits."""
-    for operation in Operation.objects.filter(state="queued"):
-        run_operation.call(operation.pk)
 
 
 @pytest.fixture
@@ -446,6 +440,7 @@ def test_the_api_answers_members_403_and_outsiders_404(
 
 def test_the_manager_page_makes_the_same_queries_for_5_or_100_databases(owner: User) -> None:
     client = client_for(owner)
+    client.get("/databases/")  # the first request records the session (allauth's usersessions)
     database_records(owner, 5, "few")
     with CaptureQueriesContext(connection) as few:
         assert client.get("/databases/").status_code == 200

@@ -20,8 +20,8 @@ from tenantry.operations.tasks import run_operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tests.conftest import make_account
+from tests.helpers import killed_while_holding, run_again, write
 from tests.postgres import PostgresServer
-from tests.test_operations import killed_while_holding, run_again, write
 
 
 def tenantry(*args: str) -> str:

@@ -14,7 +14,6 @@ from datetime import timedelta
 from email.message import EmailMessage
 
 import pytest
-from django.contrib.auth.hashers import make_password
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, TestCase
 from django.utils import timezone
@@ -32,37 +31,23 @@ from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tenantry.workspace.mail import queue_mail
 from tests.conftest import PASSWORD, api, client_for, reauthenticate, totp_code
+from tests.helpers import (
+    DB_PASSWORD,
+    PORTAL_ORIGIN,
+    connect_token,
+    enable_totp,
+    host,
+    set_db_password,
+    sign_in_db,
+    signed_in,
+    visitor,
+)
 from tests.smtp import SMTPServer
-from tests.test_mfa import enable_totp
-
-DB_PASSWORD = "a database-only passphrase 42"
-
-
-def host(name: str) -> str:
-    return f"{name}.localhost"
-
-
-def visitor(name: str) -> Client:
-    return Client(HTTP_HOST=host(name))
-
-
-def sign_in_db(client: Client, login: str, password: str) -> str:
-    """Post the database's sign-in form; returns where it sends the person next."""
-    response = client.post("/login/", {"login": login, "password": password})
-    if response.status_code != 302:
-        errors = response.context["form"].non_field_errors()
-        return " ".join(errors)
-    return response["Location"]
 
 
 def is_signed_in(client: Client) -> bool:
     response = client.get("/")
     return response.status_code == 200 and b"Sign out" in response.content
-
-
-def set_db_password(database: Database, login: str, password: str) -> None:
-    with tenant.using(database) as db:
-        ws.User.objects.using(db).filter(login=login).update(password=make_password(password))
 
 
 @pytest.fixture
@@ -263,18 +248,6 @@ def test_the_account_password_is_rate_limited_across_databases(acme: Database, o
 # Connect
 
 
-# What a browser sends with the portal's Connect form (its page asks for the origin).
-PORTAL_ORIGIN = "http://127.0.0.1:8000"
-
-
-def connect_token(client: Client, name: str) -> str:
-    response = client.post(f"/databases/{name}/connect/")
-    assert response.status_code == 200
-    assert response["Cache-Control"] == "no-store"
-    assert response["Referrer-Policy"] == "strict-origin"
-    return response.context["token"]  # type: ignore[no-any-return]
-
-
 def test_connect_opens_the_database_signed_in_once(acme: Database, owner: User) -> None:
     portal = client_for(owner)
     token = connect_token(portal, "acme")
@@ -342,12 +315,6 @@ def test_a_page_elsewhere_cannot_sign_a_visitor_in_to_the_attackers_database(
 
 
 # Pages
-
-
-def signed_in(database: Database, user: User) -> Client:
-    client = visitor(database.name or "")
-    assert sign_in_db(client, user.email, PASSWORD) == "/"
-    return client
 
 
 def test_contacts_and_attachments(acme: Database, owner: User) -> None:

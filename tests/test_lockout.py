@@ -24,11 +24,10 @@ from tenantry.databases.models import Database
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tests.conftest import PASSWORD, client_for, database_records, reauthenticate, totp_code
-from tests.test_mfa import enable_totp
+from tests.helpers import DB_PASSWORD, enable_totp
 
 OWNER_ADDRESS = "198.51.100.7"
 ATTACKER_ADDRESS = "203.0.113.66"
-DB_PASSWORD = "a database-only passphrase 42"
 
 
 def at(address: str, **headers: str) -> Client:

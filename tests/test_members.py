@@ -23,6 +23,7 @@ from tenantry.operations.models import Operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tests.conftest import PASSWORD, api, client_for, make_account, reauthenticate, run_tasks
+from tests.helpers import DB_PASSWORD, run_pending, sign_in_db
 from tests.smtp import SMTPServer
 
 
@@ -366,9 +367,6 @@ def test_the_sweep_purges_invitations_a_month_after_they_expire(
 def test_a_restored_backup_does_not_bring_a_removed_user_back(
     acme: Database, owner: User, member: User
 ) -> None:
-    from tests.test_databases import run_pending
-    from tests.test_gateway import DB_PASSWORD, sign_in_db
-
     [invitation] = members.invite(acme, [member.email], "user", by=owner)
     members.accept(invitation, member)
     # The member sets a password of their own in the database, and keeps a session open.

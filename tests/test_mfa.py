@@ -2,22 +2,11 @@ from __future__ import annotations
 
 from allauth.mfa.adapter import get_adapter as get_mfa_adapter
 from allauth.mfa.models import Authenticator
-from django.test import Client, TestCase
+from django.test import Client
 
 from tenantry.accounts.models import SecurityEvent, User
 from tests.conftest import PASSWORD, reauthenticate, sign_in, totp_code
-
-
-def enable_totp(client: Client) -> str:
-    """Turn on TOTP through the pages, as a person would; return the secret."""
-    response = client.get("/accounts/2fa/totp/activate/")
-    assert response.status_code == 200, response
-    secret = response.context["form"].secret
-    # allauth sends its signals and mails on commit, which a test transaction never reaches.
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        response = client.post("/accounts/2fa/totp/activate/", {"code": totp_code(secret)})
-    assert response.status_code == 302
-    return secret
+from tests.helpers import enable_totp
 
 
 def test_enabling_2fa_asks_to_reauthenticate_first(alice_client: Client) -> None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import io
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import timedelta
 
 import pytest
@@ -27,40 +24,7 @@ from tenantry.portal.management.commands._server import make_worker
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tests.conftest import api
-
-
-def killed_while_holding(hold: AbstractContextManager[None]) -> None:
-    """Enter `hold` in a child process that is then killed (kill -9), as a worker may be."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            with hold:
-                os.kill(os.getpid(), signal.SIGKILL)
-        finally:
-            os._exit(1)
-    deadline = time.monotonic() + 60
-    while os.waitpid(pid, os.WNOHANG) == (0, 0):  # still running
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise AssertionError("the child did not get to its hold within a minute")
-        time.sleep(0.05)
-
-
-def run_again(operation: Operation) -> Operation:
-    """What follows a worker killed in the middle of the operation: it goes quiet, another
-    worker is handed it and runs it again."""
-    long_ago = timezone.now() - timedelta(minutes=5)
-    Operation.objects.filter(pk=operation.pk).update(state="running", heartbeat_at=long_ago)
-    assert recover() == 1
-    run_operation.call(operation.pk)
-    operation.refresh_from_db()
-    return operation
-
-
-def write(database: Database) -> None:
-    with tenant.using(database) as db:
-        ws.Contact.objects.using(db).create(name="written by a user")
+from tests.helpers import killed_while_holding, run_again, write
 
 
 def test_a_stalled_operation_is_queued_again_once_and_then_finished(owner: User) -> None:

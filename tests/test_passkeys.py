@@ -19,12 +19,13 @@ from playwright.sync_api import (
 )
 from pytest_django.live_server_helper import LiveServer
 
-from tests.browser import Console
+from tests.browser import TIMEOUT_MS, Console
 from tests.conftest import PASSWORD, make_account
+
+pytestmark = pytest.mark.slow
 
 EMAIL = "pat@example.com"
 KEY_NAME = "Pat's laptop"
-TIMEOUT_MS = 15_000
 SCREENSHOT = "/tmp/passkeys.png"  # noqa: S108 (for a person to look at, not read back)
 
 # A platform authenticator that can hold discoverable credentials (needed for passkey login)

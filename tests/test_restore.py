@@ -28,8 +28,7 @@ from tenantry.engines.fleet import engine_for, sqlite_engine
 from tenantry.operations.models import Operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.test_databases import run_pending
-from tests.test_gateway import signed_in
+from tests.helpers import run_pending, signed_in
 
 # Every table of the workspace app; its identity (uuid) is compared on its own.
 TABLES = [m for m in apps.get_app_config("workspace").get_models() if m is not ws.Settings]

@@ -19,8 +19,7 @@ from tenantry.accounts.models import User
 from tenantry.databases import lifecycle
 from tenantry.settings import caches_for
 from tests.conftest import PASSWORD, make_account, reauthenticate, sign_in, totp_code
-from tests.test_cli import TENANTRY, env_for
-from tests.test_mfa import enable_totp
+from tests.helpers import TENANTRY, enable_totp, env_for
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:

@@ -24,9 +24,8 @@ from tenantry.workspace import jobs, tenant
 from tenantry.workspace import models as ws
 from tenantry.workspace.mail import queue_mail
 from tests.conftest import client_for
+from tests.helpers import host, run_pending, signed_in
 from tests.smtp import SMTPServer
-from tests.test_databases import run_pending
-from tests.test_gateway import host, signed_in
 
 CUSTOMER = "customer@example.com"
 

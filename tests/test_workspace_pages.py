@@ -17,7 +17,7 @@ from tenantry.operations.tasks import run_operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tests.conftest import client_for
-from tests.test_gateway import (
+from tests.helpers import (
     DB_PASSWORD,
     PORTAL_ORIGIN,
     connect_token,

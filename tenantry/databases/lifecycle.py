@@ -187,9 +187,10 @@ def undo_duplicate(operation: Operation) -> None:
 
 def start_delete(database: Database, *, by: User | None) -> Operation:
     with activity.refusals(database, activity.Kind.DELETE, by=by):
+        database.refuse_if_expired()
         refusal = database.deletion_refusal()
-        if refusal:
-            raise ValidationError(refusal, code="forbidden")
+        if refusal:  # linked to a subscription
+            raise ValidationError(refusal, code="linked")
         if database.status != Database.Status.ACTIVE:
             raise ValidationError(
                 f"“{database.name}” is being changed and cannot be deleted now.", code="busy"

@@ -1,0 +1,154 @@
+"""Plain helpers shared by several test files (fixtures live in conftest.py and browser.py).
+
+A test file imports from here, from conftest.py or from the servers' modules, never from
+another test file: importing a test file would also collect its tests a second time under
+another name and tie the two files' edits together.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from pathlib import Path
+
+from django.contrib.auth.hashers import make_password
+from django.test import Client, TestCase
+from django.utils import timezone
+
+from tenantry.accounts.models import User
+from tenantry.databases.models import Database
+from tenantry.operations.models import Operation
+from tenantry.operations.tasks import recover, run_operation
+from tenantry.workspace import models as ws
+from tenantry.workspace import tenant
+from tests.conftest import PASSWORD, totp_code
+
+# Operations
+
+
+def run_pending() -> None:
+    """What the worker does: run every operation that waits."""
+    for operation in Operation.objects.filter(state="queued"):
+        run_operation.call(operation.pk)
+
+
+def killed_while_holding(hold: AbstractContextManager[None]) -> None:
+    """Enter `hold` in a child process that is then killed (kill -9), as a worker may be."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with hold:
+                os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(1)
+    deadline = time.monotonic() + 60
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):  # still running
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the child did not get to its hold within a minute")
+        time.sleep(0.05)
+
+
+def run_again(operation: Operation) -> Operation:
+    """What follows a worker killed in the middle of the operation: it goes quiet, another
+    worker is handed it and runs it again."""
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Operation.objects.filter(pk=operation.pk).update(state="running", heartbeat_at=long_ago)
+    assert recover() == 1
+    run_operation.call(operation.pk)
+    operation.refresh_from_db()
+    return operation
+
+
+def write(database: Database) -> None:
+    with tenant.using(database) as db:
+        ws.Contact.objects.using(db).create(name="written by a user")
+
+
+# The portal's two-factor authentication
+
+
+def enable_totp(client: Client) -> str:
+    """Turn on TOTP through the pages, as a person would; return the secret."""
+    response = client.get("/accounts/2fa/totp/activate/")
+    assert response.status_code == 200, response
+    secret = response.context["form"].secret
+    # allauth sends its signals and mails on commit, which a test transaction never reaches.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post("/accounts/2fa/totp/activate/", {"code": totp_code(secret)})
+    assert response.status_code == 302
+    return secret
+
+
+# A database at its own address (TENANTRY_BASE_DOMAIN is `localhost` in the tests)
+
+DB_PASSWORD = "a database-only passphrase 42"
+# What a browser sends with the portal's Connect form (its page asks for the origin).
+PORTAL_ORIGIN = "http://127.0.0.1:8000"
+
+
+def host(name: str) -> str:
+    return f"{name}.localhost"
+
+
+def visitor(name: str) -> Client:
+    return Client(HTTP_HOST=host(name))
+
+
+def sign_in_db(client: Client, login: str, password: str) -> str:
+    """Post the database's sign-in form; returns where it sends the person next."""
+    response = client.post("/login/", {"login": login, "password": password})
+    if response.status_code != 302:
+        errors = response.context["form"].non_field_errors()
+        return " ".join(errors)
+    return response["Location"]
+
+
+def signed_in(database: Database, user: User) -> Client:
+    """A client signed in to the database's own pages with the account's password."""
+    client = visitor(database.name or "")
+    assert sign_in_db(client, user.email, PASSWORD) == "/"
+    return client
+
+
+def set_db_password(database: Database, login: str, password: str) -> None:
+    with tenant.using(database) as db:
+        ws.User.objects.using(db).filter(login=login).update(password=make_password(password))
+
+
+def connect_token(client: Client, name: str) -> str:
+    """Ask the portal (`client` is signed in there) for a Connect token to database `name`."""
+    response = client.post(f"/databases/{name}/connect/")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    assert response["Referrer-Policy"] == "strict-origin"
+    return response.context["token"]  # type: ignore[no-any-return]
+
+
+# The `tenantry` command, as a real process on a data dir of its own
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANTRY = str(Path(sys.executable).parent / "tenantry")
+
+
+def env_for(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DJANGO_"))}
+    env.update(TENANTRY_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT))
+    return env
+
+
+def tenantry(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TENANTRY, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env_for(data_dir),
+        timeout=120,
+    )
