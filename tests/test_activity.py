@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from tenantry.accounts.models import User
+from tenantry.backups import archive
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Activity, Database, Membership
 from tenantry.engines.base import EngineError
@@ -185,6 +187,35 @@ def test_duplicate_delete_and_invite_write_entries_that_take_the_operations_end(
     entry = Activity.objects.filter(database_uuid=copy.uuid, kind="delete").get()
     assert (entry.result, entry.database, entry.database_name) == ("done", None, "shop-copy")
     assert (entry.actor, entry.channel) == (expected_actor(channel, owner), channel)
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_a_restore_into_a_new_database_is_recorded_through_each_channel(
+    engine_kind: str, transactional_db: None, owner: User, channel: str, tmp_path: Path
+) -> None:
+    shop = lifecycle.create("shop", by=owner)
+    zipped = tmp_path / "shop.zip"
+    zipped.write_bytes(b"".join(archive.stream(shop)))
+    if channel == "portal":
+        client = client_for(owner)
+        with zipped.open("rb") as file:
+            form = {"file": file, "name": "shop-two", "identity": "copy"}
+            assert client.post("/databases/restore/", form).status_code == 302
+    elif channel == "api":
+        with zipped.open("rb") as file:
+            answer = api(owner).post("/api/v1/databases/shop-two/restore", {"file": file})
+            assert answer.status_code == 202, answer.content
+    else:
+        call_command(
+            "db", "restore", "shop-two", "--file", str(zipped), "--owner", owner.email,
+            stdout=io.StringIO(),
+        )  # fmt: skip
+    run_pending()
+    restored = Database.objects.get(name="shop-two")
+    entry = last(restored)
+    assert (entry.kind, entry.result, entry.channel) == ("restore", "done", channel)
+    assert entry.detail.startswith("from a backup of ") and entry.detail.endswith("as a copy")
+    assert entry.actor == owner.email  # the CLI names the new database's administrator
 
 
 def test_a_failed_operation_s_entry_says_why(
