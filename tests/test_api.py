@@ -51,7 +51,10 @@ def test_a_method_a_path_does_not_take_answers_a_json_405(db: None) -> None:
     response = Client().delete("/api/v1/me")
     assert (response.status_code, response["Content-Type"]) == (405, JSON)
     assert response["Allow"] == "GET"
-    assert response.json() == {"detail": "DELETE is not allowed here: use GET."}
+    assert response.json() == {
+        "detail": "DELETE is not allowed here: use GET.",
+        "code": "method_not_allowed",
+    }
     response = Client().put("/api/v1/databases", {"name": "acme"}, content_type="application/json")
     assert response.status_code == 405
     assert sorted(response["Allow"].split(", ")) == ["GET", "POST"]
@@ -66,7 +69,8 @@ def test_a_body_over_the_upload_limit_answers_a_json_413(owner: User, settings: 
     )
     assert (response.status_code, response["Content-Type"]) == (413, JSON)
     assert response.json() == {
-        "detail": "The request body is over the limit of 1000 bytes (uploaded files aside)."
+        "detail": "The request body is over the limit of 1000 bytes (uploaded files aside).",
+        "code": "too_large",
     }
     # The same for a multipart form, whose fields (not its files) count.
     response = client.post("/api/v1/databases/acme/restore", {"backup": "1" * 2000})
@@ -80,7 +84,7 @@ def responses(schema: dict[str, Any], method: str, path: str) -> dict[str, Any]:
 
 def test_openapi_lists_every_error_with_its_schema(db: None) -> None:
     schema = Client().get("/api/v1/openapi.json").json()
-    assert schema["components"]["schemas"]["Error"]["required"] == ["detail"]
+    assert schema["components"]["schemas"]["Error"]["required"] == ["detail", "code"]
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     create = responses(schema, "post", "/api/v1/databases")
     assert set(create) == {"201", "400", "401", "409", "413", "422", "429", "503"}
@@ -119,7 +123,8 @@ def test_too_many_wrong_keys_from_one_address_hold_it_off_a_minute(
     assert response["Retry-After"] == "60"
     assert response.json() == {
         "detail": "Too many requests with a wrong API key came from your address. "
-        "Try again in 60 seconds."
+        "Try again in 60 seconds.",
+        "code": "rate_limited",
     }
     assert guesser.get("/api/v1/me").status_code == 429
     # Another address is not held off.

@@ -469,7 +469,7 @@ def test_only_administrators_see_download_and_restore_stored_backups(
     assert web.get("/databases/shop/restore/").status_code == 200
     page = web.get(f"/databases/shop/restore/?backup={saved.pk}").content.decode()
     assert f'name="backup" value="{saved.pk}"' in page
-    assert [b["id"] for b in key.get("/api/v1/databases/shop/backups").json()] == [saved.pk]
+    assert [b["id"] for b in key.get("/api/v1/databases/shop/backups").json()["data"]] == [saved.pk]
     response = key.get(f"/api/v1/databases/shop/backups/{saved.pk}/download")
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == data  # type: ignore[attr-defined]
@@ -546,7 +546,7 @@ def test_a_backup_of_another_database_or_an_upload_is_never_reachable(
         replace = {"backup": other.pk, "replace": "true"}
         assert key.post("/api/v1/databases/shop/restore", replace).status_code == 404
         assert key.post("/api/v1/databases/stolen/restore", {"backup": other.pk}).status_code == 404
-        listed = [b["id"] for b in key.get("/api/v1/databases/shop/backups").json()]
+        listed = [b["id"] for b in key.get("/api/v1/databases/shop/backups").json()["data"]]
         assert other.pk not in listed
         assert f"backup-{other.pk}" not in web.get("/databases/shop/backups/").content.decode()
     assert state() == before

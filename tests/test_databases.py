@@ -248,7 +248,7 @@ def test_an_expired_database_can_only_be_downloaded_or_backed_up(
     assert Database.objects.count() == 1
     # What remains: its download and its backups.
     assert key.get("/api/v1/databases/acme/download").status_code == 200
-    assert key.get("/api/v1/databases/acme/backups").json()[0]["id"] == backup.pk
+    assert key.get("/api/v1/databases/acme/backups").json()["data"][0]["id"] == backup.pk
     assert portal.get("/databases/acme/backups/").status_code == 200
 
 
@@ -333,7 +333,7 @@ def test_the_api_creates_lists_renames_duplicates_and_deletes(
     response = client.post("/api/v1/databases", {"name": "api-db"}, content_type="application/json")
     assert response.status_code == 201, response.content
     assert response.json()["engine"] == engine_kind and response.json()["role"] == "admin"
-    assert [d["name"] for d in client.get("/api/v1/databases").json()] == ["api-db"]
+    assert [d["name"] for d in client.get("/api/v1/databases").json()["data"]] == ["api-db"]
 
     response = client.patch(
         "/api/v1/databases/api-db", {"name": "api-db2"}, content_type="application/json"

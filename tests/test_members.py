@@ -259,7 +259,7 @@ def test_the_api_lists_invites_and_removes(acme: Database, owner: User, member: 
         content_type="application/json",
     )  # fmt: skip
     assert response.status_code == 201
-    rows = key.get("/api/v1/databases/acme/users").json()
+    rows = key.get("/api/v1/databases/acme/users").json()["data"]
     assert {"email": "new@example.com", "role": "admin", "status": "invited"} in rows
     assert {"email": owner.email, "role": "admin", "status": "member"} in rows
     assert key.delete("/api/v1/databases/acme/users/new@example.com").status_code == 204

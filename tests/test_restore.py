@@ -413,7 +413,7 @@ def test_the_api_restores_a_stored_backup_and_refuses_clearly(shop: Database, ow
 
     backup = store.make(shop, Backup.Kind.DAILY)
     client = api(owner)
-    listed = client.get("/api/v1/databases/shop/backups").json()
+    listed = client.get("/api/v1/databases/shop/backups").json()["data"]
     assert [b["id"] for b in listed] == [backup.pk]
     response = client.post("/api/v1/databases/shop/restore", {"backup": backup.pk})
     assert response.status_code == 409 and "replace=true" in response.json()["detail"]

@@ -1,18 +1,26 @@
-"""The REST API under /api/v1/: every portal action, authenticated by an API key."""
+"""The REST API under /api/v1/: every portal action, authenticated by an API key.
+
+Its conventions, for whoever writes a client (README, "The REST API"): errors are
+`{"detail", "code"}` and declared on every operation; lists are pages `{"data", "has_more",
+"next_cursor"}`; a long action answers 202 with the operation and its Location; a POST may
+carry an Idempotency-Key (api.middleware), as may any request a request id.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import math
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from functools import wraps
 from typing import Any
-from uuid import UUID
 
 from allauth.core.internal import ratelimit
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -24,21 +32,42 @@ from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from ninja import File, Form, NinjaAPI, Schema, Status, UploadedFile
+from ninja import NinjaAPI, Path, Query, Status
 from ninja.errors import AuthenticationError, ValidationError
 from ninja.security import HttpBearer
+from pydantic import ValidationError as PydanticError
 
 from tenantry.accounts.models import ApiKey, User
+from tenantry.api import schemas as s
 from tenantry.backups import restore
-from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle, members
 from tenantry.databases.access import get_backup, get_database, get_operation
-from tenantry.databases.models import Activity, Database, Membership, normalize_name
+from tenantry.databases.models import Database, Membership, normalize_name
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import Operation
 
 # The rate limit, in ACCOUNT_RATE_LIMITS, on wrong keys from one client address.
 FAILED_KEYS = "api_key_failed"
+# Seconds a client should wait before polling an operation again, or retrying a busy database.
+POLL_SECONDS = 2
+
+TAGS = [
+    {"name": "Account", "description": "The account that owns the API key."},
+    {"name": "Databases", "description": "Create, list, rename, duplicate and delete them."},
+    {"name": "Backups", "description": "Download, list and restore backups of a database."},
+    {"name": "Users", "description": "Who may use a database: users and invitations."},
+    {"name": "Activity", "description": "Who did what to a database."},
+    {"name": "Operations", "description": "The progress of long actions."},
+]
+
+DESCRIPTION = """Manage your Tenantry account and databases.
+
+Send an API key as `Authorization: Bearer tnt_…` (keys are made on the Connection & security
+page once developer mode is on). Errors are `{"detail": sentence, "code": machine_code}`.
+Lists are pages: `{"data": [...], "has_more": bool, "next_cursor": str|null}`, with `limit` and
+`cursor`. Long actions answer `202` with the operation and `Location: /api/v1/operations/{id}`;
+poll it until its `state` is `done` or `failed`. Any POST may carry an `Idempotency-Key`: the
+same key and body within 24 hours answer the first answer again and do nothing twice."""
 
 
 class TooManyFailedKeys(Exception):
@@ -55,6 +84,12 @@ def _consume_key_failure(request: HttpRequest, dry_run: bool = False) -> bool:
 
 
 class ApiKeyAuth(HttpBearer):
+    openapi_bearerFormat = "tnt_…"
+    openapi_description = (
+        "An API key of the account: `tnt_` and 40 characters, made on the Connection & "
+        "security page (developer mode on) or with `tenantry apikeys create`."
+    )
+
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
         # Failures count per client address, and a good key does not clear them: else a
         # guesser's own valid key would reset the count between guesses.
@@ -68,29 +103,59 @@ class ApiKeyAuth(HttpBearer):
         return key
 
 
-api = NinjaAPI(
+class TenantryAPI(NinjaAPI):
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
+        schema = super().get_openapi_schema(*args, **kwargs)
+        # The restore's multipart body by name (ninja would name it after the function).
+        restore_body = s.RestoreDatabaseRequest.model_json_schema()
+        restore_body["properties"]["file"] = {
+            "type": "string",
+            "format": "binary",
+            "description": "A backup ZIP (as the portal and the downloads make them).",
+        }
+        schema["components"]["schemas"]["RestoreDatabaseRequest"] = restore_body
+        schema["servers"] = [{"url": settings.PORTAL_URL, "description": "This Tenantry."}]
+        return schema
+
+
+api = TenantryAPI(
     title="Tenantry API",
     version="1",
-    description="Manage your Tenantry account and databases. Send `Authorization: Bearer tnt_…`.",
+    description=DESCRIPTION,
     auth=ApiKeyAuth(),
     urls_namespace="api",
+    openapi_extra={
+        "info": {"contact": {"name": "Tenantry", "url": "https://github.com/tenantry/tenantry"}},
+        "tags": TAGS,
+    },
 )
 
+# Each status's code when the answer gives none of its own.
+CODES = {
+    400: s.ErrorCode.INVALID,
+    401: s.ErrorCode.UNAUTHORIZED,
+    403: s.ErrorCode.FORBIDDEN,
+    404: s.ErrorCode.NOT_FOUND,
+    405: s.ErrorCode.METHOD_NOT_ALLOWED,
+    409: s.ErrorCode.BUSY,
+    413: s.ErrorCode.TOO_LARGE,
+    422: s.ErrorCode.INVALID_REQUEST,
+    429: s.ErrorCode.RATE_LIMITED,
+    503: s.ErrorCode.UNAVAILABLE,
+}
+# A refusal's code, from the verbs (see databases.lifecycle), and its status; any other is 400.
+STATUSES = {"forbidden": 403, "busy": 409, "taken": 409, "exists": 409, "throttled": 429}
 
-class Error(Schema):
-    """Every error's answer: a sentence saying what went wrong."""
 
-    detail: str
-
-
-def errors(*statuses: int) -> dict[int, type[Error]]:
+def errors(*statuses: int) -> dict[int, type[s.Error]]:
     """An operation's error answers, for the OpenAPI description: `statuses`, and those of
-    every operation (401 without a valid key, 429 after too many wrong keys from the address)."""
-    return dict.fromkeys(sorted({401, 429, *statuses}), Error)
+    every operation (401 without a valid key, 429 past a rate limit)."""
+    return dict.fromkeys(sorted({401, 429, *statuses}), s.Error)
 
 
-def error(request: HttpRequest, message: str, status: int) -> HttpResponse:
-    return api.create_response(request, {"detail": message}, status=status)
+def error(request: HttpRequest, message: str, status: int, code: str = "") -> HttpResponse:
+    body = {"detail": message, "code": code or CODES[status]}
+    return api.create_response(request, body, status=status)
 
 
 @csrf_exempt  # a POST to a path the API lacks is a 404, not a CSRF failure
@@ -166,36 +231,20 @@ def invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     return error(request, "Invalid request: " + "; ".join(problems) + ".", 422)
 
 
-class MeOut(Schema):
-    email: str
-    name: str
-    company: str
-    phone: str
-    country: str
-    developer_mode: bool
-    two_factor: bool
-    date_joined: datetime
-
-    @staticmethod
-    def resolve_two_factor(user: User) -> bool:
-        return user.has_2fa
-
-
-@api.get("/me", response={200: MeOut} | errors(), summary="The account that owns the API key")
-def me(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
-
-
-# A refusal's code, from the verbs (see databases.lifecycle), and its status; any other is 400.
-STATUSES = {"forbidden": 403, "busy": 409, "taken": 409, "exists": 409, "throttled": 429}
+@api.exception_handler(Http404)
+def missing(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return error(request, str(exc) or "Not found.", 404)
 
 
 @api.exception_handler(DjangoValidationError)
 def refused(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
     code = getattr(exc, "code", None) or "invalid"
-    response = error(request, " ".join(exc.messages), STATUSES.get(code, 400))
+    status = STATUSES.get(code, 400)
+    response = error(request, " ".join(exc.messages), status, code)
     if code == "throttled":  # a limit of the day: tomorrow
         response["Retry-After"] = str(seconds_to_midnight())
+    elif code == "busy":
+        response["Retry-After"] = str(POLL_SECONDS)
     return response
 
 
@@ -215,64 +264,77 @@ def storage_failed(request: HttpRequest, exc: EngineError) -> HttpResponse:
     return error(request, str(exc), 503)
 
 
-class DatabaseOut(Schema):
-    name: str
-    url: str
-    uuid: UUID
-    release: str
-    engine: str
-    role: str
-    status: str
-    is_test_copy: bool
-    expires_at: datetime | None
-    size_bytes: int
-    created_at: datetime
+# Pages: the cursor is the offset, opaque to clients so that it may become a key later.
+LIMIT = Query(50, ge=1, le=200, description="How many at most (1 to 200).")
+CURSOR = Query(None, description="The `next_cursor` of the previous page; none for the first page.")
 
 
-class OperationOut(Schema):
-    id: int
-    kind: str
-    database: str
-    state: str
-    progress: int
-    step: str
-    error: str
-    target: str | None
-    created_at: datetime
-    finished_at: datetime | None
-
-    @staticmethod
-    def resolve_database(operation: Operation) -> str:
-        return operation.database_name
-
-    @staticmethod
-    def resolve_target(operation: Operation) -> str | None:
-        return operation.target.name if operation.target else None
+def page(items: QuerySet[Any] | Sequence[Any], cursor: str | None, limit: int) -> dict[str, Any]:
+    offset = _offset(cursor)
+    chunk = list(items[offset : offset + limit + 1])
+    more = len(chunk) > limit
+    after = base64.urlsafe_b64encode(json.dumps({"o": offset + limit}).encode()).decode()
+    return {"data": chunk[:limit], "has_more": more, "next_cursor": after if more else None}
 
 
-class NameIn(Schema):
-    name: str
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(cursor.encode()))["o"]
+    except (ValueError, KeyError, TypeError):
+        offset = None
+    if not isinstance(offset, int) or offset < 0:
+        raise DjangoValidationError("This cursor is not one the API gave.", code="invalid")
+    return offset
 
 
-class DuplicateIn(Schema):
-    name: str
-    for_testing: bool = True
+def accepted(response: HttpResponse, operation: Operation) -> Status:
+    """A long action's answer: 202 with the operation, where to poll it and when."""
+    response["Location"] = operation_url(operation)
+    response["Retry-After"] = str(POLL_SECONDS)
+    return Status(202, operation_out(operation))
 
 
-def database_out(database: Database, role: str) -> DatabaseOut:
-    return DatabaseOut(
-        name=database.name or "",
-        url=database.url,
-        uuid=database.uuid,
-        release=database.release,
-        engine=database.engine,
-        role=role,
-        status=database.status_label,
-        is_test_copy=database.is_test_copy,
-        expires_at=database.expires_at,
-        size_bytes=database.size_bytes,
-        created_at=database.created_at,
-    )
+def operation_url(operation: Operation) -> str:
+    return f"/api/v1/operations/{operation.pk}"
+
+
+def operation_out(operation: Operation) -> dict[str, Any]:
+    return {
+        "id": operation.pk,
+        "url": operation_url(operation),
+        "kind": operation.kind,
+        "database": operation.database_name,
+        "state": operation.state,
+        "progress": operation.progress,
+        "step": operation.step,
+        "error": operation.error,
+        "target": operation.target.name if operation.target else None,
+        "created_at": operation.created_at,
+        "finished_at": operation.finished_at,
+    }
+
+
+def database_out(database: Database, role: str) -> dict[str, Any]:
+    if database.status == Database.Status.ACTIVE and database.is_expired:
+        status = s.DatabaseStatus.EXPIRED
+    else:
+        status = s.DatabaseStatus(database.status)
+    return {
+        "name": database.name or "",
+        "url": database.url,
+        "uuid": database.uuid,
+        "release": database.release,
+        "engine": database.engine,
+        "role": role,
+        "status": status,
+        "status_label": database.status_label,
+        "is_test_copy": database.is_test_copy,
+        "expires_at": database.expires_at,
+        "size_bytes": database.size_bytes,
+        "created_at": database.created_at,
+    }
 
 
 def admin_database(request: HttpRequest, name: str) -> Database:
@@ -284,40 +346,81 @@ def admin_database(request: HttpRequest, name: str) -> Database:
     return database
 
 
+NAME = Path(..., description="The database's name.")
+
+
+@api.get(
+    "/me",
+    response={200: s.Me} | errors(),
+    operation_id="getMe",
+    tags=["Account"],
+    summary="The account that owns the API key",
+    description="Its profile, and whether it has two-factor authentication on.",
+)
+def me(request: HttpRequest) -> dict[str, Any]:
+    user: User = request.user  # type: ignore[assignment]
+    fields = ["email", "name", "company", "phone", "country", "developer_mode", "date_joined"]
+    return {**{f: getattr(user, f) for f in fields}, "two_factor": user.has_2fa}
+
+
 @api.get(
     "/databases",
-    response={200: list[DatabaseOut]} | errors(),
+    response={200: s.DatabaseList} | errors(422),
+    operation_id="listDatabases",
+    tags=["Databases"],
     summary="The databases linked to the account",
+    description="Every database the account is a user of, by name, a page at a time.",
 )
-def list_databases(request: HttpRequest) -> list[DatabaseOut]:
-    memberships = Membership.objects.filter(
-        user=request.user.pk, database__name__isnull=False
-    ).select_related("database")
-    return [database_out(m.database, m.role) for m in memberships.order_by("database__name")]
+def list_databases(
+    request: HttpRequest, limit: int = LIMIT, cursor: str | None = CURSOR
+) -> dict[str, Any]:
+    memberships = (
+        Membership.objects.filter(user=request.user.pk, database__name__isnull=False)
+        .select_related("database")
+        .order_by("database__name")
+    )
+    found = page(memberships, cursor, limit)
+    return {**found, "data": [database_out(m.database, m.role) for m in found["data"]]}
 
 
 @api.post(
     "/databases",
-    response={201: DatabaseOut} | errors(400, 409, 413, 422, 503),
+    response={201: s.Database} | errors(400, 409, 413, 422, 503),
+    operation_id="createDatabase",
+    tags=["Databases"],
     summary="Create a database",
+    description="At the latest release, ready at once; the account is its administrator. "
+    "A name already taken is a 409 with the code `taken`.",
 )
-def create_database(request: HttpRequest, payload: NameIn) -> Status:
+def create_database(request: HttpRequest, payload: s.CreateDatabaseRequest) -> Status:
     database = lifecycle.create(payload.name, by=request.user)  # type: ignore[arg-type]
     return Status(201, database_out(database, Membership.Role.ADMIN))
 
 
-@api.get("/databases/{name}", response={200: DatabaseOut} | errors(404), summary="One database")
-def read_database(request: HttpRequest, name: str) -> DatabaseOut:
+@api.get(
+    "/databases/{name}",
+    response={200: s.Database} | errors(404),
+    operation_id="getDatabase",
+    tags=["Databases"],
+    summary="One database",
+    description="A database the account is a user of.",
+)
+def read_database(request: HttpRequest, name: str = NAME) -> dict[str, Any]:
     database, role = get_database(request.user, name)  # type: ignore[arg-type]
     return database_out(database, role)
 
 
 @api.patch(
     "/databases/{name}",
-    response={200: DatabaseOut} | errors(400, 403, 404, 409, 413, 422),
+    response={200: s.Database} | errors(400, 403, 404, 409, 413, 422),
+    operation_id="renameDatabase",
+    tags=["Databases"],
     summary="Rename a database",
+    description="Its address changes with its name; no data moves. Administrators only.",
 )
-def rename_database(request: HttpRequest, name: str, payload: NameIn) -> DatabaseOut:
+def rename_database(
+    request: HttpRequest, payload: s.RenameDatabaseRequest, name: str = NAME
+) -> dict[str, Any]:
     database = admin_database(request, name)
     lifecycle.rename(database, payload.name, by=request.user)  # type: ignore[arg-type]
     return database_out(database, Membership.Role.ADMIN)
@@ -325,85 +428,139 @@ def rename_database(request: HttpRequest, name: str, payload: NameIn) -> Databas
 
 @api.delete(
     "/databases/{name}",
-    response={202: OperationOut} | errors(400, 403, 404, 409),
+    response={202: s.Operation} | errors(400, 403, 404, 409),
+    operation_id="deleteDatabase",
+    tags=["Databases"],
     summary="Delete a database",
+    description="Its name is free at once; the operation removes its data, files and "
+    "backups. Administrators only.",
 )
-def delete_database(request: HttpRequest, name: str) -> Status:
+def delete_database(request: HttpRequest, response: HttpResponse, name: str = NAME) -> Status:
     database = admin_database(request, name)
-    return Status(202, lifecycle.start_delete(database, by=request.user))  # type: ignore[arg-type]
+    return accepted(response, lifecycle.start_delete(database, by=request.user))  # type: ignore[arg-type]
 
 
 @api.post(
     "/databases/{name}/duplicate",
-    response={202: OperationOut} | errors(400, 403, 404, 409, 413, 422),
+    response={202: s.Operation} | errors(400, 403, 404, 409, 413, 422),
+    operation_id="duplicateDatabase",
+    tags=["Databases"],
     summary="Duplicate a database",
+    description="An exact copy with its files, neutralized for testing unless `for_testing` "
+    "is false; it expires after 15 days. Administrators only.",
 )
-def duplicate_database(request: HttpRequest, name: str, payload: DuplicateIn) -> Status:
+def duplicate_database(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: s.DuplicateDatabaseRequest,
+    name: str = NAME,
+) -> Status:
     database = admin_database(request, name)
     operation = lifecycle.start_duplicate(
-        database,
-        payload.name,
-        for_testing=payload.for_testing,
-        by=request.user,  # type: ignore[arg-type]
-    )
-    return Status(202, operation)
+        database, payload.name, for_testing=payload.for_testing, by=request.user,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return accepted(response, operation)
 
 
 @api.get(
     "/operations/{operation_id}",
-    response={200: OperationOut} | errors(404, 422),
+    response={200: s.Operation} | errors(404, 422),
+    operation_id="getOperation",
+    tags=["Operations"],
     summary="A long action's progress",
+    description="Poll it (every 2 seconds is plenty) until `state` is `done` or `failed`.",
 )
-def read_operation(request: HttpRequest, operation_id: int) -> Operation:
-    return get_operation(request.user, operation_id)  # type: ignore[arg-type]
+def read_operation(
+    request: HttpRequest,
+    operation_id: int = Path(..., description="The operation's id."),  # noqa: B008
+) -> dict[str, Any]:
+    return operation_out(get_operation(request.user, operation_id))  # type: ignore[arg-type]
+
+
+ZIP = {
+    "description": "The backup ZIP: `manifest.json`, `dump.sql` and `filestore/`.",
+    "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+    "headers": {
+        "Content-Disposition": {
+            "description": "The file's name.",
+            "schema": {"type": "string"},
+        }
+    },
+}
 
 
 @api.get(
     "/databases/{name}/download",
     response={200: None} | errors(403, 404),
+    operation_id="downloadDatabase",
+    tags=["Backups"],
     summary="The database's backup ZIP, streamed",
+    description="Made as it is sent, from the database's current state: the first bytes leave "
+    "at once whatever its size. Administrators only.",
+    openapi_extra={"responses": {"200": ZIP}},
 )
-def download_database(request: HttpRequest, name: str) -> StreamingHttpResponse:
+def download_database(request: HttpRequest, name: str = NAME) -> StreamingHttpResponse:
     from tenantry.databases.views import backup_response
 
     return backup_response(admin_database(request, name), by=request.user)  # type: ignore[arg-type]
 
 
-class BackupOut(Schema):
-    id: int
-    created_at: datetime
-    kind: str
-    release: str
-    engine: str
-    size: int
-
-
 @api.get(
     "/databases/{name}/backups",
-    response={200: list[BackupOut]} | errors(403, 404),
+    response={200: s.BackupList} | errors(403, 404, 422),
+    operation_id="listBackups",
+    tags=["Backups"],
     summary="Stored backups",
+    description="The database's stored backups, newest first: daily ones (7 daily, 4 weekly, "
+    "3 monthly kept) and those made before a restore. Administrators only.",
 )
-def list_backups(request: HttpRequest, name: str) -> list[Backup]:
+def list_backups(
+    request: HttpRequest, name: str = NAME, limit: int = LIMIT, cursor: str | None = CURSOR
+) -> dict[str, Any]:
     database = admin_database(request, name)
-    return list(database.backups.stored())  # type: ignore[attr-defined]
+    return page(database.backups.stored(), cursor, limit)  # type: ignore[attr-defined]
 
 
 @api.get(
     "/databases/{name}/backups/{backup_id}/download",
-    response={200: None, 302: None} | errors(403, 404, 422),  # 302: to S3, when it holds it
+    response={200: None, 302: None} | errors(403, 404, 422),
+    operation_id="downloadBackup",
+    tags=["Backups"],
     summary="A stored backup's ZIP",
+    description="From a folder, the ZIP itself; from S3, a redirect to a link valid for 5 "
+    "minutes. Administrators only.",
+    openapi_extra={
+        "responses": {
+            "200": ZIP,
+            "302": {
+                "description": "The backup is in S3: follow the link (valid 5 minutes).",
+                "headers": {
+                    "Location": {
+                        "description": "A presigned link to the ZIP.",
+                        "schema": {"type": "string", "format": "uri"},
+                    }
+                },
+            },
+        }
+    },
 )
-def download_backup(request: HttpRequest, name: str, backup_id: int) -> HttpResponseBase:
-    database = admin_database(request, name)
+def download_backup(
+    request: HttpRequest,
+    name: str = NAME,
+    backup_id: int = Path(..., description="The backup's id."),  # noqa: B008
+) -> HttpResponseBase:
     from tenantry.databases.views import stored_backup_response
 
+    database = admin_database(request, name)
     backup = get_backup(request.user, backup_id, database)  # type: ignore[arg-type]
     return stored_backup_response(database, backup, by=request.user)  # type: ignore[arg-type]
 
 
 @api.post(
     "/databases/{name}/restore",
-    response={202: OperationOut} | errors(400, 403, 404, 409, 413, 422),
+    response={202: s.Operation} | errors(400, 403, 404, 409, 413, 422),
+    operation_id="restoreDatabase",
+    tags=["Backups"],
     summary="Restore a backup into a new database, or over one",
     description=(
         "Send a backup ZIP as the multipart field `file`, or name a stored backup of a database "
@@ -412,109 +569,117 @@ def download_backup(request: HttpRequest, name: str, backup_id: int) -> HttpResp
         "named `{name}` is made. `as_copy` (default true) gives it a new identity (uuid); "
         "`neutralize` turns off its mail, payments, carriers and jobs."
     ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"$ref": "#/components/schemas/RestoreDatabaseRequest"}
+                }
+            },
+        }
+    },
 )
-def restore_database(
-    request: HttpRequest,
-    name: str,
-    file: UploadedFile | None = File(None),  # noqa: B008
-    backup: int | None = Form(None),  # noqa: B008
-    replace: bool = Form(False),  # noqa: B008
-    as_copy: bool = Form(True),  # noqa: B008
-    neutralize: bool = Form(False),  # noqa: B008
-) -> Status:
+def restore_database(request: HttpRequest, response: HttpResponse, name: str = NAME) -> Status:
     user: User = request.user  # type: ignore[assignment]
+    try:
+        form = s.RestoreDatabaseRequest.model_validate(
+            {k: v for k, v in request.POST.items() if k != "file"}
+        )
+    except PydanticError as problem:
+        raise ValidationError(problem.errors()) from None  # type: ignore[arg-type]
+    file = request.FILES.get("file")
     existing = Membership.objects.filter(user=user, database__name=name).first()
     target: Database | str = normalize_name(name)
     if existing is not None:
         target = admin_database(request, name)
-        if not replace:
+        if not form.replace:
             raise DjangoValidationError(
                 f"“{name}” exists. Send replace=true to restore over it (it is backed up "
                 "first), or choose the name of a new database.",
                 code="exists",
             )
-    if (file is None) == (backup is None):
+    if (file is None) == (form.backup is None):
         raise DjangoValidationError("Send either a backup ZIP as `file` or a stored `backup` id.")
-    source = get_backup(user, backup) if backup is not None else restore.keep_upload(file, user)
-    operation = restore.start(source, target, by=user, as_copy=as_copy, neutralize=neutralize)
-    return Status(202, operation)
-
-
-class ActivityOut(Schema):
-    created_at: datetime
-    actor: str
-    kind: str
-    detail: str
-    channel: str
-    ip: str | None
-    result: str
-    reason: str
-
-
-class ActivityPage(Schema):
-    count: int
-    items: list[ActivityOut]
+    if form.backup is not None:
+        source = get_backup(user, form.backup)
+    else:
+        source = restore.keep_upload(file, user)
+    operation = restore.start(
+        source, target, by=user, as_copy=form.as_copy, neutralize=form.neutralize
+    )
+    return accepted(response, operation)
 
 
 @api.get(
     "/databases/{name}/activity",
-    response={200: ActivityPage} | errors(404, 422),
-    summary="Who did what to a database, newest first",
-    description="Administrators only. `kind` filters by action; `offset` and `limit` (at most "
-    "200) page through the entries.",
+    response={200: s.ActivityList} | errors(404, 422),
+    operation_id="listActivity",
+    tags=["Activity"],
+    summary="Who did what to a database",
+    description="Its activity log, newest first: every action, its actor, channel, address "
+    "and result. Administrators only (others get 404).",
 )
 def read_activity(
-    request: HttpRequest, name: str, kind: str = "", offset: int = 0, limit: int = 50
+    request: HttpRequest,
+    name: str = NAME,
+    kind: s.ActivityKind | None = Query(None, description="Only this kind of action."),  # noqa: B008
+    limit: int = LIMIT,
+    cursor: str | None = CURSOR,
 ) -> dict[str, Any]:
     database, role = get_database(request.user, name)  # type: ignore[arg-type]
     if role != Membership.Role.ADMIN:
-        raise Http404("No such database.")  # as to an outsider: it is not theirs to see
-    if kind and kind not in Activity.Kind.values:
-        raise DjangoValidationError(f"The kind is one of {', '.join(Activity.Kind.values)}.")
+        raise Http404(f"No database “{name}”.")  # as to an outsider: it is not theirs to see
     entries = database.activity.all()  # type: ignore[attr-defined]
     if kind:
         entries = entries.filter(kind=kind)
-    offset, limit = max(0, offset), min(max(1, limit), 200)
-    return {"count": entries.count(), "items": list(entries[offset : offset + limit])}
-
-
-class UserOut(Schema):
-    email: str
-    role: str
-    status: str  # "member", or "invited" while the invitation is pending
-
-
-class InviteIn(Schema):
-    emails: list[str]
-    role: str = Membership.Role.USER
+    return page(entries, cursor, limit)
 
 
 @api.get(
     "/databases/{name}/users",
-    response={200: list[UserOut]} | errors(403, 404),
+    response={200: s.UserList} | errors(403, 404, 422),
+    operation_id="listUsers",
+    tags=["Users"],
     summary="Users and invitations",
+    description="The database's users by email, then its pending invitations. Administrators only.",
 )
-def list_users(request: HttpRequest, name: str) -> list[dict[str, str]]:
-    return members.listing(admin_database(request, name))
+def list_users(
+    request: HttpRequest, name: str = NAME, limit: int = LIMIT, cursor: str | None = CURSOR
+) -> dict[str, Any]:
+    return page(members.listing(admin_database(request, name)), cursor, limit)
 
 
 @api.post(
     "/databases/{name}/users",
-    response={201: list[UserOut]} | errors(400, 403, 404, 413, 422),  # 429: the day's limit
+    response={201: list[s.User]} | errors(400, 403, 404, 413, 422),
+    operation_id="inviteUsers",
+    tags=["Users"],
     summary="Invite users by email",
+    description="Each address gets a mail with a link that works once, for 7 days (a pending "
+    "invitation gets a new one). 50 addresses at most; an account sends 200 invitations a day "
+    "at most (429 until midnight UTC beyond). Administrators only.",
 )
-def invite_users(request: HttpRequest, name: str, payload: InviteIn) -> Status:
+def invite_users(request: HttpRequest, payload: s.InviteUsersRequest, name: str = NAME) -> Status:
     database = admin_database(request, name)
     emails = members.parse_emails(" ".join(payload.emails))
     sent = members.invite(database, emails, payload.role, by=request.user)  # type: ignore[arg-type]
-    return Status(201, [UserOut(email=i.email, role=i.role, status="invited") for i in sent])
+    return Status(201, [{"email": i.email, "role": i.role, "status": "invited"} for i in sent])
 
 
 @api.delete(
     "/databases/{name}/users/{email}",
     response={204: None} | errors(400, 403, 404),
+    operation_id="removeUser",
+    tags=["Users"],
     summary="Remove a user or invitation",
+    description="The user's access ends at once (their sessions in the database too); a "
+    "database keeps at least one administrator. Administrators only.",
 )
-def remove_user(request: HttpRequest, name: str, email: str) -> Status:
+def remove_user(
+    request: HttpRequest,
+    name: str = NAME,
+    email: str = Path(..., description="The user's or invited address."),  # noqa: B008
+) -> Status:
     members.remove_email(admin_database(request, name), email, by=request.user)  # type: ignore[arg-type]
     return Status(204, None)

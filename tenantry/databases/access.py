@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseBase
-from django.shortcuts import get_object_or_404
 
 from tenantry.accounts.models import User
 from tenantry.databases.models import Database, Membership
@@ -26,7 +25,7 @@ def get_database(user: User, name: str) -> tuple[Database, str]:
         Membership.objects.select_related("database").filter(user=user, database__name=name).first()
     )
     if membership is None:
-        raise Http404("No such database.")
+        raise Http404(f"No database “{name}”.")
     return membership.database, membership.role
 
 
@@ -35,7 +34,10 @@ def get_operation(user: User, operation_id: int) -> Operation:
     visible = Operation.objects.filter(created_by=user) | Operation.objects.filter(
         database__memberships__user=user
     )
-    return get_object_or_404(visible.distinct(), pk=operation_id)
+    found = visible.distinct().filter(pk=operation_id).first()
+    if found is None:
+        raise Http404(f"No operation {operation_id}.")
+    return found
 
 
 def get_backup(user: User, backup_id: Any, database: Database | None = None) -> Backup:
@@ -48,7 +50,10 @@ def get_backup(user: User, backup_id: Any, database: Database | None = None) -> 
     )
     if database is not None:
         found = found.filter(database=database)
-    return get_object_or_404(found, pk=as_pk(backup_id))
+    backup = found.filter(pk=as_pk(backup_id)).first()
+    if backup is None:
+        raise Http404(f"No backup {backup_id}.")
+    return backup
 
 
 def as_pk(value: Any) -> int:

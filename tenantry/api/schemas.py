@@ -1,0 +1,297 @@
+"""What the API takes and answers: named schemas with a description and an example on every
+field, and enums wherever a value is one of a few (a generated client gets types, not strings)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from ninja import Field, Schema
+
+
+class ErrorCode(StrEnum):
+    INVALID = "invalid"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    BUSY = "busy"
+    TAKEN = "taken"
+    EXISTS = "exists"
+    EXPIRED = "expired"
+    LINKED = "linked"
+    LIMIT = "limit"
+    TOO_LARGE = "too_large"
+    INVALID_REQUEST = "invalid_request"
+    IDEMPOTENCY_MISMATCH = "idempotency_mismatch"
+    IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
+    THROTTLED = "throttled"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+
+
+class Error(Schema):
+    """Every error's answer: a sentence for a person and a code for a program."""
+
+    detail: str = Field(
+        description="What went wrong and what to do, in one or two sentences.",
+        examples=["The name “acme” is already taken. Choose another one."],
+    )
+    code: ErrorCode = Field(description="The kind of error, stable across releases.")
+
+
+class Engine(StrEnum):
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+
+
+class DatabaseStatus(StrEnum):
+    CREATING = "creating"
+    ACTIVE = "active"
+    DELETING = "deleting"
+    EXPIRED = "expired"
+
+
+class OperationKind(StrEnum):
+    DUPLICATE = "duplicate"
+    DELETE = "delete"
+    MOVE = "move"
+    RESTORE = "restore"
+
+
+class OperationState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class BackupKind(StrEnum):
+    DAILY = "daily"
+    BEFORE_RESTORE = "before_restore"
+
+
+class UserStatus(StrEnum):
+    MEMBER = "member"
+    INVITED = "invited"
+
+
+class ActivityKind(StrEnum):
+    CREATE = "create"
+    RENAME = "rename"
+    DUPLICATE = "duplicate"
+    DELETE = "delete"
+    MOVE = "move"
+    RESTORE = "restore"
+    DOWNLOAD = "download"
+    BACKUP = "backup"
+    INVITE = "invite"
+    ACCEPT = "accept"
+    REMOVE = "remove"
+    ROLE = "role"
+
+
+class Channel(StrEnum):
+    PORTAL = "portal"
+    API = "api"
+    CLI = "cli"
+    SWEEP = "sweep"
+
+
+class ActivityResult(StrEnum):
+    DONE = "done"
+    STARTED = "started"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+NEXT_CURSOR = Field(
+    description="Send it as `cursor` to get the next page; null on the last page.",
+    examples=["eyJvIjogNTB9"],
+)
+HAS_MORE = Field(description="Whether another page follows.", examples=[False])
+
+
+class Me(Schema):
+    """The account that owns the API key."""
+
+    email: str = Field(description="The account's email address.", examples=["ada@example.com"])
+    name: str = Field(description="The person's name.", examples=["Ada Lovelace"])
+    company: str = Field(description="The company's name.", examples=["Analytical Engines"])
+    phone: str = Field(description="A phone number.", examples=["+44 20 7946 0000"])
+    country: str = Field(description="The country, as typed.", examples=["United Kingdom"])
+    developer_mode: bool = Field(description="On: the account may use API keys.", examples=[True])
+    two_factor: bool = Field(description="Two-factor authentication is on.", examples=[True])
+    date_joined: datetime = Field(description="When the account was made.")
+
+
+class Database(Schema):
+    """A database the account belongs to."""
+
+    name: str = Field(description="Its name, also its address's first label.", examples=["acme"])
+    url: str = Field(description="Its address.", examples=["https://acme.example.com"])
+    uuid: UUID = Field(description="Its identity, kept by a restore marked moved.")
+    release: str = Field(description="The workspace app's release in it.", examples=["1.1"])
+    engine: Engine = Field(description="Where its data lives.")
+    role: Role = Field(description="The account's role in it.")
+    status: DatabaseStatus = Field(description="Its state, for programs.")
+    status_label: str = Field(
+        description="Its state, for people.", examples=["Test copy until 2026-12-15"]
+    )
+    is_test_copy: bool = Field(
+        description="A neutralized copy: no mail, payments, carriers or jobs.", examples=[False]
+    )
+    expires_at: datetime | None = Field(description="When a copy expires; null for others.")
+    size_bytes: int = Field(description="Its size, files included.", examples=[1048576])
+    created_at: datetime = Field(description="When it was made.")
+
+
+class DatabaseList(Schema):
+    """A page of the account's databases, by name."""
+
+    data: list[Database] = Field(description="The databases of this page.")
+    has_more: bool = HAS_MORE
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class Operation(Schema):
+    """A long action (duplicate, delete, move, restore): poll it until it is done or failed."""
+
+    id: int = Field(description="Its id.", examples=[42])
+    url: str = Field(
+        description="Where to poll it (also in the answer's Location header).",
+        examples=["/api/v1/operations/42"],
+    )
+    kind: OperationKind = Field(description="What it does.")
+    database: str = Field(description="The database's name when it started.", examples=["acme"])
+    state: OperationState = Field(description="Where it is: done and failed are final.")
+    progress: int = Field(description="Percent done.", examples=[60])
+    step: str = Field(description="What it is doing now.", examples=["Copying the files"])
+    error: str = Field(description="Why it failed; empty otherwise.", examples=[""])
+    target: str | None = Field(
+        description="The database it makes (a duplicate's copy).", examples=["acme-copy"]
+    )
+    created_at: datetime = Field(description="When it was asked for.")
+    finished_at: datetime | None = Field(description="When it ended; null while it runs.")
+
+
+class CreateDatabaseRequest(Schema):
+    """The name of a new database."""
+
+    name: str = Field(
+        description="3 to 63 lowercase letters, digits and hyphens (capitals are made lowercase).",
+        examples=["acme"],
+    )
+
+
+class RenameDatabaseRequest(Schema):
+    """A database's new name."""
+
+    name: str = Field(description="The new name, by the same rules.", examples=["acme-corp"])
+
+
+class DuplicateDatabaseRequest(Schema):
+    """The copy to make."""
+
+    name: str = Field(description="The copy's name.", examples=["acme-test"])
+    for_testing: bool = Field(
+        default=True,
+        description="Neutralize the copy: its mail, payments, carriers and jobs off.",
+        examples=[True],
+    )
+
+
+class RestoreDatabaseRequest(Schema):
+    """A backup to restore: a ZIP sent as `file`, or a stored backup's id as `backup`."""
+
+    backup: int | None = Field(
+        default=None, description="The id of a stored backup you may restore.", examples=[7]
+    )
+    replace: bool = Field(
+        default=False,
+        description="Restore over the database of that name (it is backed up first).",
+        examples=[False],
+    )
+    as_copy: bool = Field(
+        default=True,
+        description="Give it a new identity (uuid); false keeps the backup's (a move).",
+        examples=[True],
+    )
+    neutralize: bool = Field(
+        default=False,
+        description="Turn off its mail, payments, carriers and jobs.",
+        examples=[False],
+    )
+
+
+class Backup(Schema):
+    """A stored backup of a database."""
+
+    id: int = Field(description="Its id.", examples=[7])
+    created_at: datetime = Field(description="When it was made.")
+    kind: BackupKind = Field(description="Why it was made.")
+    release: str = Field(description="The release of the database it holds.", examples=["1.1"])
+    engine: Engine = Field(description="The engine of the database it holds.")
+    size: int = Field(description="The ZIP's size in bytes.", examples=[204800])
+
+
+class BackupList(Schema):
+    """A page of a database's stored backups, newest first."""
+
+    data: list[Backup] = Field(description="The backups of this page.")
+    has_more: bool = HAS_MORE
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class User(Schema):
+    """A user of a database, or a pending invitation."""
+
+    email: str = Field(description="The account's or the invited address.", examples=["bo@x.io"])
+    role: Role = Field(description="Their role.")
+    status: UserStatus = Field(description="A member, or invited and not yet joined.")
+
+
+class UserList(Schema):
+    """A page of a database's users, then its pending invitations."""
+
+    data: list[User] = Field(description="The users of this page.")
+    has_more: bool = HAS_MORE
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class InviteUsersRequest(Schema):
+    """The people to invite: each gets a mail with a link that works once, for 7 days."""
+
+    emails: list[str] = Field(
+        description="Their addresses, 50 at most.", examples=[["bo@example.com"]]
+    )
+    role: Role = Field(default=Role.USER, description="Their role once they join.")
+
+
+class Activity(Schema):
+    """One action on a database."""
+
+    created_at: datetime = Field(description="When.")
+    actor: str = Field(
+        description="Who: the account's email, or Tenantry itself.", examples=["ada@example.com"]
+    )
+    kind: ActivityKind = Field(description="What.")
+    detail: str = Field(description="What exactly.", examples=["from acme to acme-corp"])
+    channel: Channel = Field(description="Through what.")
+    ip: str | None = Field(description="From which client address.", examples=["203.0.113.7"])
+    result: ActivityResult = Field(description="How it ended.")
+    reason: str = Field(description="Why it was refused or failed; empty otherwise.")
+
+
+class ActivityList(Schema):
+    """A page of a database's activity, newest first."""
+
+    data: list[Activity] = Field(description="The entries of this page.")
+    has_more: bool = HAS_MORE
+    next_cursor: str | None = NEXT_CURSOR
