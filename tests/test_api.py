@@ -150,3 +150,73 @@ def test_a_good_key_does_not_clear_the_failures_of_its_address(owner: User) -> N
         assert good.get("/api/v1/me", REMOTE_ADDR="203.0.113.9").status_code == 200
     assert guesser.get("/api/v1/me").status_code == 401
     assert good.get("/api/v1/me", REMOTE_ADDR="203.0.113.9").status_code == 429
+
+
+def test_the_document_names_and_types_what_a_client_needs(db: None, settings: Settings) -> None:
+    schema = Client().get("/api/v1/openapi.json").json()
+    assert schema["servers"] == [{"url": settings.PORTAL_URL, "description": "This Tenantry."}]
+    assert schema["info"]["contact"]["name"] == "Tenantry"
+    bearer = schema["components"]["securitySchemes"]["ApiKeyAuth"]
+    assert bearer["bearerFormat"] == "tnt_…" and "developer mode" in bearer["description"]
+    ids = {op["operationId"]: op["tags"] for ops in schema["paths"].values() for op in ops.values()}
+    assert ids["createDatabase"] == ["Databases"] and ids["listBackups"] == ["Backups"]
+    assert ids["inviteUsers"] == ["Users"] and ids["getOperation"] == ["Operations"]
+    components = schema["components"]["schemas"]
+    assert components["OperationState"]["enum"] == ["queued", "running", "done", "failed"]
+    assert components["Role"]["enum"] == ["admin", "user"]
+    assert "RestoreDatabaseRequest" in components
+    for name, component in components.items():
+        for field, spec in component.get("properties", {}).items():
+            assert spec.get("description") or "$ref" in spec or "allOf" in spec, (name, field)
+    download = schema["paths"]["/api/v1/databases/{name}/backups/{backup_id}/download"]["get"]
+    assert download["responses"]["200"]["content"]["application/zip"]["schema"]["format"] == (
+        "binary"
+    )
+    assert "Location" in download["responses"]["302"]["headers"]
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_a_long_action_says_where_and_when_to_poll_and_busy_says_when_to_retry(
+    engine_kind: str, owner: User
+) -> None:
+    from tenantry.databases import lifecycle
+
+    lifecycle.create("acme", by=owner)
+    key = api(owner)
+    json = {"content_type": "application/json"}
+    response = key.post("/api/v1/databases/acme/duplicate", {"name": "acme-copy"}, **json)
+    assert response.status_code == 202
+    operation = response.json()
+    assert response["Location"] == operation["url"] == f"/api/v1/operations/{operation['id']}"
+    assert response["Retry-After"] == "2" and operation["state"] == "queued"
+    busy = key.post("/api/v1/databases/acme/duplicate", {"name": "acme-two"}, **json)
+    assert busy.status_code == 409 and busy["Retry-After"] == "2"
+    assert busy.json()["code"] == "busy"
+    taken = key.post("/api/v1/databases", {"name": "acme"}, **json)
+    assert taken.status_code == 409 and taken.json()["code"] == "taken"
+    missing = key.get("/api/v1/databases/nowhere")
+    assert missing.json() == {"detail": "No database “nowhere”.", "code": "not_found"}
+    assert key.get("/api/v1/operations/999999").json()["detail"] == "No operation 999999."
+    shown = key.get("/api/v1/databases/acme").json()
+    assert (shown["status"], shown["status_label"]) == ("active", "Active")
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_lists_come_in_pages_that_a_cursor_walks(engine_kind: str, owner: User) -> None:
+    from tenantry.databases import lifecycle
+
+    for name in ("aaa", "bbb", "ccc", "ddd", "eee"):
+        lifecycle.create(name, by=owner)
+    key = api(owner)
+    seen, cursor = [], ""
+    while True:
+        answer = key.get(f"/api/v1/databases?limit=2&cursor={cursor}").json()
+        seen.append([d["name"] for d in answer["data"]])
+        if not answer["has_more"]:
+            assert answer["next_cursor"] is None
+            break
+        cursor = answer["next_cursor"]
+    assert seen == [["aaa", "bbb"], ["ccc", "ddd"], ["eee"]]
+    wrong = key.get("/api/v1/databases?cursor=not-ours")
+    assert wrong.status_code == 400 and wrong.json()["code"] == "invalid"
+    assert key.get("/api/v1/databases?limit=500").status_code == 422
