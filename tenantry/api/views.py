@@ -346,6 +346,20 @@ def admin_database(request: HttpRequest, name: str) -> Database:
     return database
 
 
+# Every POST may be retried safely with the same key (see api.middleware). A function: ninja
+# extends the lists it is given.
+def idempotent() -> dict[str, Any]:
+    header = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "Any unique string (a UUID): the same key and body within 24 hours "
+        "answer the first answer again, and do nothing twice.",
+        "schema": {"type": "string", "maxLength": 255},
+    }
+    return {"parameters": [header]}
+
+
 NAME = Path(..., description="The database's name.")
 
 
@@ -387,6 +401,7 @@ def list_databases(
     "/databases",
     response={201: s.Database} | errors(400, 409, 413, 422, 503),
     operation_id="createDatabase",
+    openapi_extra=idempotent(),
     tags=["Databases"],
     summary="Create a database",
     description="At the latest release, ready at once; the account is its administrator. "
@@ -444,6 +459,7 @@ def delete_database(request: HttpRequest, response: HttpResponse, name: str = NA
     "/databases/{name}/duplicate",
     response={202: s.Operation} | errors(400, 403, 404, 409, 413, 422),
     operation_id="duplicateDatabase",
+    openapi_extra=idempotent(),
     tags=["Databases"],
     summary="Duplicate a database",
     description="An exact copy with its files, neutralized for testing unless `for_testing` "
@@ -497,7 +513,7 @@ ZIP = {
     summary="The database's backup ZIP, streamed",
     description="Made as it is sent, from the database's current state: the first bytes leave "
     "at once whatever its size. Administrators only.",
-    openapi_extra={"responses": {"200": ZIP}},
+    openapi_extra={"responses": {200: ZIP}},
 )
 def download_database(request: HttpRequest, name: str = NAME) -> StreamingHttpResponse:
     from tenantry.databases.views import backup_response
@@ -531,8 +547,8 @@ def list_backups(
     "minutes. Administrators only.",
     openapi_extra={
         "responses": {
-            "200": ZIP,
-            "302": {
+            200: ZIP,
+            302: {
                 "description": "The backup is in S3: follow the link (valid 5 minutes).",
                 "headers": {
                     "Location": {
@@ -570,6 +586,7 @@ def download_backup(
         "`neutralize` turns off its mail, payments, carriers and jobs."
     ),
     openapi_extra={
+        **idempotent(),
         "requestBody": {
             "required": True,
             "content": {
@@ -577,7 +594,7 @@ def download_backup(
                     "schema": {"$ref": "#/components/schemas/RestoreDatabaseRequest"}
                 }
             },
-        }
+        },
     },
 )
 def restore_database(request: HttpRequest, response: HttpResponse, name: str = NAME) -> Status:
@@ -654,6 +671,7 @@ def list_users(
     "/databases/{name}/users",
     response={201: list[s.User]} | errors(400, 403, 404, 413, 422),
     operation_id="inviteUsers",
+    openapi_extra=idempotent(),
     tags=["Users"],
     summary="Invite users by email",
     description="Each address gets a mail with a link that works once, for 7 days (a pending "
