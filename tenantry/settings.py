@@ -75,6 +75,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every answer carries its X-Request-Id, the gateway's own pages too.
+    "tenantry.api.middleware.RequestIdMiddleware",
     "tenantry.gateway.middleware.GatewayMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -88,6 +90,10 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
     "tenantry.databases.activity.middleware",
+    # The API's, last: their own answers (a 429, a replayed POST) still get the headers of
+    # the middleware above.
+    "tenantry.api.middleware.RateLimitMiddleware",
+    "tenantry.api.middleware.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "tenantry.urls"
@@ -174,6 +180,8 @@ ACTIVITY_DAYS = int(env("ACTIVITY_DAYS", "400"))
 OPERATIONS_PER_ACCOUNT = max(1, int(env("OPERATIONS_PER_ACCOUNT", "2")))
 # An operation whose worker sent no heartbeat for this long is taken over by another worker.
 OPERATION_STALE_SECONDS = int(env("OPERATION_STALE_SECONDS", "30"))
+# Requests a minute that one API key may send (429 beyond).
+API_RATE_LIMIT = int(env("API_RATE_LIMIT", "600"))
 
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
@@ -361,7 +369,18 @@ NINJA_PAGINATION_PER_PAGE = 50
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Each line names the request it was written for (its X-Request-Id), "-" outside requests.
+    "filters": {"request_id": {"()": "tenantry.api.middleware.RequestIdFilter"}},
+    "formatters": {
+        "line": {"format": "{levelname} {name} request_id={request_id} {message}", "style": "{"}
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": "line",
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "django_tasks_db": {"level": "INFO"},
