@@ -38,7 +38,9 @@ class Error(Schema):
         description="What went wrong and what to do, in one or two sentences.",
         examples=["The name “acme” is already taken. Choose another one."],
     )
-    code: ErrorCode = Field(description="The kind of error, stable across releases.")
+    code: ErrorCode = Field(
+        description="The kind of error, stable across releases.", examples=["taken"]
+    )
 
 
 class Engine(StrEnum):
@@ -128,7 +130,9 @@ class Me(Schema):
     country: str = Field(description="The country, as typed.", examples=["United Kingdom"])
     developer_mode: bool = Field(description="On: the account may use API keys.", examples=[True])
     two_factor: bool = Field(description="Two-factor authentication is on.", examples=[True])
-    date_joined: datetime = Field(description="When the account was made.")
+    date_joined: datetime = Field(
+        description="When the account was made.", examples=["2026-11-30T18:15:00Z"]
+    )
 
 
 class Database(Schema):
@@ -136,26 +140,31 @@ class Database(Schema):
 
     name: str = Field(description="Its name, also its address's first label.", examples=["acme"])
     url: str = Field(description="Its address.", examples=["https://acme.example.com"])
-    uuid: UUID = Field(description="Its identity, kept by a restore marked moved.")
+    uuid: UUID = Field(
+        description="Its identity, kept by a restore marked moved.",
+        examples=["5f0c6a2e-8a4b-4c1e-9d57-2b1f0e7c3a10"],
+    )
     release: str = Field(description="The workspace app's release in it.", examples=["1.1"])
-    engine: Engine = Field(description="Where its data lives.")
-    role: Role = Field(description="The account's role in it.")
-    status: DatabaseStatus = Field(description="Its state, for programs.")
+    engine: Engine = Field(description="Where its data lives.", examples=["sqlite"])
+    role: Role = Field(description="The account's role in it.", examples=["admin"])
+    status: DatabaseStatus = Field(description="Its state, for programs.", examples=["active"])
     status_label: str = Field(
         description="Its state, for people.", examples=["Test copy until 2026-12-15"]
     )
     is_test_copy: bool = Field(
         description="A neutralized copy: no mail, payments, carriers or jobs.", examples=[False]
     )
-    expires_at: datetime | None = Field(description="When a copy expires; null for others.")
+    expires_at: datetime | None = Field(
+        description="When a copy expires; null for others.", examples=["2026-12-15T18:15:00Z"]
+    )
     size_bytes: int = Field(description="Its size, files included.", examples=[1048576])
-    created_at: datetime = Field(description="When it was made.")
+    created_at: datetime = Field(description="When it was made.", examples=["2026-11-30T18:15:00Z"])
 
 
 class DatabaseList(Schema):
     """A page of the account's databases, by name."""
 
-    data: list[Database] = Field(description="The databases of this page.")
+    data: list[Database] = Field(description="The databases of this page.", examples=[[]])
     has_more: bool = HAS_MORE
     next_cursor: str | None = NEXT_CURSOR
 
@@ -168,17 +177,23 @@ class Operation(Schema):
         description="Where to poll it (also in the answer's Location header).",
         examples=["/api/v1/operations/42"],
     )
-    kind: OperationKind = Field(description="What it does.")
+    kind: OperationKind = Field(description="What it does.", examples=["duplicate"])
     database: str = Field(description="The database's name when it started.", examples=["acme"])
-    state: OperationState = Field(description="Where it is: done and failed are final.")
+    state: OperationState = Field(
+        description="Where it is: done and failed are final.", examples=["running"]
+    )
     progress: int = Field(description="Percent done.", examples=[60])
     step: str = Field(description="What it is doing now.", examples=["Copying the files"])
     error: str = Field(description="Why it failed; empty otherwise.", examples=[""])
     target: str | None = Field(
         description="The database it makes (a duplicate's copy).", examples=["acme-copy"]
     )
-    created_at: datetime = Field(description="When it was asked for.")
-    finished_at: datetime | None = Field(description="When it ended; null while it runs.")
+    created_at: datetime = Field(
+        description="When it was asked for.", examples=["2026-11-30T18:15:00Z"]
+    )
+    finished_at: datetime | None = Field(
+        description="When it ended; null while it runs.", examples=["2026-12-15T18:15:00Z"]
+    )
 
 
 class CreateDatabaseRequest(Schema):
@@ -234,17 +249,17 @@ class Backup(Schema):
     """A stored backup of a database."""
 
     id: int = Field(description="Its id.", examples=[7])
-    created_at: datetime = Field(description="When it was made.")
-    kind: BackupKind = Field(description="Why it was made.")
+    created_at: datetime = Field(description="When it was made.", examples=["2026-11-30T18:15:00Z"])
+    kind: BackupKind = Field(description="Why it was made.", examples=["daily"])
     release: str = Field(description="The release of the database it holds.", examples=["1.1"])
-    engine: Engine = Field(description="The engine of the database it holds.")
+    engine: Engine = Field(description="The engine of the database it holds.", examples=["sqlite"])
     size: int = Field(description="The ZIP's size in bytes.", examples=[204800])
 
 
 class BackupList(Schema):
     """A page of a database's stored backups, newest first."""
 
-    data: list[Backup] = Field(description="The backups of this page.")
+    data: list[Backup] = Field(description="The backups of this page.", examples=[[]])
     has_more: bool = HAS_MORE
     next_cursor: str | None = NEXT_CURSOR
 
@@ -253,14 +268,16 @@ class User(Schema):
     """A user of a database, or a pending invitation."""
 
     email: str = Field(description="The account's or the invited address.", examples=["bo@x.io"])
-    role: Role = Field(description="Their role.")
-    status: UserStatus = Field(description="A member, or invited and not yet joined.")
+    role: Role = Field(description="Their role.", examples=["admin"])
+    status: UserStatus = Field(
+        description="A member, or invited and not yet joined.", examples=["member"]
+    )
 
 
 class UserList(Schema):
     """A page of a database's users, then its pending invitations."""
 
-    data: list[User] = Field(description="The users of this page.")
+    data: list[User] = Field(description="The users of this page.", examples=[[]])
     has_more: bool = HAS_MORE
     next_cursor: str | None = NEXT_CURSOR
 
@@ -271,27 +288,29 @@ class InviteUsersRequest(Schema):
     emails: list[str] = Field(
         description="Their addresses, 50 at most.", examples=[["bo@example.com"]]
     )
-    role: Role = Field(default=Role.USER, description="Their role once they join.")
+    role: Role = Field(
+        default=Role.USER, description="Their role once they join.", examples=["admin"]
+    )
 
 
 class Activity(Schema):
     """One action on a database."""
 
-    created_at: datetime = Field(description="When.")
+    created_at: datetime = Field(description="When.", examples=["2026-11-30T18:15:00Z"])
     actor: str = Field(
         description="Who: the account's email, or Tenantry itself.", examples=["ada@example.com"]
     )
-    kind: ActivityKind = Field(description="What.")
+    kind: ActivityKind = Field(description="What.", examples=["rename"])
     detail: str = Field(description="What exactly.", examples=["from acme to acme-corp"])
-    channel: Channel = Field(description="Through what.")
+    channel: Channel = Field(description="Through what.", examples=["api"])
     ip: str | None = Field(description="From which client address.", examples=["203.0.113.7"])
-    result: ActivityResult = Field(description="How it ended.")
-    reason: str = Field(description="Why it was refused or failed; empty otherwise.")
+    result: ActivityResult = Field(description="How it ended.", examples=["done"])
+    reason: str = Field(description="Why it was refused or failed; empty otherwise.", examples=[""])
 
 
 class ActivityList(Schema):
     """A page of a database's activity, newest first."""
 
-    data: list[Activity] = Field(description="The entries of this page.")
+    data: list[Activity] = Field(description="The entries of this page.", examples=[[]])
     has_more: bool = HAS_MORE
     next_cursor: str | None = NEXT_CURSOR
