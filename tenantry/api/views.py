@@ -669,7 +669,7 @@ def list_users(
 
 @api.post(
     "/databases/{name}/users",
-    response={201: list[s.User]} | errors(400, 403, 404, 413, 422),
+    response={201: list[s.User]} | errors(400, 403, 404, 409, 413, 422),
     operation_id="inviteUsers",
     openapi_extra=idempotent(),
     tags=["Users"],
