@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "tenantry.operations",
     "tenantry.backups",
     "tenantry.gateway",
+    "tenantry.releases",
 ]
 
 MIDDLEWARE = [

@@ -145,6 +145,9 @@ class Database(Schema):
         examples=["5f0c6a2e-8a4b-4c1e-9d57-2b1f0e7c3a10"],
     )
     release: str = Field(description="The workspace app's release in it.", examples=["1.1"])
+    release_deprecated: bool = Field(
+        description="Its release is deprecated: upgrade it.", examples=[False]
+    )
     engine: Engine = Field(description="Where its data lives.", examples=["sqlite"])
     role: Role = Field(description="The account's role in it.", examples=["admin"])
     status: DatabaseStatus = Field(description="Its state, for programs.", examples=["active"])
@@ -312,5 +315,24 @@ class ActivityList(Schema):
     """A page of a database's activity, newest first."""
 
     data: list[Activity] = Field(description="The entries of this page.", examples=[[]])
+    has_more: bool = HAS_MORE
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class Release(Schema):
+    """A release of the workspace app that databases may be on."""
+
+    version: str = Field(description="Its version.", examples=["1.1"])
+    published_at: datetime = Field(
+        description="When it was offered.", examples=["2026-11-30T18:15:00Z"]
+    )
+    deprecated: bool = Field(description="Still running, no longer supported.", examples=[False])
+    latest: bool = Field(description="New databases are made at it.", examples=[True])
+
+
+class ReleaseList(Schema):
+    """A page of the published releases, oldest first."""
+
+    data: list[Release] = Field(description="The releases of this page.", examples=[[]])
     has_more: bool = HAS_MORE
     next_cursor: str | None = NEXT_CURSOR

@@ -45,6 +45,7 @@ from tenantry.databases.access import get_backup, get_database, get_operation
 from tenantry.databases.models import Database, Membership, normalize_name
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import Operation
+from tenantry.releases import models as releases
 
 # The rate limit, in ACCOUNT_RATE_LIMITS, on wrong keys from one client address.
 FAILED_KEYS = "api_key_failed"
@@ -58,6 +59,7 @@ TAGS = [
     {"name": "Users", "description": "Who may use a database: users and invitations."},
     {"name": "Activity", "description": "Who did what to a database."},
     {"name": "Operations", "description": "The progress of long actions."},
+    {"name": "Releases", "description": "The workspace app's releases on offer."},
 ]
 
 DESCRIPTION = """Manage your Tenantry account and databases.
@@ -316,7 +318,9 @@ def operation_out(operation: Operation) -> dict[str, Any]:
     }
 
 
-def database_out(database: Database, role: str) -> dict[str, Any]:
+def database_out(
+    database: Database, role: str, deprecated: set[str] | None = None
+) -> dict[str, Any]:
     if database.status == Database.Status.ACTIVE and database.is_expired:
         status = s.DatabaseStatus.EXPIRED
     else:
@@ -326,6 +330,8 @@ def database_out(database: Database, role: str) -> dict[str, Any]:
         "url": database.url,
         "uuid": database.uuid,
         "release": database.release,
+        "release_deprecated": database.release
+        in (releases.deprecated_versions() if deprecated is None else deprecated),
         "engine": database.engine,
         "role": role,
         "status": status,
@@ -394,7 +400,9 @@ def list_databases(
         .order_by("database__name")
     )
     found = page(memberships, cursor, limit)
-    return {**found, "data": [database_out(m.database, m.role) for m in found["data"]]}
+    deprecated = releases.deprecated_versions()
+    data = [database_out(m.database, m.role, deprecated) for m in found["data"]]
+    return {**found, "data": data}
 
 
 @api.post(
@@ -701,3 +709,29 @@ def remove_user(
 ) -> Status:
     members.remove_email(admin_database(request, name), email, by=request.user)  # type: ignore[arg-type]
     return Status(204, None)
+
+
+@api.get(
+    "/releases",
+    response={200: s.ReleaseList} | errors(422),
+    operation_id="listReleases",
+    tags=["Releases"],
+    summary="The releases on offer",
+    description="The published releases of the workspace app, oldest first; new databases are "
+    "made at the latest.",
+)
+def list_releases(
+    request: HttpRequest, limit: int = LIMIT, cursor: str | None = CURSOR
+) -> dict[str, Any]:
+    published = sorted(releases.Release.objects.published(), key=lambda r: r.version_key)
+    latest = releases.latest()
+    rows = [
+        {
+            "version": r.version,
+            "published_at": r.published_at,
+            "deprecated": r.deprecated,
+            "latest": r.version == latest,
+        }
+        for r in published
+    ]
+    return page(rows, cursor, limit)

@@ -34,9 +34,9 @@ from tenantry.engines import filestore
 from tenantry.engines.fleet import engine_for, place, server_engine
 from tenantry.engines.models import Server
 from tenantry.operations.models import KINDS, Kind, Operation, OperationBusy
+from tenantry.releases import models as releases
 from tenantry.workspace import tenant
 from tenantry.workspace.mail import hold_queued
-from tenantry.workspace.releases import LATEST
 
 
 def reserve(name: str, *, by: User | None, **fields: Any) -> Database:
@@ -63,9 +63,10 @@ def new_physical_name() -> str:
 
 def create(name: str, *, by: User) -> Database:
     """A database at the latest release, ready at once; `by` becomes its administrator."""
-    database = reserve(name, by=by, release=LATEST)
+    release = releases.latest()
+    database = reserve(name, by=by, release=release)
     try:
-        database.size_bytes = engine_for(database).create(database.physical_name, LATEST)
+        database.size_bytes = engine_for(database).create(database.physical_name, release)
         with tenant.using(database) as db:
             tenant.initialize(db, database, admin=by)
         database.status = Database.Status.ACTIVE

@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from tenantry.databases.models import Membership
+from tenantry.releases import models as releases
 
 register = template.Library()
 
@@ -67,10 +68,11 @@ def database_rows(context: dict[str, Any], memberships: list[Membership]) -> Saf
     csrf = format_html(
         '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', context["csrf_token"]
     )
-    return mark_safe("".join(_row(m, csrf) for m in memberships))  # noqa: S308 (rows of format_html)
+    deprecated = releases.deprecated_versions()
+    return mark_safe("".join(_row(m, csrf, deprecated) for m in memberships))  # noqa: S308 (rows of format_html)
 
 
-def _row(m: Membership, csrf: SafeString) -> SafeString:
+def _row(m: Membership, csrf: SafeString, deprecated: set[str]) -> SafeString:
     db = m.database
     name = db.name or ""  # the view lists only databases with a name (not deleted ones)
     operation_id = getattr(m, "operation_id", None)  # annotated by the view
@@ -92,7 +94,10 @@ def _row(m: Membership, csrf: SafeString) -> SafeString:
         else ""
     )
     manage = format_html(MANAGE, name=name, **paths) if active and m.role == m.Role.ADMIN else ""
+    release = db.release
+    if release in deprecated:
+        release = format_html('{} <span class="badge warn">deprecated</span>', release)
     return format_html(
-        ROW, name=name, url=db.url, release=db.release, role=m.get_role_display(),  # type: ignore[attr-defined]
+        ROW, name=name, url=db.url, release=release, role=m.get_role_display(),  # type: ignore[attr-defined]
         status=status, size=filesizeformat(db.size_bytes), connect=connect, manage=manage,
     )  # fmt: skip

@@ -6,7 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from tenantry.engines.fleet import sqlite_engine
-from tenantry.workspace.releases import LATEST
+from tenantry.releases import models as releases
 
 from ._server import add_web_arguments, at_least_one, run_web, start_worker_threads
 
@@ -26,6 +26,6 @@ class Command(BaseCommand):
     ) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         # The first database is then made as fast as the next ones.
-        sqlite_engine().prepare_template(LATEST)
+        sqlite_engine().prepare_template(releases.latest())
         start_worker_threads(task_workers)
         run_web(bind, workers)
