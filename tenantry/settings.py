@@ -337,6 +337,9 @@ ACCOUNT_RATE_LIMITS = {
     # the email and the client address (accounts.lockout), so nobody elsewhere locks the
     # owner out.
     "login_failed": "10/m/ip,5/5m/key",
+    # ... and at one account from all addresses together: past it, only devices that signed
+    # in to it before may try (accounts.lockout).
+    "login_failed_account": "30/h/key",
     "signup": "20/m/ip",
     "confirm_email": "1/3m/key",
     "reset_password": "20/m/ip,5/m/key",

@@ -72,6 +72,42 @@ def test_an_attacker_elsewhere_cannot_lock_the_owner_out(owner: User) -> None:
     assert response.status_code == 302
 
 
+def test_guesses_from_many_addresses_leave_only_known_devices_in(
+    owner: User, settings: Settings
+) -> None:
+    settings.ACCOUNT_RATE_LIMITS = {
+        **settings.ACCOUNT_RATE_LIMITS,
+        "login_failed_account": "5/h/key",
+    }
+    home = at(OWNER_ADDRESS)  # the owner's own browser, signed in once before
+    assert portal_sign_in(home, owner.email, PASSWORD).status_code == 302
+    home.post("/accounts/logout/")
+    for n in range(5):  # a botnet: one guess from each address, under each address's limit
+        response = portal_sign_in(at(f"203.0.113.{n + 1}"), owner.email, "a guess")
+        assert refusal(response) == ""
+    stranger = portal_sign_in(at("203.0.113.99"), owner.email, PASSWORD)
+    assert stranger.status_code == 200
+    assert "sign in from a device you have used before" in stranger.content.decode()
+    # The owner's browser gets in, from wherever it is now.
+    travelling = home.post(
+        "/accounts/login/",
+        {"login": owner.email, "password": PASSWORD},
+        REMOTE_ADDR="192.0.2.200",
+    )
+    assert travelling.status_code == 302
+
+
+def test_good_sign_ins_from_new_places_do_not_count_as_guesses(
+    owner: User, settings: Settings
+) -> None:
+    settings.ACCOUNT_RATE_LIMITS = {
+        **settings.ACCOUNT_RATE_LIMITS,
+        "login_failed_account": "3/h/key",
+    }
+    for n in range(5):
+        assert portal_sign_in(at(f"192.0.2.{n + 1}"), owner.email, PASSWORD).status_code == 302
+
+
 @pytest.mark.parametrize(
     ("window", "sentence"),
     [

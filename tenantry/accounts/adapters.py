@@ -7,14 +7,19 @@ from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core import context as allauth_context
+from allauth.core.internal import ratelimit
 from allauth.mfa.adapter import DefaultMFAAdapter
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from tenantry import crypto
 from tenantry.accounts import lockout
+from tenantry.accounts.models import User
+
+# Failed sign-ins at one account from any address (ACCOUNT_RATE_LIMITS); see accounts.lockout.
+ACCOUNT_FAILED = "login_failed_account"
 
 SITE = SimpleNamespace(name="Tenantry", domain=settings.PORTAL_URL.split("://", 1)[-1])
 
@@ -52,6 +57,35 @@ class AccountAdapter(DefaultAccountAdapter):
             key = self._get_login_attempts_cache_key(request, **credentials)
             message = lockout.refusal(request, "login_failed", key=key)
             raise ValidationError(message, code="too_many_login_attempts") from error
+        self._account_usage = None
+        login = credentials.get("email", credentials.get("username", "")).strip().lower()
+        account = User.objects.filter(email__iexact=login).values_list("pk", flat=True).first()
+        # Guesses from everywhere at once: past their limit, only a device that signed in to
+        # the account before, or the signed-in person confirming their password, may try.
+        if request.user.is_authenticated or lockout.is_known_device(request, account):
+            return
+        self._account_usage = ratelimit.consume(
+            request, app="allauth.account", action=ACCOUNT_FAILED, key=login
+        )
+        if not self._account_usage:
+            self._rollback_login_failed_rl_usage()  # not this address's failure
+            wait = lockout.refusal(request, ACCOUNT_FAILED, key=login)
+            raise ValidationError(
+                f"{wait.removesuffix('.')}, or sign in from a device you have used before: "
+                "this account had too many failed attempts from elsewhere.",
+                code="too_many_login_attempts",
+            )
+
+    def _rollback_login_failed_rl_usage(self) -> None:
+        super()._rollback_login_failed_rl_usage()
+        usage = getattr(self, "_account_usage", None)
+        if usage:
+            usage.rollback()
+
+    def post_login(self, request: HttpRequest, user: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post_login(request, user, **kwargs)
+        lockout.mark_device(response, user.pk)
+        return response
 
 
 class MFAAdapter(DefaultMFAAdapter):
