@@ -220,3 +220,24 @@ def test_lists_come_in_pages_that_a_cursor_walks(engine_kind: str, owner: User) 
     wrong = key.get("/api/v1/databases?cursor=not-ours")
     assert wrong.status_code == 400 and wrong.json()["code"] == "invalid"
     assert key.get("/api/v1/databases?limit=500").status_code == 422
+
+
+def test_the_api_s_enums_are_the_models_choices() -> None:
+    """The API's enums are written out for the document's sake: they must not drift."""
+    from tenantry.api import schemas
+    from tenantry.backups.models import Backup
+    from tenantry.databases.models import Activity, Database, Membership
+    from tenantry.operations.models import KIND_NAMES, Operation
+
+    def values(enum: type) -> set[str]:
+        return {member.value for member in enum}
+
+    assert values(schemas.Engine) == set(Database.Engine.values)
+    assert values(schemas.Role) == set(Membership.Role.values)
+    assert values(schemas.DatabaseStatus) == {*Database.Status.values, "expired"}
+    assert values(schemas.OperationState) == set(Operation.State.values)
+    assert values(schemas.OperationKind) == set(KIND_NAMES)
+    assert values(schemas.BackupKind) == set(Backup.Kind.values) - {"upload"}
+    assert values(schemas.ActivityKind) == set(Activity.Kind.values)
+    assert values(schemas.Channel) == set(Activity.Channel.values)
+    assert values(schemas.ActivityResult) == set(Activity.Result.values)

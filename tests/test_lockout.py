@@ -23,7 +23,14 @@ from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.conftest import PASSWORD, client_for, database_records, reauthenticate, totp_code
+from tests.conftest import (
+    PASSWORD,
+    client_for,
+    database_records,
+    make_account,
+    reauthenticate,
+    totp_code,
+)
 from tests.helpers import DB_PASSWORD, enable_totp
 
 OWNER_ADDRESS = "198.51.100.7"
@@ -95,6 +102,31 @@ def test_guesses_from_many_addresses_leave_only_known_devices_in(
         REMOTE_ADDR="192.0.2.200",
     )
     assert travelling.status_code == 302
+
+
+def test_a_device_known_to_another_account_does_not_pass_the_account_limit(
+    owner: User, settings: Settings
+) -> None:
+    settings.ACCOUNT_RATE_LIMITS = {
+        **settings.ACCOUNT_RATE_LIMITS,
+        "login_failed_account": "3/h/key",
+    }
+    attacker = at(ATTACKER_ADDRESS)  # signed in to their own account: a device cookie, theirs
+    make_account("mallory@example.com")
+    assert portal_sign_in(attacker, "mallory@example.com", PASSWORD).status_code == 302
+    attacker.post("/accounts/logout/")
+    for n in range(3):
+        portal_sign_in(at(f"203.0.113.{n + 1}"), owner.email, "a guess")
+    forged = at("203.0.113.50")
+    forged.cookies["tenantry_device"] = str(owner.pk)  # unsigned: not a device of the owner
+    for client in (attacker, forged):
+        response = client.post(
+            "/accounts/login/",
+            {"login": owner.email, "password": PASSWORD},
+            REMOTE_ADDR="203.0.113.60",
+        )
+        assert response.status_code == 200
+        assert "sign in from a device you have used before" in response.content.decode()
 
 
 def test_good_sign_ins_from_new_places_do_not_count_as_guesses(
