@@ -93,6 +93,10 @@ class ApiKeyAuth(HttpBearer):
     )
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        # Checked already, this request's own header, by the idempotency middleware.
+        if isinstance(checked := getattr(request, "auth", None), ApiKey):
+            request.user = checked.user
+            return checked
         # Failures count per client address, and a good key does not clear them: else a
         # guesser's own valid key would reset the count between guesses.
         if not _consume_key_failure(request, dry_run=True):
