@@ -39,11 +39,29 @@ class User(models.Model):
         return self.login
 
 
+class Company(models.Model):
+    """Since release 2.0 (in 1.1, a contact's company was free text)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    domain = models.CharField(max_length=253, blank=True)  # since release 2.1
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "workspace_company"
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Contact(models.Model):
     name = models.CharField(max_length=200)
     email = models.EmailField(blank=True)
     phone = models.CharField(max_length=40, blank=True)
-    company = models.CharField(max_length=200, blank=True)  # since release 1.1
+    # Since release 2.0; in 1.1 a text field of the same name (see releases.model).
+    company = models.ForeignKey(
+        Company, models.SET_NULL, null=True, blank=True, related_name="contacts"
+    )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
