@@ -17,6 +17,7 @@ class Backup(models.Model):
     class Kind(models.TextChoices):
         DAILY = "daily", "Daily"
         BEFORE_RESTORE = "before_restore", "Before a restore"
+        BEFORE_UPGRADE = "before_upgrade", "Before an upgrade"
         # A ZIP someone sent to restore; removed once its restore is over.
         UPLOAD = "upload", "Uploaded"
 

@@ -256,7 +256,7 @@ def _load(operation: Operation, database: Database) -> None:
         with engine.held(params["old"]) if replace else nullcontext():
             if replace and "saved" not in params:
                 operation.advance(20, "Backing up the database first")
-                _save_first(operation, database)
+                store.make_first(operation, database, Backup.Kind.BEFORE_RESTORE)
             operation.advance(40, "Loading the database")
             with zipped.open("dump.sql") as dump:
                 engine.load(physical, dump)
@@ -324,21 +324,6 @@ def _check_attachments(database: Database, physical: str) -> None:
                 "The backup's attachments do not name their files by checksum: it was changed "
                 "outside Tenantry, so it cannot be restored."
             )
-
-
-def _save_first(operation: Operation, database: Database) -> None:
-    """The automatic backup before a restore over a database; one a crash cut short goes."""
-    params = operation.params
-    unfinished = Backup.objects.filter(pk=params.get("saving", 0)).first()
-    if unfinished is not None:
-        store.discard(unfinished)
-    with transaction.atomic():  # a crash between the two would leave a record nobody knows
-        saved = store.new_backup(database, Backup.Kind.BEFORE_RESTORE, by=operation.created_by)
-        params["saving"] = saved.pk
-        operation.save(update_fields=["params"])
-    store.write(saved, archive.stream(database))
-    params["saved"] = saved.pk
-    operation.save(update_fields=["params"])
 
 
 def _forget_upload(operation: Operation) -> None:

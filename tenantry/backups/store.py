@@ -32,6 +32,7 @@ from tenantry.engines.fleet import engine_for
 if TYPE_CHECKING:
     from tenantry.accounts.models import User
     from tenantry.databases.models import Database
+    from tenantry.operations.models import Operation
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ RETENTION: tuple[tuple[int, Callable[[datetime], tuple[int, ...]]], ...] = (
     (4, lambda t: tuple(t.isocalendar())[:2]),
     (3, lambda t: (t.year, t.month)),
 )
-BEFORE_RESTORE_KEPT = timedelta(days=30)
+# Backups taken before a restore or an upgrade are kept this long.
+BEFORE_KEPT = timedelta(days=30)
 # A backup being written touches its record this often; one quiet for STALE was abandoned.
 BEAT_SECONDS = 5
 STALE = timedelta(minutes=10)
@@ -92,6 +94,24 @@ def make(database: Database, kind: str, *, by: User | None = None) -> Backup:
     backup = new_backup(database, kind, by=by)
     write(backup, archive.stream(database))
     return backup
+
+
+def make_first(operation: Operation, database: Database, kind: str) -> None:
+    """The backup an operation takes before it changes the database (a restore over it, an
+    upgrade), once: the operation's params keep it, and one a crash cut short goes."""
+    params = operation.params
+    if "saved" in params:
+        return
+    unfinished = Backup.objects.filter(pk=params.get("saving", 0)).first()
+    if unfinished is not None:
+        discard(unfinished)
+    with transaction.atomic():  # a crash between the two would leave a record nobody knows
+        saved = new_backup(database, kind, by=operation.created_by)
+        params["saving"] = saved.pk
+        operation.save(update_fields=["params"])
+    write(saved, archive.stream(database))
+    params["saved"] = saved.pk
+    operation.save(update_fields=["params"])
 
 
 def write(backup: Backup, content: File | Iterator[bytes]) -> None:
@@ -166,7 +186,8 @@ def prune(database: Database, now: datetime) -> None:
     daily = list(database.backups.filter(kind=Backup.Kind.DAILY, state=Backup.State.READY))  # type: ignore[attr-defined]
     keep = retained(daily)
     old = database.backups.filter(  # type: ignore[attr-defined]
-        kind=Backup.Kind.BEFORE_RESTORE, created_at__lt=now - BEFORE_RESTORE_KEPT
+        kind__in=(Backup.Kind.BEFORE_RESTORE, Backup.Kind.BEFORE_UPGRADE),
+        created_at__lt=now - BEFORE_KEPT,
     )
     for backup in [b for b in daily if b.pk not in keep] + list(old):
         discard(backup)

@@ -122,14 +122,8 @@ def start_duplicate(
                 "Delete one before making another.",
                 code="limit",
             )
-        now = now or timezone.now()
         with transaction.atomic():
-            copy = reserve(
-                name, by=by, engine=source.engine,
-                server=source.server,  # a template copy stays on the source's server
-                release=source.release, source=source, is_test_copy=for_testing,
-                expires_at=now + COPY_LIFETIME,
-            )  # fmt: skip
+            copy = reserve_copy(source, name, for_testing=for_testing, by=by, now=now)
             operation = Operation.start(
                 "duplicate", source, by=by, target=copy, params={"for_testing": for_testing}
             )
@@ -143,6 +137,18 @@ def start_duplicate(
                 result=activity.Result.STARTED, operation=operation,
             )  # fmt: skip
             return operation
+
+
+def reserve_copy(
+    source: Database, name: str, *, for_testing: bool, by: User | None, now: datetime | None = None
+) -> Database:
+    """The record of a copy of `source` (a duplicate, a test upgrade's copy), for 15 days."""
+    return reserve(
+        name, by=by, engine=source.engine,
+        server=source.server,  # a template copy stays on the source's server
+        release=source.release, source=source, is_test_copy=for_testing,
+        expires_at=(now or timezone.now()) + COPY_LIFETIME,
+    )  # fmt: skip
 
 
 def run_duplicate(operation: Operation) -> None:

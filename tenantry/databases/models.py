@@ -111,6 +111,11 @@ class Database(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     size_bytes = models.BigIntegerField(default=0)
+    # An automatic upgrade failed then: the sweep tries no other until support lifts this.
+    upgrade_failed_at = models.DateTimeField(null=True, blank=True)
+    # The upgrade reminders sent: for which major release, and the last (30, 7 or 1 days).
+    reminded_for = models.CharField(max_length=20, blank=True)
+    reminded_days = models.PositiveSmallIntegerField(null=True, blank=True)
 
     objects = DatabaseQuerySet.as_manager()
     loaded_name: str | None = None
@@ -312,6 +317,7 @@ class Activity(models.Model):
         ACCEPT = "accept", "Joined"
         REMOVE = "remove", "Removed users"
         ROLE = "role", "Changed roles"
+        UPGRADE = "upgrade", "Upgraded"
 
     class Channel(models.TextChoices):
         PORTAL = "portal", "Portal"

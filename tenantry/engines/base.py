@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import IO, Any
 
-from django.core.management import call_command
 from django.db import connections
+from django.db.migrations.executor import MigrationExecutor
 from django.db.utils import load_backend
 from django.utils.connection import ConnectionDoesNotExist
 
@@ -168,7 +168,7 @@ class Engine(ABC):
             building = f"{self.template_name(release)}_b{int(time.time())}_{secrets.token_hex(4)}"
             self._create_empty(building)
             alias = self.connect(building)
-            call_command("migrate", "workspace", RELEASES[release], database=alias, verbosity=0)
+            MigrationExecutor(connections[alias]).migrate([("workspace", RELEASES[release])])
             self.disconnect(building)
             self._publish_template(building, release)
             self._ready_templates.add(release)

@@ -47,6 +47,9 @@ CHUNK = 1024 * 1024
 
 # How long a clone lets the source's open sessions finish before ending them.
 DRAIN_SECONDS = 10
+# A request waits this long for a lock (an upgrade holds its tables' for its whole transaction)
+# before it fails, with the "being upgraded" page (workspace.tenant), instead of hanging.
+LOCK_TIMEOUT = "5s"
 
 # Admin connections are kept open between uses, at most this many a server in each process: a
 # new one costs the server a backend (a fork and a few ms of CPU), and every create needs one.
@@ -95,6 +98,7 @@ class PostgreSQLEngine(Engine):
             "PASSWORD": self.params["password"],
             "HOST": self.params["host"],
             "PORT": self.params["port"],
+            "OPTIONS": {"options": f"-c lock_timeout={LOCK_TIMEOUT}"},
         }
 
     @contextmanager

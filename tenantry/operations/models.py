@@ -43,7 +43,7 @@ class Kind:
 KINDS: dict[str, Kind] = {}  # filled by the apps that own the actions (databases.lifecycle)
 # Every kind an operation may have: each needs a runner in KINDS (a system check says so at
 # start-up, not a worker at the first such operation).
-KIND_NAMES = ("duplicate", "delete", "move", "restore")
+KIND_NAMES = ("duplicate", "delete", "move", "restore", "upgrade")
 
 
 class Operation(models.Model):
@@ -85,6 +85,10 @@ class Operation(models.Model):
             )
         ]
 
+    # The part of the progress bar the running work fills: a test upgrade runs a duplicate in
+    # its first half (see advance).
+    span = (0, 100)
+
     def __str__(self) -> str:
         return f"{self.label} {self.database_name} ({self.get_state_display()})"
 
@@ -118,7 +122,9 @@ class Operation(models.Model):
         transaction.on_commit(lambda: run_operation.enqueue(self.pk))
 
     def advance(self, progress: int, step: str) -> None:
-        self.progress, self.step, self.heartbeat_at = progress, step, timezone.now()
+        low, high = self.span
+        self.progress = low + progress * (high - low) // 100
+        self.step, self.heartbeat_at = step, timezone.now()
         self.save(update_fields=["progress", "step", "heartbeat_at"])
 
     def beat(self) -> None:

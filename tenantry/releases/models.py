@@ -3,8 +3,10 @@ point in the workspace's migrations, workspace.releases) and is offered once pub
 
 from __future__ import annotations
 
-from datetime import datetime
+import calendar
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -12,8 +14,24 @@ from django.utils import timezone
 from tenantry.workspace.releases import LATEST, RELEASES
 
 
+# A database below the latest major release must be upgraded within this many months of its
+# publication; then the sweep upgrades it.
+UPGRADE_MONTHS = 2
+
+
 def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
+
+
+def major(version: str) -> int:
+    return version_key(version)[0]
+
+
+def add_months(when: datetime, months: int) -> datetime:
+    """The same day `months` later (or that month's last day: 31 December + 2 is 28 February)."""
+    month = when.month - 1 + months
+    year, month = when.year + month // 12, month % 12 + 1
+    return when.replace(year=year, month=month, day=min(when.day, calendar.monthrange(year, month)[1]))
 
 
 class ReleaseQuerySet(models.QuerySet["Release"]):
@@ -83,3 +101,81 @@ def deprecate(version: str) -> Release:
     release.deprecated = True
     release.save(update_fields=["deprecated"])
     return release
+
+
+class Published:
+    """The releases published at a moment, read once: what each database is offered, and by
+    when it must upgrade (a page of databases asks for each of them)."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        rows = Release.objects.filter(published_at__lte=now or timezone.now())
+        self.releases = sorted(rows, key=lambda release: release.version_key)
+        self.deprecated = {release.version for release in self.releases if release.deprecated}
+
+    @property
+    def latest(self) -> str | None:
+        return self.releases[-1].version if self.releases else None
+
+    def offered(self, current: str) -> list[str]:
+        """The releases a database at `current` may upgrade to, oldest first."""
+        return [
+            release.version
+            for release in self.releases
+            if release.version_key > version_key(current) and not release.deprecated
+        ]
+
+    def deadline(self, current: str) -> datetime | None:
+        """Below the latest major: two months after that major's first publication."""
+        if self.latest is None or major(current) >= major(self.latest):
+            return None
+        first = next(r for r in self.releases if major(r.version) == major(self.latest))
+        assert first.published_at is not None
+        return add_months(first.published_at, UPGRADE_MONTHS)
+
+
+class Upgrade(models.Model):
+    """An upgrade and its report: how it went, step by step, and each table's rows before and
+    after. A test upgrade's subject is its copy."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    operation = models.OneToOneField(
+        "operations.Operation", models.SET_NULL, null=True, related_name="upgrade"
+    )
+    database = models.ForeignKey(
+        "databases.Database", models.SET_NULL, null=True, related_name="upgrades"
+    )
+    database_name = models.CharField(max_length=63)
+    copy = models.ForeignKey(
+        "databases.Database", models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    test = models.BooleanField(default=False)
+    automatic = models.BooleanField(default=False)
+    from_release = models.CharField(max_length=20)
+    to_release = models.CharField(max_length=20)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    # The migrations run, in order, and the one that failed with its message.
+    steps = models.JSONField(default=list)
+    failed_step = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    # [{"table": ..., "before": rows or None, "after": rows or None}, ...]
+    tables = models.JSONField(default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        kind = "Test upgrade" if self.test else "Upgrade"
+        return f"{kind} of {self.database_name} to {self.to_release}"
+
+    @property
+    def duration(self) -> timedelta | None:
+        return self.finished_at - self.started_at if self.finished_at else None

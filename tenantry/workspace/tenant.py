@@ -28,6 +28,11 @@ def using(database: Database, physical: str = "") -> Iterator[str]:
     try:
         yield alias
     except DatabaseError as error:
+        if _being_upgraded(database):
+            raise DatabaseHeld(
+                f"“{database.name}” is being upgraded to a new release: what you asked for was "
+                "not done. Try again in a few minutes."
+            ) from error
         if engine.write_was_held(error):
             raise DatabaseHeld(
                 f"“{database.name}” is being copied, moved or restored: it can be read, but "
@@ -36,6 +41,17 @@ def using(database: Database, physical: str = "") -> Iterator[str]:
         raise
     finally:
         engine.disconnect(physical)
+
+
+def _being_upgraded(database: Database) -> bool:
+    """An upgrade runs, or has just changed the database's release under the request (which
+    used the former release's models)."""
+    from tenantry.databases.models import Database
+    from tenantry.operations.models import ACTIVE_STATES, Operation
+
+    running = Operation.objects.filter(database=database.pk, kind="upgrade", state__in=ACTIVE_STATES)
+    changed = Database.objects.filter(pk=database.pk).exclude(release=database.release)
+    return running.exists() or changed.exists()
 
 
 def initialize(db: str, database: Database, admin: Any) -> None:
