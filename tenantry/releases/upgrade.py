@@ -133,6 +133,13 @@ def deadline(database: Database, published: Published) -> datetime | None:
     return None if database.is_test_copy else published.deadline(database.release)
 
 
+def offer(database: Database, published: Published) -> tuple[str | None, datetime | None]:
+    """The latest release the database is offered (None: it is at the latest), and the date
+    it must be upgraded by (None: it may ignore the offer)."""
+    offered = published.offered(database.release)
+    return (offered[-1] if offered else None), deadline(database, published)
+
+
 def run(operation: Operation) -> None:
     database = operation.database
     if database is None:
