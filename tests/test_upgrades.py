@@ -22,6 +22,7 @@ from tenantry.databases.models import Activity, Database
 from tenantry.engines.base import DatabaseHeld
 from tenantry.engines.fleet import engine_for
 from tenantry.operations.models import Operation
+from tenantry.operations.sweep import sweep
 from tenantry.operations.tasks import run_operation
 from tenantry.releases import models as releases
 from tenantry.releases import upgrade
@@ -291,3 +292,86 @@ def test_upgrades_that_cannot_be_are_refused_with_a_sentence(
     assert expired.value.code == "expired"
     refusals = Activity.objects.filter(database=database, kind="upgrade", result="refused")
     assert refusals.count() == len(refused) + 3
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_the_sweep_reminds_before_the_deadline_then_upgrades_once(
+    engine_kind: str, owner: User, member: User, planted: None, mailoutbox: list
+) -> None:
+    database = shop(owner)
+    lifecycle.start_duplicate(database, "shop-test", by=owner)  # a test copy: never reminded
+    run_pending()
+    expired = lifecycle.create("gone", by=owner)
+    Database.objects.filter(pk=expired.pk).update(expires_at=timezone.now())
+    published = timezone.now() - timedelta(minutes=1)
+    releases.publish("2.0", published)
+    due = releases.add_months(published, 2)
+    # Still there at the deadline (made in its last days).
+    Database.objects.filter(name="shop-test").update(expires_at=due + timedelta(days=10))
+    assert upgrade.offer(database, releases.Published()) == ("2.0", due)
+    assert upgrade.offer(Database.objects.get(name="shop-test"), releases.Published()) == (
+        "2.0",
+        None,
+    )
+
+    def swept(at: timedelta) -> list[str]:
+        mailoutbox.clear()
+        sweep(due + at)
+        return [m.subject for m in mailoutbox]
+
+    reminder = "[Tenantry] “shop” must be upgraded to 2.0 by " + f"{due:%Y-%m-%d}"
+    assert swept(-timedelta(days=31)) == []
+    assert swept(-timedelta(days=29)) == [reminder]
+    assert "in 30 days" in mailoutbox[0].body
+    assert swept(-timedelta(days=20)) == []
+    assert swept(-timedelta(days=2)) == [reminder]  # the 7 days' reminder, late
+    assert "in 7 days" in mailoutbox[0].body
+    assert swept(-timedelta(days=1, minutes=-1)) == [reminder]
+    assert swept(-timedelta(hours=1)) == []
+
+    # At the deadline: an automatic production upgrade, once.
+    assert swept(timedelta(minutes=1)) == []
+    operation = Operation.objects.get(kind="upgrade", state="queued")
+    assert (operation.database, operation.created_by, operation.params["automatic"]) == (
+        database,
+        None,
+        True,
+    )
+    run_pending()
+    database.refresh_from_db()
+    assert database.release == "2.0"
+    assert mailoutbox[0].subject == "[Tenantry] Upgrade of “shop” to 2.0: succeeded"
+    assert mailoutbox[0].to == [owner.email]  # its administrator: the sweep asked
+    entry = Activity.objects.get(database=database, kind="upgrade")
+    assert (entry.actor, entry.channel, entry.result) == ("Tenantry", "sweep", "done")
+    assert Database.objects.get(name="shop-test").release == "1.1"
+    assert Database.objects.get(name="gone").release == "1.1"
+
+    # At the latest major, a newer minor is offered with no deadline: nothing is sent or done.
+    releases.publish("2.1", published)
+    assert upgrade.offer(database, releases.Published()) == ("2.1", None)
+    assert swept(timedelta(days=90)) == []
+    assert not Operation.objects.filter(kind="upgrade", state="queued").exists()
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_a_failed_automatic_upgrade_is_reported_and_not_tried_again(
+    engine_kind: str, owner: User, planted: None, mailoutbox: list
+) -> None:
+    database = shop(owner)
+    published = timezone.now() - timedelta(minutes=1)
+    publish("2.0", "2.1")
+    releases.publish("9.0", published)  # a major that fails
+    after = releases.add_months(published, 2) + timedelta(minutes=1)
+    before = dump(database)
+    upgrade.sweep(after)  # not the whole sweep: its jobs would change the database
+    run_pending()
+    database.refresh_from_db()
+    assert database.release == "1.1"
+    assert database.upgrade_failed_at is not None
+    assert dump(database) == before
+    assert mailoutbox[-1].subject == "[Tenantry] Upgrade of “shop” to 9.0: failed"
+    assert mailoutbox[-1].to == [owner.email]
+    assert "Contact support" in mailoutbox[-1].body
+    upgrade.sweep(after + timedelta(hours=1))
+    assert Operation.objects.filter(kind="upgrade").count() == 1

@@ -19,7 +19,8 @@ EXPIRY_WARNING = timedelta(days=3)
 
 def sweep(now: datetime | None = None) -> None:
     """Warn of and remove expired copies, clear creations and template builds that never
-    finished, queue the daily backups, clear abandoned backup files, purge expired invitations
+    finished, remind of upgrade deadlines and upgrade the databases past theirs, queue the
+    daily backups, clear abandoned backup files, purge expired invitations
     and sign-in tokens, run the databases' scheduled jobs (their outgoing mail among them),
     and remove activity entries past their time."""
     from tenantry.backups import store
@@ -30,6 +31,7 @@ def sweep(now: datetime | None = None) -> None:
         warn_of_expiry,
     )
     from tenantry.engines.fleet import remove_abandoned_builds
+    from tenantry.releases import upgrade
     from tenantry.workspace import jobs
 
     now = now or timezone.now()
@@ -41,6 +43,7 @@ def sweep(now: datetime | None = None) -> None:
         lambda: store.schedule_daily(now),
         lambda: store.remove_abandoned(now),
         lambda: members.purge_expired(now),
+        lambda: upgrade.sweep(now),
         lambda: jobs.run_everywhere(now),
         lambda: activity.purge(now),
     ]

@@ -124,11 +124,18 @@ class Published:
             if release.version_key > version_key(current) and not release.deprecated
         ]
 
+    @property
+    def major(self) -> Release | None:
+        """The first published release of the latest major (2.0, unless 2.0 never was)."""
+        if self.latest is None:
+            return None
+        return next(r for r in self.releases if major(r.version) == major(self.latest))
+
     def deadline(self, current: str) -> datetime | None:
         """Below the latest major: two months after that major's first publication."""
-        if self.latest is None or major(current) >= major(self.latest):
+        first = self.major
+        if first is None or major(current) >= major(first.version):
             return None
-        first = next(r for r in self.releases if major(r.version) == major(self.latest))
         assert first.published_at is not None
         return add_months(first.published_at, UPGRADE_MONTHS)
 

@@ -22,7 +22,7 @@ the sweep's automatic upgrades).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from allauth.account.adapter import get_adapter
@@ -40,7 +40,7 @@ from tenantry.backups.models import Backup
 from tenantry.databases import activity, lifecycle
 from tenantry.databases.models import Database, Membership, validate_name
 from tenantry.operations.models import KINDS, Kind, Operation, finished
-from tenantry.releases.models import Published, Release, Upgrade, latest, version_key
+from tenantry.releases.models import Published, Release, Upgrade, latest, major, version_key
 from tenantry.workspace import tenant
 from tenantry.workspace.releases import RELEASES
 
@@ -138,6 +138,51 @@ def offer(database: Database, published: Published) -> tuple[str | None, datetim
     it must be upgraded by (None: it may ignore the offer)."""
     offered = published.offered(database.release)
     return (offered[-1] if offered else None), deadline(database, published)
+
+
+# Administrators are reminded this many days before the deadline.
+REMINDERS = (30, 7, 1)
+
+
+def sweep(now: datetime) -> None:
+    """Remind the administrators of databases below the latest major release of their
+    deadline, and start the automatic upgrade of those whose deadline has come (once: if it
+    fails, the database waits for support). Test copies and expired databases are left alone."""
+    published = Published(now)
+    target = published.major
+    if target is None:
+        return
+    below = [v for v in RELEASES if major(v) < major(target.version)]
+    due = (
+        Database.objects.filter(status=Database.Status.ACTIVE, release__in=below, is_test_copy=False)
+        .exclude(name=None)
+        .exclude(expires_at__lte=now)
+    )
+    for database in due:
+        by = deadline(database, published)
+        assert by is not None
+        if now < by:
+            _remind(database, by, target.version, now)
+        elif database.upgrade_failed_at is None:
+            try:
+                start(database, by=None, automatic=True)
+            except ValidationError as error:  # busy: the next sweep tries again
+                logger.info("No automatic upgrade of %s yet: %s", database.name, error.messages)
+
+
+def _remind(database: Database, by: datetime, target: str, now: datetime) -> None:
+    left = by - now
+    days = min((d for d in REMINDERS if left <= timedelta(days=d)), default=None)
+    if days is None:
+        return
+    sent = database.reminded_days if database.reminded_for == target else None
+    if sent is not None and sent <= days:
+        return
+    admins = Membership.objects.filter(database=database, role=Membership.Role.ADMIN)
+    context = {"database": database, "deadline": by, "release": target, "days": days}
+    for email in admins.values_list("user__email", flat=True):
+        get_adapter().send_mail("releases/email/upgrade_reminder", email, context)
+    Database.objects.filter(pk=database.pk).update(reminded_for=target, reminded_days=days)
 
 
 def run(operation: Operation) -> None:
