@@ -149,7 +149,7 @@ def bench_postgresql(
 ) -> None:
     from tenantry.engines.fleet import server_engine as engine_for_server
     from tenantry.engines.models import Server
-    from tenantry.workspace.releases import LATEST
+    from tenantry.releases.models import latest
 
     with postgres(pg_dir, durable) as server:
         print(f"PostgreSQL {server.psql('SHOW server_version')} ({durability(server)})")
@@ -161,7 +161,7 @@ def bench_postgresql(
         record.url = server.url
         record.save()
         try:
-            template = engine_for_server(record).template_name(LATEST)
+            template = engine_for_server(record).template_name(latest())
             for n in clients:
                 create = creates(user, "postgresql", n)
 
