@@ -136,6 +136,7 @@ def fill_postgres(server: PostgresServer, size: int) -> int:
 
 def bench_postgresql(base: Path, size: int, runs: int, durable: bool) -> None:
     from tenantry.engines.postgresql import PostgreSQLEngine
+
     with postgres(base / "pg", durable) as server:
         version = server.psql("SHOW server_version")
         print(f"PostgreSQL {version} ({durability(server)})")
@@ -228,6 +229,7 @@ def sqlite_count(path: Path) -> int:
 
 def bench_sqlite(base: Path, size: int, runs: int) -> None:
     from tenantry.engines.sqlite import SQLiteEngine
+
     print(f"SQLite {sqlite3.sqlite_version}")
     engine = SQLiteEngine(base / "sqlite")
     engine.create(SOURCE, CONTACTS_RELEASE)

@@ -63,7 +63,9 @@ def bench(base: Path, size: int, target: str, durable: bool) -> None:
     from tenantry.workspace.releases import RELEASES
 
     with postgres(base / "pg", durable) as server:
-        print(f"PostgreSQL {server.psql('SHOW server_version')} ({durability(server)}); {machine()}")
+        print(
+            f"PostgreSQL {server.psql('SHOW server_version')} ({durability(server)}); {machine()}"
+        )
         record = Server(name="bench")
         record.url = server.url
         record.save()

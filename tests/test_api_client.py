@@ -12,15 +12,18 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from django.utils import timezone
 from pytest_django.live_server_helper import LiveServer
 
 from tenantry.accounts.models import ApiKey, User
 from tenantry.databases.models import Database, Membership
+from tenantry.releases import models as releases
 from tests.browser import Worker
 from tests.conftest import database_records
 
@@ -31,7 +34,7 @@ OPERATIONS = {
     "account": {"get_me"},
     "databases": {
         "create_database", "list_databases", "get_database", "rename_database",
-        "delete_database", "duplicate_database",
+        "delete_database", "duplicate_database", "upgrade_database",
     },
     "backups": {"download_database", "list_backups", "download_backup", "restore_database"},
     "users": {"list_users", "invite_users", "remove_user"},
@@ -233,6 +236,44 @@ def test_the_generated_client_drives_the_whole_flow(
     names = [d.name for d in list_databases.sync(client=client).data]
     assert names == ["shop", "shop-3", "shop-trial"]
     assert Database.objects.count() == 3
+
+
+def test_an_upgrade_and_its_report_reach_the_client_typed(
+    generated: Path, portal: str, worker: Worker, owner: User
+) -> None:
+    from tenantry_client.api.databases import create_database, get_database, upgrade_database
+    from tenantry_client.models import (
+        CreateDatabaseRequest,
+        Error,
+        ErrorCode,
+        UpgradeDatabaseRequest,
+        UpgradeState,
+    )
+
+    for version in ("1.0", "1.1"):  # a transactional test starts with no release recorded
+        releases.publish(version, timezone.now() - timedelta(minutes=1))
+    client = api_client(portal, owner)
+    create_database.sync(client=client, body=CreateDatabaseRequest(name="shop"))
+    releases.publish("2.0", timezone.now() - timedelta(minutes=1))
+    shop = get_database.sync("shop", client=client)
+    assert (shop.release, shop.upgrade_to, shop.upgrade_failed) == ("1.1", "2.0", False)
+    assert isinstance(shop.upgrade_deadline, datetime)
+    worker.start()
+
+    upgrading = upgrade_database.sync_detailed("shop", client=client, body=UpgradeDatabaseRequest())
+    report = finished(client, accepted(upgrading)).result
+    assert (report.state, report.from_release, report.to_release) == (
+        UpgradeState.SUCCEEDED, "1.1", "2.0"
+    )  # fmt: skip
+    assert report.steps == ["0003_release_2_0"] and report.test_copy is None
+    assert {t.table: (t.before, t.after) for t in report.tables}["workspace_company"] == (None, 0)
+    assert get_database.sync("shop", client=client).upgrade_to is None
+
+    answer = upgrade_database.sync_detailed("shop", client=client, body=UpgradeDatabaseRequest())
+    assert answer.status_code == 400 and isinstance(answer.parsed, Error)
+    assert (answer.parsed.code, answer.parsed.detail) == (
+        ErrorCode.INVALID, "“shop” is already at release 2.0."
+    )  # fmt: skip
 
 
 def test_each_error_reaches_the_client_as_a_typed_error(

@@ -32,6 +32,8 @@ def test_the_first_releases_are_published_and_listed_with_their_databases(
     assert listing == [
         f"1.0\t{today}\tsupported\t0 database(s)",
         f"1.1\t{today}\tsupported\t1 database(s)",
+        "2.0\t-\tnot published\t0 database(s)",
+        "2.1\t-\tnot published\t0 database(s)",
     ]
 
 

@@ -76,7 +76,9 @@ def contacts(database: Database) -> list[tuple[str, str | None, str | None]]:
     contact = model(database.release, "Contact")
     with tenant.using(database) as db:
         rows = contact.objects.using(db).select_related("company").order_by("name")
-        return [(c.name, c.company and c.company.name, getattr(c.company, "domain", None)) for c in rows]
+        return [
+            (c.name, c.company and c.company.name, getattr(c.company, "domain", None)) for c in rows
+        ]
 
 
 def test_a_production_upgrade_migrates_the_data_backs_up_first_and_reports(
@@ -227,9 +229,9 @@ def test_writes_during_an_upgrade_wait_for_it_and_are_kept(
             with tenant.using(database) as db:
                 assert contact.objects.using(db).filter(name="Ada").exists()
         else:
-            with pytest.raises(DatabaseHeld, match="“shop” is being upgraded to a new release"):
-                with tenant.using(database) as db:
-                    contact.objects.using(db).filter(name="Ada").exists()
+            held = pytest.raises(DatabaseHeld, match="“shop” is being upgraded to a new release")
+            with held, tenant.using(database) as db:
+                contact.objects.using(db).filter(name="Ada").exists()
         # A write waits for the upgrade's end (on SQLite, where the upgrade holds the file's
         # write lock; it ends a second later), then lands.
         threading.Timer(1, lambda: marker.unlink(missing_ok=True)).start()
@@ -254,9 +256,7 @@ def _closed() -> None:
 
 
 @pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
-def test_upgrades_that_cannot_be_are_refused_with_a_sentence(
-    engine_kind: str, owner: User
-) -> None:
+def test_upgrades_that_cannot_be_are_refused_with_a_sentence(engine_kind: str, owner: User) -> None:
     database = shop(owner)
     refused = [
         ("7.7", "There is no release 7.7."),
@@ -280,9 +280,9 @@ def test_upgrades_that_cannot_be_are_refused_with_a_sentence(
     assert busy.value.code == "busy"
     assert not Database.objects.filter(name="shop-upgrade-2-1").exists()
     # A request that fails meanwhile says why.
-    with pytest.raises(DatabaseHeld, match="“shop” is being upgraded to a new release"):
-        with tenant.using(database) as db:
-            connections[db].cursor().execute("INSERT INTO workspace_nothing VALUES (1)")
+    held = pytest.raises(DatabaseHeld, match="“shop” is being upgraded to a new release")
+    with held, tenant.using(database) as db:
+        connections[db].cursor().execute("INSERT INTO workspace_nothing VALUES (1)")
     Operation.objects.update(state="failed")
 
     Database.objects.filter(pk=database.pk).update(expires_at=timezone.now())

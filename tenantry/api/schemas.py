@@ -65,6 +65,7 @@ class OperationKind(StrEnum):
     DELETE = "delete"
     MOVE = "move"
     RESTORE = "restore"
+    UPGRADE = "upgrade"
 
 
 class OperationState(StrEnum):
@@ -77,6 +78,7 @@ class OperationState(StrEnum):
 class BackupKind(StrEnum):
     DAILY = "daily"
     BEFORE_RESTORE = "before_restore"
+    BEFORE_UPGRADE = "before_upgrade"
 
 
 class UserStatus(StrEnum):
@@ -97,6 +99,13 @@ class ActivityKind(StrEnum):
     ACCEPT = "accept"
     REMOVE = "remove"
     ROLE = "role"
+    UPGRADE = "upgrade"
+
+
+class UpgradeState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 class Channel(StrEnum):
@@ -148,6 +157,20 @@ class Database(Schema):
     release_deprecated: bool = Field(
         description="Its release is deprecated: upgrade it.", examples=[False]
     )
+    upgrade_to: str | None = Field(
+        description="The latest release it may be upgraded to; null when it is at the latest.",
+        examples=["2.0"],
+    )
+    upgrade_deadline: datetime | None = Field(
+        description="When it must be at the latest major release (after which Tenantry "
+        "upgrades it); null when nothing is due, and for test copies.",
+        examples=["2027-01-30T18:15:00Z"],
+    )
+    upgrade_failed: bool = Field(
+        description="Tenantry's automatic upgrade of it failed: no other is tried until "
+        "support clears this.",
+        examples=[False],
+    )
     engine: Engine = Field(description="Where its data lives.", examples=["sqlite"])
     role: Role = Field(description="The account's role in it.", examples=["admin"])
     status: DatabaseStatus = Field(description="Its state, for programs.", examples=["active"])
@@ -172,8 +195,63 @@ class DatabaseList(Schema):
     next_cursor: str | None = NEXT_CURSOR
 
 
+class UpgradeTable(Schema):
+    """A table's rows before and after an upgrade."""
+
+    table: str = Field(description="The table's name.", examples=["workspace_contact"])
+    before: int | None = Field(
+        description="Its rows before; null if the upgrade made it.", examples=[120]
+    )
+    after: int | None = Field(
+        description="Its rows after; null if the upgrade dropped it, or while it runs.",
+        examples=[120],
+    )
+
+
+class UpgradeReport(Schema):
+    """How an upgrade went: its steps, the one that failed, and each table's rows."""
+
+    id: int = Field(description="Its id.", examples=[3])
+    url: str = Field(
+        description="Its page on the portal.", examples=["https://tenantry.example.com/upgrades/3/"]
+    )
+    state: UpgradeState = Field(
+        description="Where it is: succeeded and failed are final.", examples=["succeeded"]
+    )
+    test: bool = Field(
+        description="A test upgrade: a test copy was upgraded, not the database.",
+        examples=[False],
+    )
+    automatic: bool = Field(
+        description="Tenantry started it, the database's deadline having come.", examples=[False]
+    )
+    from_release: str = Field(description="The release it started from.", examples=["1.1"])
+    to_release: str = Field(description="The release it goes to.", examples=["2.0"])
+    steps: list[str] = Field(
+        description="The migrations run, in order (the failing one last).",
+        examples=[["0003_release_2_0"]],
+    )
+    failed_step: str = Field(
+        description="The migration that failed; empty otherwise.", examples=[""]
+    )
+    error: str = Field(description="Why it failed; empty otherwise.", examples=[""])
+    duration_seconds: float | None = Field(
+        description="How long it took; null while it runs.", examples=[4.2]
+    )
+    tables: list[UpgradeTable] = Field(
+        description="Each table's rows before and after, by name.", examples=[[]]
+    )
+    # Not `copy`: that would shadow pydantic's BaseModel.copy().
+    test_copy: str | None = Field(
+        description="A test upgrade's copy (the database upgraded); null for others, and once "
+        "the copy is gone.",
+        examples=["acme-upgrade-2-0"],
+    )
+
+
 class Operation(Schema):
-    """A long action (duplicate, delete, move, restore): poll it until it is done or failed."""
+    """A long action (duplicate, delete, move, restore, upgrade): poll it until it is done or
+    failed."""
 
     id: int = Field(description="Its id.", examples=[42])
     url: str = Field(
@@ -189,13 +267,17 @@ class Operation(Schema):
     step: str = Field(description="What it is doing now.", examples=["Copying the files"])
     error: str = Field(description="Why it failed; empty otherwise.", examples=[""])
     target: str | None = Field(
-        description="The database it makes (a duplicate's copy).", examples=["acme-copy"]
+        description="The database it makes (a duplicate's copy, a test upgrade's copy).",
+        examples=["acme-copy"],
     )
     created_at: datetime = Field(
         description="When it was asked for.", examples=["2026-11-30T18:15:00Z"]
     )
     finished_at: datetime | None = Field(
         description="When it ended; null while it runs.", examples=["2026-12-15T18:15:00Z"]
+    )
+    result: UpgradeReport | None = Field(
+        description="An upgrade's report; null for other kinds.", examples=[None]
     )
 
 
@@ -222,6 +304,23 @@ class DuplicateDatabaseRequest(Schema):
         default=True,
         description="Neutralize the copy: its mail, payments, carriers and jobs off.",
         examples=[True],
+    )
+
+
+class UpgradeDatabaseRequest(Schema):
+    """The release to upgrade to, and whether to test it on a copy first."""
+
+    release: str | None = Field(
+        default=None,
+        max_length=20,
+        description="A published release above the database's; the latest published if none.",
+        examples=["2.0"],
+    )
+    test: bool = Field(
+        default=False,
+        description="Upgrade a neutralized test copy (named like acme-upgrade-2-0, for 15 days) "
+        "and leave the database as it is.",
+        examples=[False],
     )
 
 

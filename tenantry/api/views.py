@@ -46,6 +46,7 @@ from tenantry.databases.models import Database, Membership, normalize_name
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import Operation
 from tenantry.releases import models as releases
+from tenantry.releases import upgrade
 
 # The rate limit, in ACCOUNT_RATE_LIMITS, on wrong keys from one client address.
 FAILED_KEYS = "api_key_failed"
@@ -54,7 +55,10 @@ POLL_SECONDS = 2
 
 TAGS = [
     {"name": "Account", "description": "The account that owns the API key."},
-    {"name": "Databases", "description": "Create, list, rename, duplicate and delete them."},
+    {
+        "name": "Databases",
+        "description": "Create, list, rename, duplicate, upgrade and delete them.",
+    },
     {"name": "Backups", "description": "Download, list and restore backups of a database."},
     {"name": "Users", "description": "Who may use a database: users and invitations."},
     {"name": "Activity", "description": "Who did what to a database."},
@@ -319,23 +323,57 @@ def operation_out(operation: Operation) -> dict[str, Any]:
         "target": operation.target.name if operation.target else None,
         "created_at": operation.created_at,
         "finished_at": operation.finished_at,
+        "result": upgrade_report_out(operation),
+    }
+
+
+def upgrade_report_out(operation: Operation) -> dict[str, Any] | None:
+    """An upgrade operation's report; None for the other kinds."""
+    if operation.kind != "upgrade":
+        return None
+    report = releases.Upgrade.objects.select_related("copy").filter(operation=operation).first()
+    if report is None:
+        return None
+    duration = report.duration
+    return {
+        "id": report.pk,
+        "url": f"{settings.PORTAL_URL}/upgrades/{report.pk}/",
+        "state": report.state,
+        "test": report.test,
+        "automatic": report.automatic,
+        "from_release": report.from_release,
+        "to_release": report.to_release,
+        "steps": report.steps,
+        "failed_step": report.failed_step,
+        "error": report.error,
+        "duration_seconds": duration.total_seconds() if duration is not None else None,
+        "tables": [
+            {"table": row["table"], "before": row.get("before"), "after": row.get("after")}
+            for row in report.tables
+        ],
+        "test_copy": report.copy.name if report.copy else None,
     }
 
 
 def database_out(
-    database: Database, role: str, deprecated: set[str] | None = None
+    database: Database, role: str, published: releases.Published | None = None
 ) -> dict[str, Any]:
+    """`published`: the releases read once for a whole page of databases."""
     if database.status == Database.Status.ACTIVE and database.is_expired:
         status = s.DatabaseStatus.EXPIRED
     else:
         status = s.DatabaseStatus(database.status)
+    published = published or releases.Published()
+    upgrade_to, deadline = upgrade.offer(database, published)
     return {
         "name": database.name or "",
         "url": database.url,
         "uuid": database.uuid,
         "release": database.release,
-        "release_deprecated": database.release
-        in (releases.deprecated_versions() if deprecated is None else deprecated),
+        "release_deprecated": database.release in published.deprecated,
+        "upgrade_to": upgrade_to,
+        "upgrade_deadline": deadline,
+        "upgrade_failed": database.upgrade_failed_at is not None,
         "engine": database.engine,
         "role": role,
         "status": status,
@@ -404,8 +442,8 @@ def list_databases(
         .order_by("database__name")
     )
     found = page(memberships, cursor, limit)
-    deprecated = releases.deprecated_versions()
-    data = [database_out(m.database, m.role, deprecated) for m in found["data"]]
+    published = releases.Published()
+    data = [database_out(m.database, m.role, published) for m in found["data"]]
     return {**found, "data": data}
 
 
@@ -490,6 +528,32 @@ def duplicate_database(
     return accepted(response, operation)
 
 
+@api.post(
+    "/databases/{name}/upgrade",
+    response={202: s.Operation} | errors(400, 403, 404, 409, 413, 422),
+    operation_id="upgradeDatabase",
+    openapi_extra=idempotent(),
+    tags=["Databases"],
+    summary="Upgrade a database to a newer release",
+    description="To `release` (the latest published if none): a backup first, then every "
+    "migration in one transaction, so a failure leaves the database as it was. With `test`, a "
+    "neutralized test copy is made and upgraded instead (the operation's `target`). The "
+    "operation's `result` is the report. A release unknown, unpublished, deprecated, or not "
+    "above the database's is a 400 (`invalid`). Administrators only.",
+)
+def upgrade_database(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: s.UpgradeDatabaseRequest,
+    name: str = NAME,
+) -> Status:
+    database = admin_database(request, name)
+    operation = upgrade.start(
+        database, payload.release, test=payload.test, by=request.user,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return accepted(response, operation)
+
+
 @api.get(
     "/operations/{operation_id}",
     response={200: s.Operation} | errors(404, 422),
@@ -540,7 +604,7 @@ def download_database(request: HttpRequest, name: str = NAME) -> StreamingHttpRe
     tags=["Backups"],
     summary="Stored backups",
     description="The database's stored backups, newest first: daily ones (7 daily, 4 weekly, "
-    "3 monthly kept) and those made before a restore. Administrators only.",
+    "3 monthly kept) and those made before a restore or an upgrade. Administrators only.",
 )
 def list_backups(
     request: HttpRequest, name: str = NAME, limit: int = LIMIT, cursor: str | None = CURSOR

@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from tenantry.workspace.releases import LATEST, RELEASES
 
-
 # A database below the latest major release must be upgraded within this many months of its
 # publication; then the sweep upgrades it.
 UPGRADE_MONTHS = 2
@@ -31,7 +30,9 @@ def add_months(when: datetime, months: int) -> datetime:
     """The same day `months` later (or that month's last day: 31 December + 2 is 28 February)."""
     month = when.month - 1 + months
     year, month = when.year + month // 12, month % 12 + 1
-    return when.replace(year=year, month=month, day=min(when.day, calendar.monthrange(year, month)[1]))
+    return when.replace(
+        year=year, month=month, day=min(when.day, calendar.monthrange(year, month)[1])
+    )
 
 
 class ReleaseQuerySet(models.QuerySet["Release"]):

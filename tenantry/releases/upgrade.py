@@ -29,6 +29,7 @@ from allauth.account.adapter import get_adapter
 from django.core.exceptions import ValidationError
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations import Migration
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.recorder import MigrationRecorder
 from django.dispatch import receiver
@@ -154,7 +155,9 @@ def sweep(now: datetime) -> None:
         return
     below = [v for v in RELEASES if major(v) < major(target.version)]
     due = (
-        Database.objects.filter(status=Database.Status.ACTIVE, release__in=below, is_test_copy=False)
+        Database.objects.filter(
+            status=Database.Status.ACTIVE, release__in=below, is_test_copy=False
+        )
         .exclude(name=None)
         .exclude(expires_at__lte=now)
     )
@@ -214,9 +217,11 @@ def _migrate(operation: Operation, database: Database, target: str) -> None:
                 cursor.execute("PRAGMA foreign_keys = OFF")
         step = ""
 
-        def progress(action: str, migration: Any = None, fake: bool = False) -> None:
+        def progress(
+            action: str, migration: Migration | None = None, fake: bool | None = None, /
+        ) -> None:
             nonlocal step
-            if action == "apply_start":
+            if action == "apply_start" and migration is not None:
                 step = migration.name
                 report.steps.append(step)
                 operation.advance(30 + 60 * len(report.steps) // len(plan), f"Running {step}")
@@ -233,7 +238,9 @@ def _migrate(operation: Operation, database: Database, target: str) -> None:
                         cursor.execute("SET LOCAL client_connection_check_interval = '1s'")
                 if plan:  # else a crash came after the commit: the counts before are kept
                     report.steps = []
-                    report.tables = [{"table": t, "before": n} for t, n in _rows(connection).items()]
+                    report.tables = [
+                        {"table": t, "before": n} for t, n in _rows(connection).items()
+                    ]
                 executor.migrate([("workspace", RELEASES[target])], plan=plan)
                 after = _rows(connection)
         except Exception as error:
@@ -265,7 +272,8 @@ def _rows(connection: BaseDatabaseWrapper) -> dict[str, int]:
         )
         counts = {}
         for table in tables:
-            cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")
+            quoted = connection.ops.quote_name(table)  # a name the introspection gave
+            cursor.execute(f"SELECT COUNT(*) FROM {quoted}")  # noqa: S608
             counts[table] = cursor.fetchone()[0]
     return counts
 

@@ -49,7 +49,9 @@ def _being_upgraded(database: Database) -> bool:
     from tenantry.databases.models import Database
     from tenantry.operations.models import ACTIVE_STATES, Operation
 
-    running = Operation.objects.filter(database=database.pk, kind="upgrade", state__in=ACTIVE_STATES)
+    running = Operation.objects.filter(
+        database=database.pk, kind="upgrade", state__in=ACTIVE_STATES
+    )
     changed = Database.objects.filter(pk=database.pk).exclude(release=database.release)
     return running.exists() or changed.exists()
 

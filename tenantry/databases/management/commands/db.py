@@ -4,6 +4,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
@@ -16,7 +17,10 @@ from tenantry.backups.models import Backup
 from tenantry.databases import activity, lifecycle, members
 from tenantry.databases.models import Activity, Database, normalize_name
 from tenantry.engines.base import EngineError
+from tenantry.operations.models import Operation
 from tenantry.operations.progress import run_in_terminal
+from tenantry.releases import upgrade
+from tenantry.releases.models import Published, Upgrade
 
 
 def find(name: str) -> Database:
@@ -32,7 +36,7 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
     help = (
         "Manage databases as an operator: list, create, duplicate, backup, backups, restore, "
-        "rename, delete, users, invite, remove-user, activity."
+        "rename, delete, upgrade, users, invite, remove-user, activity."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -72,6 +76,14 @@ class Command(BaseCommand):
         restore.add_argument(
             "--neutralize", action="store_true", help="turn off mail, payments and jobs"
         )
+        upgrading = sub.add_parser(
+            "upgrade", help="upgrade a database to a newer release, or test it on a copy"
+        )
+        upgrading.add_argument("name")
+        upgrading.add_argument("--release", help="the release (default: the latest published)")
+        upgrading.add_argument(
+            "--test", action="store_true", help="upgrade a neutralized test copy instead"
+        )
         rename = sub.add_parser("rename", help="rename a database")
         rename.add_argument("name")
         rename.add_argument("new_name")
@@ -107,11 +119,21 @@ class Command(BaseCommand):
         databases = Database.objects.exclude(name=None).select_related("server", "created_by")
         if account:
             databases = databases.filter(memberships__user__email__iexact=account)
+        published = Published()  # read once for the whole list
         for d in databases:
             where = d.server.name if d.server else "sqlite"
-            self.stdout.write(
+            line = (
                 f"{d.name}\t{where}\t{d.release}\t{d.status_label}\t{filesizeformat(d.size_bytes)}"
             )
+            notes = []
+            upgrade_to, deadline = upgrade.offer(d, published)
+            if upgrade_to:
+                notes.append(
+                    f"upgrade to {upgrade_to}" + (f" by {deadline:%Y-%m-%d}" if deadline else "")
+                )
+            if d.upgrade_failed_at:
+                notes.append("automatic upgrade failed")
+            self.stdout.write(line + ("\t" + "; ".join(notes) if notes else ""))
 
     def do_users(self, name: str, **options: Any) -> None:
         for row in members.listing(find(name)):
@@ -199,6 +221,34 @@ class Command(BaseCommand):
         operation = restore.start(source, target, by=by, as_copy=not moved, neutralize=neutralize)
         run_in_terminal(operation, self.stdout)
         self.stdout.write(f"Restored {name}.")
+
+    def do_upgrade(self, name: str, release: str | None, test: bool, **options: Any) -> None:
+        operation = upgrade.start(find(name), release, test=test, by=None)
+        try:
+            run_in_terminal(operation, self.stdout)
+        except CommandError:  # a failed upgrade's report too: its steps, where to read more
+            self.write_report(operation)
+            raise
+        self.write_report(operation)
+
+    def write_report(self, operation: Operation) -> None:
+        report = Upgrade.objects.select_related("copy").filter(operation=operation).first()
+        if report is None:
+            return
+        duration = f" in {report.duration.total_seconds():.1f} s" if report.duration else ""
+        self.stdout.write(f"{report}: {report.state}{duration}.")
+        self.stdout.write(f"Steps: {', '.join(report.steps) or 'none'}.")
+        if report.state == Upgrade.State.SUCCEEDED:
+            self.stdout.write("Rows per table (before → after):")
+            for row in report.tables:
+                before, after = (row.get(k) for k in ("before", "after"))
+                self.stdout.write(
+                    f"  {row['table']}: {'-' if before is None else before} → "
+                    f"{'-' if after is None else after}"
+                )
+            if report.copy is not None:
+                self.stdout.write(f"Test copy: {report.copy.name} at {report.copy.url}")
+        self.stdout.write(f"Report: {settings.PORTAL_URL}/upgrades/{report.pk}/")
 
     def do_rename(self, name: str, new_name: str, **options: Any) -> None:
         lifecycle.rename(find(name), new_name, by=None)
