@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseBase
 
 from tenantry.accounts.models import User
 from tenantry.databases.models import Database, Membership
 from tenantry.operations.models import Operation
+from tenantry.releases.models import Upgrade
 
 if TYPE_CHECKING:
     from tenantry.backups.models import Backup
@@ -54,6 +56,24 @@ def get_backup(user: User, backup_id: Any, database: Database | None = None) -> 
     if backup is None:
         raise Http404(f"No backup {backup_id}.")
     return backup
+
+
+def upgrades_for(user: User) -> QuerySet[Upgrade]:
+    """The upgrade reports the account may read: those it asked for (kept when the database
+    is deleted), and those of a database, or of a test copy, it administers."""
+    administered = Membership.objects.filter(user=user, role=Membership.Role.ADMIN)
+    databases = administered.values("database")
+    return Upgrade.objects.filter(
+        Q(created_by=user) | Q(database__in=databases) | Q(copy__in=databases)
+    )
+
+
+def get_upgrade(user: User, upgrade_id: Any) -> Upgrade:
+    """An upgrade report the account may read, or 404."""
+    found = upgrades_for(user).filter(pk=as_pk(upgrade_id)).first()
+    if found is None:
+        raise Http404(f"No upgrade report {upgrade_id}.")
+    return found
 
 
 def as_pk(value: Any) -> int:

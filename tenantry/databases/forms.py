@@ -130,3 +130,21 @@ class RestoreForm(forms.Form):
         elif not data.get("name") and "name" not in self.errors:
             self.add_error("name", "Name the new database.")
         return data
+
+
+class UpgradeForm(forms.Form):
+    """Which release, and whether to test the upgrade on a copy first (the button pressed)."""
+
+    # Any text: the releases offered are the radio buttons, and a release posted by hand is
+    # refused by the verb (upgrade.start), with its sentence, and recorded.
+    release = forms.CharField(label="Release", widget=forms.RadioSelect)
+    kind = forms.ChoiceField(choices=[("test", "Test upgrade"), ("production", "Upgrade")])
+
+    def __init__(self, offered: list[str], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        latest = offered[-1] if offered else None
+        self.fields["release"].widget.choices = [
+            (version, f"{version} (latest)" if version == latest else version)
+            for version in offered
+        ]
+        self.fields["release"].initial = latest

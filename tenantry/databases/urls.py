@@ -18,10 +18,12 @@ urlpatterns = [
         name="backup_download",
     ),
     path("databases/<str:name>/restore/", views.restore_over, name="database_restore"),
+    path("databases/<str:name>/upgrade/", views.upgrade_database, name="database_upgrade"),
     path("databases/<str:name>/rename/", views.rename, name="database_rename"),
     path("databases/<str:name>/delete/", views.delete, name="database_delete"),
     path("databases/<str:name>/users/", views.users, name="database_users"),
     path("databases/<str:name>/activity/", views.activity_log, name="database_activity"),
     path("invitations/<str:token>/", views.invitation, name="invitation"),
     path("operations/<int:operation_id>/", views.operation, name="operation"),
+    path("upgrades/<int:upgrade_id>/", views.upgrade_report, name="upgrade_report"),
 ]

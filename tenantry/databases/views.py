@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from allauth.account.adapter import get_adapter
@@ -26,6 +27,8 @@ from tenantry.databases.access import (
     get_backup,
     get_database,
     get_operation,
+    get_upgrade,
+    upgrades_for,
 )
 from tenantry.databases.forms import (
     CreateForm,
@@ -34,10 +37,13 @@ from tenantry.databases.forms import (
     InviteForm,
     RenameForm,
     RestoreForm,
+    UpgradeForm,
 )
 from tenantry.databases.models import Activity, ConnectToken, Database, Invitation, Membership
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import ACTIVE_STATES, Operation
+from tenantry.releases import upgrade
+from tenantry.releases.models import Published, Upgrade, version_key
 
 
 @login_required
@@ -52,10 +58,14 @@ def manager(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"“{database.name}” is ready at {database.url}.")
             return redirect("databases")
     active = Operation.objects.filter(database=OuterRef("database"), state__in=ACTIVE_STATES)
+    last_upgrade = Upgrade.objects.filter(database=OuterRef("database")).order_by("-started_at")
     memberships = (
         Membership.objects.filter(user=request.user.pk, database__name__isnull=False)
         .select_related("database")
-        .annotate(operation_id=Subquery(active.values("pk")[:1]))
+        .annotate(
+            operation_id=Subquery(active.values("pk")[:1]),
+            upgrade_id=Subquery(last_upgrade.values("pk")[:1]),
+        )
         .order_by("database__name")
     )
     return render(request, "databases/manager.html", {"form": form, "memberships": memberships})
@@ -95,6 +105,65 @@ def duplicate(request: HttpRequest, database: Database) -> HttpResponse:
         else:
             return redirect("operation", operation.pk)
     return render(request, "databases/duplicate.html", {"database": database, "form": form})
+
+
+@database_admin_required
+def upgrade_database(request: HttpRequest, database: Database) -> HttpResponse:
+    """Test the upgrade on a copy, or upgrade the database itself."""
+    published = Published()
+    form = UpgradeForm(published.offered(database.release), request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        test = data["kind"] == "test"
+        try:
+            operation = upgrade.start(database, data["release"], test=test, by=request.user)  # type: ignore[arg-type]
+        except ValidationError as error:
+            form.add_error(None, _sentence(error))
+        else:
+            return redirect("operation", operation.pk)
+    ctx = {
+        "database": database,
+        "form": form,
+        "deadline": upgrade.deadline(database, published),
+        "major": published.major,
+        "deprecated": database.release in published.deprecated,
+    }
+    return render(request, "databases/upgrade.html", ctx)
+
+
+@login_required
+def upgrade_report(request: HttpRequest, upgrade_id: int) -> HttpResponse:
+    report = get_upgrade(request.user, upgrade_id)  # type: ignore[arg-type]
+    ctx = {
+        "report": report,
+        "duration": _duration(report.duration),
+        "offer_production": _offers_production(request.user, report),  # type: ignore[arg-type]
+    }
+    return render(request, "databases/upgrade_report.html", ctx)
+
+
+def _offers_production(user: User, report: Upgrade) -> bool:
+    """After a successful test upgrade, the upgrade itself is one click away, for the
+    administrators of a database still below that release."""
+    database = report.database
+    return (
+        report.test
+        and report.state == Upgrade.State.SUCCEEDED
+        and database is not None
+        and database.name is not None
+        and version_key(database.release) < version_key(report.to_release)
+        and database.role_of(user) == Membership.Role.ADMIN
+    )
+
+
+def _duration(duration: timedelta | None) -> str:
+    if duration is None:
+        return ""
+    seconds = duration.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
 
 
 @database_admin_required
@@ -246,13 +315,16 @@ def _activity_page(request: HttpRequest, entries: Any, ctx: dict[str, Any]) -> H
 @login_required
 def operation(request: HttpRequest, operation_id: int) -> HttpResponse:
     op = get_operation(request.user, operation_id)  # type: ignore[arg-type]
+    report = None
+    if op.kind == "upgrade":  # its report, for those who may read it (not every member)
+        report = upgrades_for(request.user).filter(operation=op).first()  # type: ignore[arg-type]
     # htmx polls the progress part alone while the operation runs.
     template = (
         "databases/_progress.html"
         if request.headers.get("HX-Request")
         else "databases/operation.html"
     )
-    return render(request, template, {"operation": op})
+    return render(request, template, {"operation": op, "report": report})
 
 
 def _sentence(error: BaseException) -> str:

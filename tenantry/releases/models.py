@@ -74,10 +74,6 @@ def latest() -> str:
     return max(versions, key=version_key)
 
 
-def deprecated_versions() -> set[str]:
-    return set(Release.objects.filter(deprecated=True).values_list("version", flat=True))
-
-
 def publish(version: str, when: datetime | None = None) -> Release:
     if version not in RELEASES:
         known = ", ".join(sorted(RELEASES, key=version_key))

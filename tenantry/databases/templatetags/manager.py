@@ -15,8 +15,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from tenantry.databases.models import Membership
+from tenantry.databases.models import Database, Membership
 from tenantry.releases import models as releases
+from tenantry.releases import upgrade as upgrades
 
 register = template.Library()
 
@@ -30,7 +31,7 @@ ROW = """
         <td>{role}</td>
         <td>{status}</td>
         <td data-label="Size">{size}</td>
-        <td class="actions">{connect}{manage}</td>
+        <td class="actions">{connect}{manage}{upgrade}</td>
       </tr>"""
 CONNECT = """
           <form method="post" action="{connect}" class="inline">
@@ -43,12 +44,20 @@ MANAGE = """
               <a href="{users}">Users</a>
               <a href="{download}">Download</a>
               <a href="{backups}">Backups</a>
-              <a href="{activity}">Activity</a>
+              <a href="{activity}">Activity</a>{report}
               <a href="{duplicate}">Duplicate</a>
               <a href="{rename}">Rename</a>
               <a href="{delete}" class="danger">Delete</a>
             </div>
           </details>"""
+# Under the buttons: what the database may be upgraded to (a deadline makes it an action to
+# take), or the failure of its automatic upgrade. There, not under the release: that column is
+# narrow, and a wider one pushed the buttons off a tablet's screen.
+MUST_UPGRADE = '<br><a href="{path}" class="badge warn">Upgrade to {release} by {deadline}</a>'
+MAY_UPGRADE = '<br><a href="{path}" class="muted">{release} available</a>'
+# The sweep tries no other automatic upgrade: support has to look at it.
+UPGRADE_FAILED = '<br><span class="badge danger">Upgrade failed: contact support</span>'
+REPORT = '\n              <a href="{path}">Upgrade report</a>'
 
 
 SLOT = "database-name"
@@ -58,9 +67,15 @@ SLOT = "database-name"
 def _paths() -> dict[str, str]:
     """The row's paths by action, each with SLOT where the database's name goes."""
     actions = [
-        "connect", "users", "download", "backups", "activity", "duplicate", "rename", "delete"
+        "connect", "upgrade", "users", "download", "backups", "activity", "duplicate", "rename",
+        "delete",
     ]  # fmt: skip
     return {action: reverse(f"database_{action}", args=[SLOT]) for action in actions}
+
+
+@cache
+def _report_path() -> str:
+    return reverse("upgrade_report", args=[0]).replace("/0/", "/{}/")
 
 
 @register.simple_tag(takes_context=True)
@@ -68,11 +83,11 @@ def database_rows(context: dict[str, Any], memberships: list[Membership]) -> Saf
     csrf = format_html(
         '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', context["csrf_token"]
     )
-    deprecated = releases.deprecated_versions()
-    return mark_safe("".join(_row(m, csrf, deprecated) for m in memberships))  # noqa: S308 (rows of format_html)
+    published = releases.Published()  # read once for the page, not once a database
+    return mark_safe("".join(_row(m, csrf, published) for m in memberships))  # noqa: S308 (rows of format_html)
 
 
-def _row(m: Membership, csrf: SafeString, deprecated: set[str]) -> SafeString:
+def _row(m: Membership, csrf: SafeString, published: releases.Published) -> SafeString:
     db = m.database
     name = db.name or ""  # the view lists only databases with a name (not deleted ones)
     operation_id = getattr(m, "operation_id", None)  # annotated by the view
@@ -87,17 +102,33 @@ def _row(m: Membership, csrf: SafeString, deprecated: set[str]) -> SafeString:
         badge = "warn" if db.expires_at else "ok" if db.status == db.Status.ACTIVE else ""
         status = format_html('<span class="badge {}">{}</span>', badge, db.status_label)
     active = db.status == db.Status.ACTIVE
+    usable = active and not db.is_expired
     paths = {action: path.replace(SLOT, name) for action, path in _paths().items()}
-    connect = (
-        format_html(CONNECT, name=name, csrf=csrf, connect=paths["connect"])
-        if active and not db.is_expired
-        else ""
-    )
-    manage = format_html(MANAGE, name=name, **paths) if active and m.role == m.Role.ADMIN else ""
+    connect = format_html(CONNECT, name=name, csrf=csrf, connect=paths["connect"]) if usable else ""
+    admin = m.role == m.Role.ADMIN
+    upgrade_id = getattr(m, "upgrade_id", None)  # annotated by the view: the last report's
+    report = format_html(REPORT, path=_report_path().format(upgrade_id)) if upgrade_id else ""
+    manage = format_html(MANAGE, name=name, report=report, **paths) if active and admin else ""
     release = db.release
-    if release in deprecated:
+    if release in published.deprecated:
         release = format_html('{} <span class="badge warn">deprecated</span>', release)
+    upgrade = _upgrade(db, admin, published, paths["upgrade"]) if usable else ""
     return format_html(
         ROW, name=name, url=db.url, release=release, role=m.get_role_display(),  # type: ignore[attr-defined]
         status=status, size=filesizeformat(db.size_bytes), connect=connect, manage=manage,
+        upgrade=upgrade,
     )  # fmt: skip
+
+
+def _upgrade(db: Database, admin: bool, published: releases.Published, path: str) -> SafeString:
+    """The upgrade on offer to an administrator, or the failure of the automatic one."""
+    if db.upgrade_failed_at:
+        return mark_safe(UPGRADE_FAILED)  # noqa: S308 (a constant)
+    if not admin:  # only administrators may upgrade
+        return mark_safe("")
+    offered, deadline = upgrades.offer(db, published)
+    if offered is None:
+        return mark_safe("")
+    if deadline is None:
+        return format_html(MAY_UPGRADE, path=path, release=offered)
+    return format_html(MUST_UPGRADE, path=path, release=offered, deadline=deadline.date())
