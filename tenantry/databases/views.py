@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from allauth.account.adapter import get_adapter
@@ -136,7 +135,6 @@ def upgrade_report(request: HttpRequest, upgrade_id: int) -> HttpResponse:
     report = get_upgrade(request.user, upgrade_id)  # type: ignore[arg-type]
     ctx = {
         "report": report,
-        "duration": _duration(report.duration),
         "offer_production": _offers_production(request.user, report),  # type: ignore[arg-type]
     }
     return render(request, "databases/upgrade_report.html", ctx)
@@ -154,16 +152,6 @@ def _offers_production(user: User, report: Upgrade) -> bool:
         and version_key(database.release) < version_key(report.to_release)
         and database.role_of(user) == Membership.Role.ADMIN
     )
-
-
-def _duration(duration: timedelta | None) -> str:
-    if duration is None:
-        return ""
-    seconds = duration.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest} s"
 
 
 @database_admin_required

@@ -183,3 +183,14 @@ class Upgrade(models.Model):
     @property
     def duration(self) -> timedelta | None:
         return self.finished_at - self.started_at if self.finished_at else None
+
+    @property
+    def duration_text(self) -> str:
+        """"0.6 s", "3 min 12 s"; empty while it runs."""
+        if self.duration is None:
+            return ""
+        seconds = self.duration.total_seconds()
+        if seconds < 60:
+            return f"{seconds:.1f} s"
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min {rest} s"
