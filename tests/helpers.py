@@ -25,7 +25,7 @@ from tenantry.databases.models import Database
 from tenantry.operations.models import Operation
 from tenantry.operations.tasks import recover, run_operation
 from tenantry.workspace import models as ws
-from tenantry.workspace import tenant
+from tenantry.workspace import releases, tenant
 from tests.conftest import PASSWORD, totp_code
 
 # Operations
@@ -68,7 +68,8 @@ def run_again(operation: Operation) -> Operation:
 
 def write(database: Database) -> None:
     with tenant.using(database) as db:
-        ws.Contact.objects.using(db).create(name="written by a user")
+        Contact = releases.model(database.release, "Contact")
+        Contact.objects.using(db).create(name="written by a user")
 
 
 # The portal's two-factor authentication

@@ -41,8 +41,7 @@ from tenantry.engines.fleet import engine_for
 from tenantry.operations.models import Operation
 from tenantry.operations.sweep import sweep
 from tenantry.settings import _backup_storage
-from tenantry.workspace import models as ws
-from tenantry.workspace import tenant
+from tenantry.workspace import releases, tenant
 from tests.conftest import api, client_for, make_account, reauthenticate
 from tests.helpers import run_pending
 from tests.smtp import HOST, free_port
@@ -57,19 +56,20 @@ def shop(engine_kind: str, owner: User, member: User) -> Database:
     """The owner's database, with a member who is a plain user, and one contact."""
     database = lifecycle.create("shop", by=owner)
     Membership.objects.create(database=database, user=member, role=Membership.Role.USER)
-    with tenant.using(database) as db:
-        ws.Contact.objects.using(db).create(name="Ada Lovelace")
+    add_contact(database, "Ada Lovelace")
     return database
 
 
 def contacts(database: Database) -> list[str]:
+    Contact = releases.model(database.release, "Contact")
     with tenant.using(database) as db:
-        return sorted(ws.Contact.objects.using(db).values_list("name", flat=True))
+        return sorted(Contact.objects.using(db).values_list("name", flat=True))
 
 
 def add_contact(database: Database, name: str) -> None:
+    Contact = releases.model(database.release, "Contact")
     with tenant.using(database) as db:
-        ws.Contact.objects.using(db).create(name=name)
+        Contact.objects.using(db).create(name=name)
 
 
 def run_daily_backups() -> list[Backup]:

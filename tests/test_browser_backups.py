@@ -16,8 +16,7 @@ from tenantry.backups import store
 from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
-from tenantry.workspace import models as ws
-from tenantry.workspace import tenant
+from tenantry.workspace import releases, tenant
 from tests.browser import (
     TIMEOUT_MS,
     Console,
@@ -46,8 +45,9 @@ def test_download_and_restore_backups_in_the_portal(
     console = Console()
     account = make_account(EMAIL)
     acme = lifecycle.create("acme", by=account)
+    Contact = releases.model(acme.release, "Contact")
     with tenant.using(acme) as db:
-        ws.Contact.objects.using(db).create(name="Grace Hopper")
+        Contact.objects.using(db).create(name="Grace Hopper")
     daily = store.make(acme, Backup.Kind.DAILY)
 
     context = console.watch(browser.new_context(accept_downloads=True))
@@ -104,8 +104,9 @@ def test_download_and_restore_backups_in_the_portal(
     watch_until_done(page, polls)
     moved = Database.objects.get(name="acme-up")
     assert moved.uuid == acme.uuid
+    Contact = releases.model(moved.release, "Contact")
     with tenant.using(moved) as db:
-        assert list(ws.Contact.objects.using(db).values_list("name", flat=True)) == ["Grace Hopper"]
+        assert list(Contact.objects.using(db).values_list("name", flat=True)) == ["Grace Hopper"]
     page.get_by_role("link", name="Back to my databases").click()
     for name in ("acme", "acme-restored", "acme-up"):
         expect(page.locator(f"#db-{name} .badge")).to_have_text("Active")

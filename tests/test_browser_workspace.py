@@ -11,8 +11,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tenantry.databases.models import Database
-from tenantry.workspace import models as ws
-from tenantry.workspace import tenant
+from tenantry.workspace import releases, tenant
 from tests.browser import TIMEOUT_MS, Console, new_page
 from tests.conftest import PASSWORD, make_account
 
@@ -54,8 +53,9 @@ def test_connect_add_a_contact_and_sign_in_with_a_database_password(
     page.get_by_role("button", name="Add contact").click()
     expect(page.locator(".messages")).to_contain_text("“Ada Lovelace” was added.")
     expect(page.locator("table.contacts")).to_contain_text("ada@example.com")
+    Contact = releases.model(acme.release, "Contact")
     with tenant.using(acme) as db:
-        assert list(ws.Contact.objects.using(db).values_list("name", flat=True)) == ["Ada Lovelace"]
+        assert list(Contact.objects.using(db).values_list("name", flat=True)) == ["Ada Lovelace"]
 
     page.get_by_role("link", name="My Preferences").click()
     expect(page.locator("#login")).to_have_text(EMAIL)

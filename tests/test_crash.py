@@ -128,10 +128,11 @@ def setup(request: pytest.FixtureRequest, migrated: Path, tmp_path: Path) -> Ite
         f"""
 from tenantry.databases.models import Database
 from tenantry.engines import filestore
-from tenantry.workspace import models as ws, tenant
+from tenantry.workspace import releases, tenant
 d = Database.objects.get(name="acme")
+Contact = releases.model(d.release, "Contact")
 with tenant.using(d) as db:
-    ws.Contact.objects.using(db).bulk_create(ws.Contact(name=f"c{{i}}") for i in range(500))
+    Contact.objects.using(db).bulk_create(Contact(name=f"c{{i}}") for i in range(500))
 for i in range({FILES}):
     filestore.store(d.physical_name, [f"file {{i}}".encode()])
 """,
@@ -197,10 +198,10 @@ start_duplicate(Database.objects.get(name="acme"), "acme-copy", by=None)
         """
 from tenantry.databases.models import Database
 from tenantry.engines import filestore
-from tenantry.workspace import models as ws, tenant
+from tenantry.workspace import releases, tenant
 d = Database.objects.get(name="acme-copy")
 with tenant.using(d) as db:
-    contacts = ws.Contact.objects.using(db).count()
+    contacts = releases.model(d.release, "Contact").objects.using(db).count()
 files = [p for p in filestore.root(d.physical_name).rglob("*") if p.is_file()]
 print(contacts, len(files))
 """,
@@ -250,10 +251,10 @@ restore.start(backup, "acme-restored", by=User.objects.get())
         """
 from tenantry.databases.models import Database
 from tenantry.engines import filestore
-from tenantry.workspace import models as ws, tenant
+from tenantry.workspace import releases, tenant
 d = Database.objects.get(name="acme-restored")
 with tenant.using(d) as db:
-    contacts = ws.Contact.objects.using(db).count()
+    contacts = releases.model(d.release, "Contact").objects.using(db).count()
 files = [p for p in filestore.root(d.physical_name).rglob("*") if p.is_file()]
 print(contacts, len(files))
 """,
@@ -270,11 +271,11 @@ def test_a_restore_over_a_database_killed_while_backing_it_up_is_finished_after_
         """
 from tenantry.backups import restore, store
 from tenantry.databases.models import Database
-from tenantry.workspace import models as ws, tenant
+from tenantry.workspace import releases, tenant
 d = Database.objects.get(name="acme")
 backup = store.make(d, "daily")
 with tenant.using(d) as db:
-    ws.Contact.objects.using(db).create(name="after the backup")
+    releases.model(d.release, "Contact").objects.using(db).create(name="after the backup")
 restore.start(backup, d, by=None)
 """,
     )
@@ -289,9 +290,10 @@ restore.start(backup, d, by=None)
         data_dir,
         """
 from tenantry.databases.models import Database
-from tenantry.workspace import models as ws, tenant
-with tenant.using(Database.objects.get(name="acme")) as db:
-    print(ws.Contact.objects.using(db).count())
+from tenantry.workspace import releases, tenant
+d = Database.objects.get(name="acme")
+with tenant.using(d) as db:
+    print(releases.model(d.release, "Contact").objects.using(db).count())
 """,
     )
     assert count == "500"

@@ -16,8 +16,7 @@ from tenantry.accounts.models import User
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.engines import filestore
-from tenantry.workspace import models as ws
-from tenantry.workspace import tenant
+from tenantry.workspace import releases, tenant
 from tests.conftest import api, client_for
 from tests.postgres import PostgresServer
 
@@ -25,8 +24,9 @@ from tests.postgres import PostgresServer
 @pytest.fixture
 def shop(engine_kind: str, owner: User) -> Database:
     database = lifecycle.create("shop", by=owner)
+    Contact = releases.model(database.release, "Contact")
     with tenant.using(database) as db:
-        ws.Contact.objects.using(db).create(name="Ada Lovelace", company="Analytical")
+        Contact.objects.using(db).create(name="Ada Lovelace")
     filestore.store(database.physical_name, [b"%PDF invoice"])
     return database
 

@@ -21,8 +21,7 @@ from tenantry.engines.fleet import engine_for, server_engine, sqlite_engine
 from tenantry.operations.models import KINDS, Kind, Operation
 from tenantry.operations.tasks import claim, recover, run_operation
 from tenantry.portal.management.commands._server import make_worker
-from tenantry.workspace import models as ws
-from tenantry.workspace import tenant
+from tenantry.workspace import releases, tenant
 from tests.conftest import api
 from tests.helpers import killed_while_holding, run_again, write
 
@@ -71,8 +70,9 @@ def test_an_operation_killed_after_its_last_step_is_not_done_again(
     for name in ("ops-copy", "ops-restored"):
         database = Database.objects.get(name=name)
         assert database.status == "active"
+        Contact = releases.model(database.release, "Contact")
         with tenant.using(database) as db:
-            assert ws.Contact.objects.using(db).filter(name="written by a user").exists()
+            assert Contact.objects.using(db).filter(name="written by a user").exists()
 
 
 def test_a_hold_a_killed_worker_left_is_lifted_when_its_restore_fails(

@@ -23,6 +23,7 @@ from tenantry.operations.tasks import run_operation
 from tenantry.workspace import jobs, tenant
 from tenantry.workspace import models as ws
 from tenantry.workspace.mail import queue_mail
+from tenantry.workspace.releases import model
 from tests.conftest import client_for
 from tests.helpers import host, run_pending, signed_in
 from tests.smtp import SMTPServer
@@ -70,7 +71,11 @@ def test_a_message_from_a_test_copy_says_it_is_held(shop: Database, owner: User)
 
     def send(database: Database) -> str:
         with tenant.using(database) as db:
-            contact = ws.Contact.objects.using(db).create(name="Ada", email=CUSTOMER)
+            contact = (
+                model(database.release, "Contact")
+                .objects.using(db)
+                .create(name="Ada", email=CUSTOMER)
+            )
         message = {"action": "send", "subject": "Hello", "body": "Hi"}
         response = signed_in(database, owner).post(f"/contacts/{contact.pk}/", message, follow=True)
         return response.content.decode()

@@ -14,6 +14,7 @@ urlpatterns = [
     path("connect/", views.connect, name="ws_connect"),
     path("contacts/", views.contacts, name="ws_contacts"),
     path("contacts/<int:pk>/", views.contact, name="ws_contact"),
+    path("companies/", views.companies, name="ws_companies"),
     path("attachments/", views.attachments, name="ws_attachments"),
     path("attachments/<int:pk>/", views.attachment, name="ws_attachment"),
     path("preferences/", views.preferences, name="ws_preferences"),

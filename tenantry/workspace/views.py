@@ -1,8 +1,9 @@
-"""The workspace app's pages: sign-in, home, contacts, attachments, My Preferences, users,
-outgoing mail.
+"""The workspace app's pages: sign-in, home, contacts, companies, attachments, My Preferences,
+users, outgoing mail.
 
 Each request runs with the database's tenant connection open (see `page`); `request.database`
-is its record, set by the gateway.
+is its record, set by the gateway. Contacts and companies are read with the models of the
+database's release (see releases.py): a database at 1.1 has no companies table.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import OperationalError
+from django.db.models import Count, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
@@ -32,16 +34,17 @@ from tenantry.databases.models import ConnectToken
 from tenantry.engines import filestore
 from tenantry.engines.base import DatabaseHeld, EngineError
 from tenantry.gateway.middleware import portal_hosts
-from tenantry.workspace import auth, tenant
+from tenantry.workspace import auth, releases, tenant
 from tenantry.workspace import models as ws
 from tenantry.workspace.forms import (
     CodeForm,
-    ContactForm,
     DatabasePasswordForm,
     MessageForm,
     PreferencesForm,
     SignInForm,
     UploadForm,
+    company_kind,
+    contact_form,
 )
 from tenantry.workspace.mail import discard_held, is_on, queue_mail, release_held
 
@@ -64,6 +67,8 @@ def page(view: View | None = None, *, admin: bool = False, public: bool = False)
                     user = auth.current_user(request, db)
                     request.ws_user = user  # type: ignore[attr-defined]
                     request.manager_url = _manager_url(request)  # type: ignore[attr-defined]
+                    # The menu links the companies page only where there is one.
+                    request.has_companies = company_kind(database.release) == "row"  # type: ignore[attr-defined]
                     if user is None and not public:
                         return redirect(f"/login/?next={quote(request.path)}")
                     if admin and not (user and user.is_admin):
@@ -173,7 +178,7 @@ def connect(request: HttpRequest) -> HttpResponse:
 def home(request: HttpRequest) -> HttpResponse:
     db = request.db  # type: ignore[attr-defined]
     figures = {
-        "contacts": ws.Contact.objects.using(db).count(),
+        "contacts": _contacts(request).count(),
         "attachments": ws.Attachment.objects.using(db).count(),
         "users": ws.User.objects.using(db).filter(is_active=True).count(),
         "mails": ws.Mail.objects.using(db).filter(state=ws.Mail.State.SENT).count(),
@@ -181,30 +186,37 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "workspace/home.html", {"figures": figures})
 
 
+def _contacts(request: HttpRequest) -> QuerySet[Any]:
+    """The database's contacts as its release has them; since 2.0 with their company, in the
+    same query."""
+    release = request.database.release  # type: ignore[attr-defined]
+    rows = releases.model(release, "Contact").objects.using(request.db).all()  # type: ignore[attr-defined]
+    return rows.select_related("company") if company_kind(release) == "row" else rows
+
+
 @page
 def contacts(request: HttpRequest) -> HttpResponse:
-    db = request.db  # type: ignore[attr-defined]
-    form = ContactForm(request.POST or None)
+    db, release = request.db, request.database.release  # type: ignore[attr-defined]
+    form = contact_form(release)(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        contact = form.save(commit=False)
-        contact.save(using=db)
-        messages.success(request, f"“{contact.name}” was added.")
+        contact = form.save_to(db)
+        messages.success(request, f"“{contact.name}” was added.")  # type: ignore[attr-defined]
         return redirect("ws_contacts")
-    rows = ws.Contact.objects.using(db).all()
-    return render(request, "workspace/contacts.html", {"form": form, "contacts": rows})
+    ctx = {"form": form, "contacts": _contacts(request), "company": company_kind(release)}
+    return render(request, "workspace/contacts.html", ctx)
 
 
 @page
 def contact(request: HttpRequest, pk: int) -> HttpResponse:
-    db = request.db  # type: ignore[attr-defined]
-    found = ws.Contact.objects.using(db).filter(pk=pk).first()
+    db, release = request.db, request.database.release  # type: ignore[attr-defined]
+    found = _contacts(request).filter(pk=pk).first()
     if found is None:
         raise Http404("No such contact.")
     sending = request.POST.get("action") == "send"
-    form = ContactForm(None if sending else request.POST or None, instance=found)
+    form = contact_form(release)(None if sending else request.POST or None, instance=found)
     message = MessageForm(request.POST if sending else None)
     if request.method == "POST" and not sending and form.is_valid():
-        form.save(commit=False).save(using=db)
+        form.save_to(db)
         messages.success(request, f"“{found.name}” was saved.")
         return redirect("ws_contacts")
     if sending and message.is_valid():
@@ -224,6 +236,20 @@ def contact(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect("ws_contact", pk=pk)
     ctx = {"form": form, "message": message, "contact": found}
     return render(request, "workspace/contact.html", ctx)
+
+
+@page
+def companies(request: HttpRequest) -> HttpResponse:
+    """Since release 2.0: the companies, with how many contacts each has (and, since 2.1, the
+    email domain they share)."""
+    release = request.database.release  # type: ignore[attr-defined]
+    if company_kind(release) != "row":
+        raise Http404("This database's release has no companies.")
+    Company = releases.model(release, "Company")
+    rows = Company.objects.using(request.db).annotate(contact_count=Count("contacts"))  # type: ignore[attr-defined]
+    has_domain = any(f.name == "domain" for f in Company._meta.fields)
+    ctx = {"companies": rows, "has_domain": has_domain}
+    return render(request, "workspace/companies.html", ctx)
 
 
 @page
