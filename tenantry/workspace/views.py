@@ -33,6 +33,7 @@ from django.views.decorators.http import require_POST
 from tenantry.databases.models import ConnectToken
 from tenantry.engines import filestore
 from tenantry.engines.base import DatabaseHeld, EngineError
+from tenantry.gateway.middleware import page as page_html
 from tenantry.gateway.middleware import portal_hosts
 from tenantry.workspace import auth, releases, tenant
 from tenantry.workspace import models as ws
@@ -77,14 +78,20 @@ def page(view: View | None = None, *, admin: bool = False, public: bool = False)
                         )
                     return view(request, *args, **kwargs)
             except DatabaseHeld as error:
-                return HttpResponse(str(error), status=503)
+                return _unavailable(database, str(error))
             except (EngineError, OperationalError):
                 logger.exception("Database %s unreachable", database)
-                return HttpResponse(UNREACHABLE, status=503)
+                return _unavailable(database, UNREACHABLE)
 
         return wrapper
 
     return decorate(view) if view else decorate
+
+
+def _unavailable(database: Any, message: str) -> HttpResponse:
+    """503, in the portal's look, with when to come back."""
+    body = page_html("workspace/unavailable.html", database=database, message=message)
+    return HttpResponse(body, status=503, headers={"Retry-After": "60"})
 
 
 def _manager_url(request: HttpRequest) -> str:
