@@ -186,7 +186,7 @@ class Upgrade(models.Model):
 
     @property
     def duration_text(self) -> str:
-        """"0.6 s", "3 min 12 s"; empty while it runs."""
+        """The duration as people read it ("0.6 s", "3 min 12 s"); empty while it runs."""
         if self.duration is None:
             return ""
         seconds = self.duration.total_seconds()
