@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "tenantry.backups",
     "tenantry.gateway",
     "tenantry.releases",
+    "tenantry.billing",
 ]
 
 MIDDLEWARE = [
@@ -176,6 +177,10 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 INVITES_PER_DAY = int(env("INVITES_PER_DAY", "200"))
 # How long the activity log of each database keeps its entries (the sweep removes older ones).
 ACTIVITY_DAYS = int(env("ACTIVITY_DAYS", "400"))
+# A new database is free for this many days; then it expires unless a subscription pays for
+# it. A subscription's invoice left unpaid this many days expires its databases.
+TRIAL_DAYS = int(env("TRIAL_DAYS", "15"))
+GRACE_DAYS = int(env("GRACE_DAYS", "14"))
 # Operations an account may have running at once: the others wait for its turn, so that one
 # account never holds every worker.
 OPERATIONS_PER_ACCOUNT = max(1, int(env("OPERATIONS_PER_ACCOUNT", "2")))

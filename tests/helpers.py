@@ -14,6 +14,7 @@ import sys
 import time
 from contextlib import AbstractContextManager
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from django.contrib.auth.hashers import make_password
@@ -21,6 +22,8 @@ from django.test import Client, TestCase
 from django.utils import timezone
 
 from tenantry.accounts.models import User
+from tenantry.billing import subscriptions
+from tenantry.billing.models import Plan, Subscription
 from tenantry.databases.models import Database
 from tenantry.operations.models import Operation
 from tenantry.operations.tasks import recover, run_operation
@@ -70,6 +73,23 @@ def write(database: Database) -> None:
     with tenant.using(database) as db:
         Contact = releases.model(database.release, "Contact")
         Contact.objects.using(db).create(name="written by a user")
+
+
+# Subscriptions
+
+
+def subscribed(database: Database, owner: User, **plan: object) -> Subscription:
+    """A yearly subscription of `owner`, its first invoice paid, on a plan of 5 databases and
+    10 GB, that pays for `database`."""
+    values = {
+        "name": "Standard", "price_month": Decimal("10"), "price_year": Decimal("100"),
+        "storage_bytes": 10 * 1024**3, "max_databases": 5,
+    } | plan  # fmt: skip
+    found, _ = Plan.objects.get_or_create(name=values.pop("name"), defaults=values)
+    subscription = subscriptions.subscribe(owner, found, period="year", users=5, by=None)
+    subscriptions.pay(subscription.invoices.get())  # type: ignore[attr-defined]
+    subscriptions.link(subscription, database, by=None)
+    return subscription
 
 
 # The portal's two-factor authentication

@@ -198,7 +198,7 @@ def test_a_long_action_says_where_and_when_to_poll_and_busy_says_when_to_retry(
     assert missing.json() == {"detail": "No database “nowhere”.", "code": "not_found"}
     assert key.get("/api/v1/operations/999999").json()["detail"] == "No operation 999999."
     shown = key.get("/api/v1/databases/acme").json()
-    assert (shown["status"], shown["status_label"]) == ("active", "Active")
+    assert (shown["status"], shown["status_label"]) == ("active", "Trial: 15 days left")
 
 
 @pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)

@@ -23,7 +23,7 @@ from tenantry.releases.models import latest
 from tenantry.workspace import models as ws
 from tenantry.workspace import releases, tenant
 from tests.conftest import PASSWORD, api, client_for, database_records, reauthenticate
-from tests.helpers import run_pending
+from tests.helpers import run_pending, subscribed
 from tests.postgres import free_port
 
 
@@ -194,9 +194,9 @@ def test_delete_asks_for_the_password_and_the_name_and_frees_it_at_once(
 def test_delete_is_refused_while_subscribed(acme: Database, owner: User) -> None:
     client = client_for(owner)
     reauthenticate(client)
-    Database.objects.filter(pk=acme.pk).update(subscription_code="SUB-42")
+    code = subscribed(acme, owner).code
     response = client.post("/databases/acme/delete/", {"confirm": "acme"})
-    assert "linked to the subscription SUB-42" in response.content.decode()
+    assert f"linked to the subscription {code}" in response.content.decode()
     assert not Operation.objects.exists()
 
 

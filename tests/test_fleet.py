@@ -161,7 +161,10 @@ def test_the_db_cli_creates_duplicates_renames_lists_and_deletes(owner: User) ->
         assert not ws.MailServer.objects.using(db).get().active
     tenantry("db", "rename", "shop-test", "shop-staging")
     listing = tenantry("db", "list", "--account", owner.email)
-    assert f"shop\tsqlite\t{latest()}\tActive" in listing and "shop-staging\tsqlite" in listing
+    assert (
+        f"shop\tsqlite\t{latest()}\tTrial: 15 days left" in listing
+        and "shop-staging\tsqlite" in listing
+    )
     with pytest.raises(CommandError, match="add --yes to confirm"):
         tenantry("db", "delete", "shop-staging")
     assert "Deleted shop-staging." in tenantry("db", "delete", "shop-staging", "--yes")

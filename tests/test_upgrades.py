@@ -30,7 +30,7 @@ from tenantry.releases.models import Upgrade
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tenantry.workspace.releases import RELEASES, model
-from tests.helpers import run_pending
+from tests.helpers import run_pending, subscribed
 from tests.planted import MIGRATIONS, PLANTED
 
 
@@ -299,6 +299,7 @@ def test_the_sweep_reminds_before_the_deadline_then_upgrades_once(
     engine_kind: str, owner: User, member: User, planted: None, mailoutbox: list
 ) -> None:
     database = shop(owner)
+    subscribed(database, owner)  # else its trial ends long before the deadline
     lifecycle.start_duplicate(database, "shop-test", by=owner)  # a test copy: never reminded
     run_pending()
     expired = lifecycle.create("gone", by=owner)
@@ -359,6 +360,7 @@ def test_a_failed_automatic_upgrade_is_reported_and_not_tried_again(
     engine_kind: str, owner: User, planted: None, mailoutbox: list
 ) -> None:
     database = shop(owner)
+    subscribed(database, owner)
     published = timezone.now() - timedelta(minutes=1)
     publish("2.0", "2.1")
     releases.publish("9.0", published)  # a major that fails

@@ -100,6 +100,7 @@ class ActivityKind(StrEnum):
     REMOVE = "remove"
     ROLE = "role"
     UPGRADE = "upgrade"
+    SUBSCRIPTION = "subscription"
 
 
 class UpgradeState(StrEnum):

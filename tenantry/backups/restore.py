@@ -283,7 +283,9 @@ def _open(operation: Operation, database: Database, manifest: dict[str, Any]) ->
             database=database, user=operation.created_by, defaults={"role": Membership.Role.ADMIN}
         )
     with tenant.using(database, physical) as db:
-        tenant.set_identity(db, new_uuid, test_copy, database.expires_at)
+        # A copy's end is the workspace's to show (its banner); a trial's is the portal's.
+        expires_at = database.expires_at if database.source_id else None  # type: ignore[attr-defined]
+        tenant.set_identity(db, new_uuid, test_copy, expires_at)
         if test_copy:  # asked for, or restored over a test copy: it stays one, mail off
             tenant.neutralize(db)
         elif params["as_copy"]:

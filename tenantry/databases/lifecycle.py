@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from allauth.account.adapter import get_adapter
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -44,6 +45,8 @@ def reserve(name: str, *, by: User | None, **fields: Any) -> Database:
     physical name. A name taken at the same instant by someone else is refused as taken."""
     name = normalize_name(name)
     validate_name(name)
+    if "source" not in fields:  # a database of its own starts a trial; a copy has its 15 days
+        fields.setdefault("expires_at", timezone.now() + timedelta(days=settings.TRIAL_DAYS))
     if "engine" not in fields:
         server = place()
         fields |= {"server": server, "engine": "postgresql" if server else "sqlite"}
@@ -294,6 +297,7 @@ KINDS["delete"] = Kind("Delete", run_delete, undo_delete)
 def warn_of_expiry(now: datetime, ahead: timedelta) -> None:
     soon = Database.objects.filter(
         status=Database.Status.ACTIVE,
+        source__isnull=False,  # copies (billing reminds trials)
         expires_at__lte=now + ahead,
         expires_at__gt=now,
         expiry_warned_at=None,
@@ -311,7 +315,7 @@ def warn_of_expiry(now: datetime, ahead: timedelta) -> None:
 def delete_expired_copies(now: datetime) -> None:
     expired = Database.objects.filter(
         status=Database.Status.ACTIVE, source__isnull=False, expires_at__lte=now
-    ).exclude(subscription_code__gt="")
+    ).filter(subscription=None)
     for database in expired:
         # Not start_delete: its rules protect people's databases, not expired copies.
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import uuid
@@ -102,10 +103,18 @@ class Database(models.Model):
         "self", models.SET_NULL, null=True, blank=True, related_name="copies"
     )
     is_test_copy = models.BooleanField(default=False)
+    # A copy's end (15 days), or a trial's, while no subscription pays for the database.
     expires_at = models.DateTimeField(null=True, blank=True)
     expiry_warned_at = models.DateTimeField(null=True, blank=True)
-    # Filled in by billing; a subscribed database cannot be deleted.
-    subscription_code = models.CharField(max_length=40, blank=True)
+    # Set by the sweep once expires_at has passed (by the sweep's clock, which `tenantry sweep
+    # --at` moves), or when its subscription ends; cleared when a live subscription takes it.
+    expired = models.BooleanField(default=False)
+    # The last trial reminder sent (7, then 1 day before).
+    trial_reminded_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    # A subscribed database cannot be deleted.
+    subscription = models.ForeignKey(
+        "billing.Subscription", models.SET_NULL, null=True, blank=True, related_name="databases"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
     )
@@ -140,7 +149,24 @@ class Database(models.Model):
 
     @property
     def is_expired(self) -> bool:
-        return self.expires_at is not None and self.expires_at <= timezone.now()
+        return self.expired or (self.expires_at is not None and self.expires_at <= timezone.now())
+
+    @property
+    def is_trial(self) -> bool:
+        """A database of its own (not a copy) that no subscription pays for yet."""
+        return self.source_id is None and self.subscription_id is None and bool(self.expires_at)  # type: ignore[attr-defined]
+
+    @property
+    def trial_days_left(self) -> int | None:
+        if not self.is_trial:
+            return None
+        assert self.expires_at is not None
+        left = (self.expires_at - timezone.now()).total_seconds()
+        return max(0, math.ceil(left / 86400))
+
+    @property
+    def subscription_code(self) -> str:
+        return self.subscription.code if self.subscription_id else ""  # type: ignore[attr-defined, union-attr]
 
     @property
     def status_label(self) -> str:
@@ -148,6 +174,8 @@ class Database(models.Model):
             return self.get_status_display()
         if self.is_expired:
             return "Expired"
+        if (days := self.trial_days_left) is not None:
+            return f"Trial: {days} day{'' if days == 1 else 's'} left"
         if self.expires_at:
             kind = "Test copy" if self.is_test_copy else "Copy"
             return f"{kind} until {self.expires_at:%Y-%m-%d}"
@@ -160,12 +188,18 @@ class Database(models.Model):
     def expiry_refusal(self) -> str | None:
         """An expired database may only be downloaded and backed up (and, later, linked to a
         subscription): every other action is refused with this sentence."""
-        if self.is_expired:
-            return (
-                f"“{self.name}” has expired: it can only be downloaded or backed up. "
-                "Contact support to bring it back."
+        if not self.is_expired:
+            return None
+        if self.source_id is not None:  # type: ignore[attr-defined]
+            then = "Contact support to bring it back."
+        elif self.subscription_id is not None:  # type: ignore[attr-defined]
+            then = (
+                "Pay its subscription's invoices, or link it to a live subscription, to bring "
+                "it back."
             )
-        return None
+        else:
+            then = "Its trial has ended: link it to a subscription to bring it back."
+        return f"“{self.name}” has expired: it can only be downloaded or backed up. {then}"
 
     def refuse_if_expired(self) -> None:
         if refusal := self.expiry_refusal():
@@ -176,8 +210,8 @@ class Database(models.Model):
             return refusal
         if self.subscription_code:
             return (
-                f"This database is linked to the subscription {self.subscription_code}. "
-                "Contact support to delete it."
+                f"“{self.name}” is linked to the subscription {self.subscription_code}: unlink it "
+                "there first (My subscriptions), then delete it."
             )
         return None
 
@@ -318,6 +352,7 @@ class Activity(models.Model):
         REMOVE = "remove", "Removed users"
         ROLE = "role", "Changed roles"
         UPGRADE = "upgrade", "Upgraded"
+        SUBSCRIPTION = "subscription", "Subscription"
 
     class Channel(models.TextChoices):
         PORTAL = "portal", "Portal"

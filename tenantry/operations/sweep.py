@@ -18,12 +18,13 @@ EXPIRY_WARNING = timedelta(days=3)
 
 
 def sweep(now: datetime | None = None) -> None:
-    """Warn of and remove expired copies, clear creations and template builds that never
-    finished, remind of upgrade deadlines and upgrade the databases past theirs, queue the
-    daily backups, clear abandoned backup files, purge expired invitations
-    and sign-in tokens, run the databases' scheduled jobs (their outgoing mail among them),
-    and remove activity entries past their time."""
+    """Renew, end and expire subscriptions and trials, warn of and remove expired copies,
+    clear creations and template builds that never finished, remind of upgrade deadlines and
+    upgrade the databases past theirs, queue the daily backups, clear abandoned backup files,
+    purge expired invitations and sign-in tokens, run the databases' scheduled jobs (their
+    outgoing mail among them), and remove activity entries past their time."""
     from tenantry.backups import store
+    from tenantry.billing import subscriptions
     from tenantry.databases import activity, members
     from tenantry.databases.lifecycle import (
         delete_expired_copies,
@@ -36,6 +37,7 @@ def sweep(now: datetime | None = None) -> None:
 
     now = now or timezone.now()
     steps = [
+        lambda: subscriptions.sweep(now),
         lambda: warn_of_expiry(now, EXPIRY_WARNING),
         lambda: delete_expired_copies(now),
         lambda: remove_abandoned_creations(now),

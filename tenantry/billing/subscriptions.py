@@ -1,0 +1,299 @@
+"""Every verb on a subscription: subscribe, link and unlink a database, change the users or the
+plan, renew, cancel, pay an invoice; and what happens with time (the sweep): renewals,
+invoices past due, expiry, trials' reminders and ends.
+
+As databases' verbs (databases.lifecycle), each takes the acting account as `by=` (None: the
+operator or the sweep), refuses with a ValidationError whose sentence a person reads, and
+writes an activity entry on each database it concerns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from allauth.account.adapter import get_adapter
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from tenantry.accounts.models import User
+from tenantry.billing.models import Invoice, Plan, Subscription
+from tenantry.databases import activity
+from tenantry.databases.models import Database, Membership
+
+TRIAL_REMINDERS = (7, 1)  # days before a trial ends
+
+
+def subscribe(
+    owner: User, plan: Plan, *, period: str = Subscription.Period.MONTH, users: int = 1,
+    by: User | None, now: datetime | None = None,
+) -> Subscription:  # fmt: skip
+    """A subscription of `owner`, active at once, with its first invoice (to be paid within
+    TENANTRY_GRACE_DAYS)."""
+    _check_users(users)
+    if period not in Subscription.Period.values:
+        raise ValidationError("A subscription is paid monthly or yearly.", code="invalid")
+    now = now or timezone.now()
+    for _ in range(10):  # a code already taken: draw another
+        try:
+            with transaction.atomic():
+                subscription = Subscription.objects.create(
+                    code=Subscription.new_code(period, now), owner=owner, plan=plan,
+                    period=period, users=users, created_at=now, renews_at=now,
+                )  # fmt: skip
+                _invoice(subscription, now)
+                return subscription
+        except IntegrityError:
+            continue
+    raise ValidationError("No subscription code is free right now. Try again.")
+
+
+def _check_users(users: int) -> None:
+    if users < 1:
+        raise ValidationError("A subscription has at least one user.", code="invalid")
+
+
+def _invoice(subscription: Subscription, start: datetime) -> Invoice:
+    """The invoice of the period from `start`, at today's plan and users; the subscription
+    now renews at its end."""
+    end = subscription.next_renewal(start)
+    price = subscription.plan.price(subscription.period)
+    invoice = Invoice.objects.create(
+        subscription=subscription, issued_at=start, period_start=start, period_end=end,
+        plan_name=subscription.plan.name, users=subscription.users, unit_price=price,
+        amount=price * Decimal(subscription.users),
+    )  # fmt: skip
+    subscription.renews_at = end
+    subscription.save(update_fields=["renews_at"])
+    return invoice
+
+
+def _record(subscription: Subscription, detail: str, *, by: User | None) -> None:
+    for database in subscription.databases.exclude(name=None):  # type: ignore[attr-defined]
+        activity.record(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail)
+
+
+def link(subscription: Subscription, database: Database, *, by: User | None) -> None:
+    """The subscription pays for the database from now on: an expired one is live again."""
+    detail = f"linked to {subscription.code}"
+    with activity.refusals(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail):
+        if by is not None and subscription.owner_id != by.pk:  # type: ignore[attr-defined]
+            raise ValidationError(
+                "Only the subscription's owner links databases to it.", code="forbidden"
+            )
+        if by is not None and database.role_of(by) != Membership.Role.ADMIN:
+            raise ValidationError(
+                f"Only administrators of “{database.name}” link it to a subscription.",
+                code="forbidden",
+            )
+        if not subscription.is_live:
+            state = subscription.get_state_display().lower()
+            raise ValidationError(
+                f"The subscription {subscription.code} is {state}: it cannot take a database.",
+                code="invalid",
+            )
+        if database.source_id is not None:  # type: ignore[attr-defined]
+            raise ValidationError(
+                f"“{database.name}” is a copy, which lasts 15 days: link the database it copies.",
+                code="invalid",
+            )
+        if database.subscription_id == subscription.pk:  # type: ignore[attr-defined]
+            raise ValidationError(
+                f"“{database.name}” is already linked to {subscription.code}.", code="invalid"
+            )
+        current = database.subscription
+        if current is not None and current.is_live:
+            raise ValidationError(
+                f"“{database.name}” is linked to the subscription {current.code}: unlink it "
+                "there first.",
+                code="linked",
+            )
+        limit = subscription.plan.max_databases
+        if subscription.databases.exclude(name=None).count() >= limit:  # type: ignore[attr-defined]
+            raise ValidationError(
+                f"The subscription {subscription.code} has its {limit} database"
+                f"{'' if limit == 1 else 's'} (the {subscription.plan.name} plan's limit): "
+                "unlink one or change the plan first.",
+                code="limit",
+            )
+        with transaction.atomic():
+            database.subscription = subscription
+            database.expires_at, database.expired = None, False
+            database.save(update_fields=["subscription", "expires_at", "expired"])
+            activity.record(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail)
+
+
+def unlink(subscription: Subscription, database: Database, *, by: User | None) -> None:
+    """The subscription no longer pays for the database: what is left of its trial goes on,
+    else it expires at once."""
+    detail = f"unlinked from {subscription.code}"
+    with activity.refusals(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail):
+        if database.subscription_id != subscription.pk:  # type: ignore[attr-defined]
+            raise ValidationError(
+                f"“{database.name}” is not linked to {subscription.code}.", code="invalid"
+            )
+        if by is not None and database.role_of(by) != Membership.Role.ADMIN:
+            raise ValidationError(
+                f"Only administrators of “{database.name}” unlink it from its subscription.",
+                code="forbidden",
+            )
+        now = timezone.now()
+        trial_end = database.created_at + timedelta(days=settings.TRIAL_DAYS)
+        with transaction.atomic():
+            database.subscription = None
+            database.expires_at = max(trial_end, now)
+            database.expired = trial_end <= now
+            database.save(update_fields=["subscription", "expires_at", "expired"])
+            activity.record(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail)
+
+
+def change(
+    subscription: Subscription, *, users: int | None = None, plan: Plan | None = None,
+    by: User | None,
+) -> None:  # fmt: skip
+    """At once; the next invoice shows it."""
+    if not subscription.is_live:
+        raise ValidationError(
+            f"The subscription {subscription.code} is "
+            f"{subscription.get_state_display().lower()}: it cannot be changed.",
+            code="invalid",
+        )
+    changes = []
+    if users is not None and users != subscription.users:
+        _check_users(users)
+        changes.append(f"users {subscription.users} → {users}")
+        subscription.users = users
+    if plan is not None and plan != subscription.plan:
+        linked = subscription.databases.exclude(name=None).count()  # type: ignore[attr-defined]
+        if linked > plan.max_databases:
+            raise ValidationError(
+                f"The {plan.name} plan takes {plan.max_databases} database"
+                f"{'' if plan.max_databases == 1 else 's'}, and {linked} are linked: unlink "
+                "some first.",
+                code="limit",
+            )
+        changes.append(f"plan {subscription.plan.name} → {plan.name}")
+        subscription.plan = plan
+    if changes:
+        with transaction.atomic():
+            subscription.save(update_fields=["users", "plan"])
+            _record(subscription, f"{subscription.code}: {', '.join(changes)}", by=by)
+
+
+def renew(subscription: Subscription, *, by: User | None, now: datetime | None = None) -> Invoice:
+    """Now: the next period is invoiced at once and the subscription goes on past it."""
+    if subscription.state == Subscription.State.EXPIRED:
+        raise ValidationError(
+            f"The subscription {subscription.code} has expired: pay its invoices to bring it back.",
+            code="invalid",
+        )
+    with transaction.atomic():
+        invoice = _invoice(subscription, max(subscription.renews_at, now or timezone.now()))
+        subscription.state, subscription.cancel_at_period_end = Subscription.State.ACTIVE, False
+        subscription.save(update_fields=["state", "cancel_at_period_end"])
+        _record(
+            subscription,
+            f"{subscription.code} renewed until {subscription.renews_at:%Y-%m-%d}",
+            by=by,
+        )
+    return invoice
+
+
+def cancel(subscription: Subscription, *, by: User | None) -> None:
+    """At the end of the period paid for: it does not renew then."""
+    if not subscription.is_live or subscription.cancel_at_period_end:
+        raise ValidationError(
+            f"The subscription {subscription.code} is already cancelled or over.", code="invalid"
+        )
+    with transaction.atomic():
+        subscription.cancel_at_period_end = True
+        subscription.save(update_fields=["cancel_at_period_end"])
+        _record(
+            subscription,
+            f"{subscription.code} cancelled: it ends on {subscription.renews_at:%Y-%m-%d}",
+            by=by,
+        )
+
+
+def pay(invoice: Invoice, *, now: datetime | None = None) -> None:
+    """The operator marks the invoice paid; a subscription with nothing left unpaid is active
+    (its expired databases live again)."""
+    if invoice.paid_at is not None:
+        raise ValidationError(f"{invoice.number} is already paid.", code="invalid")
+    subscription = invoice.subscription
+    with transaction.atomic():
+        invoice.paid_at = now or timezone.now()
+        invoice.save(update_fields=["paid_at"])
+        if not subscription.invoices.filter(paid_at=None).exists() and subscription.state in (  # type: ignore[attr-defined]
+            Subscription.State.PAST_DUE,
+            Subscription.State.EXPIRED,
+        ):
+            subscription.state = Subscription.State.ACTIVE
+            subscription.save(update_fields=["state"])
+            subscription.databases.filter(expires_at=None).update(expired=False)  # type: ignore[attr-defined]
+            _record(subscription, f"{subscription.code} paid: active again", by=None)
+
+
+# With time -----------------------------------------------------------------------------------
+
+
+def sweep(now: datetime) -> None:
+    """Renew or end subscriptions at their date, mark unpaid ones past due then expired, remind
+    of trials' ends, and mark databases expired whose time has passed."""
+    for subscription in Subscription.objects.filter(
+        state__in=(
+            Subscription.State.ACTIVE,
+            Subscription.State.PAST_DUE,
+            Subscription.State.TRIAL,
+        ),
+        renews_at__lte=now,
+    ):
+        with transaction.atomic():
+            if subscription.cancel_at_period_end:
+                _end(subscription, Subscription.State.CANCELLED, "cancelled: its period ended")
+            else:
+                while subscription.renews_at <= now:
+                    _invoice(subscription, subscription.renews_at)
+    grace = now - timedelta(days=settings.GRACE_DAYS)
+    unpaid = Invoice.objects.filter(paid_at=None)
+    for subscription in Subscription.objects.filter(
+        state__in=(Subscription.State.ACTIVE, Subscription.State.PAST_DUE),
+        invoices__in=unpaid.filter(issued_at__lte=now),
+    ).distinct():
+        with transaction.atomic():
+            if subscription.invoices.filter(paid_at=None, issued_at__lte=grace).exists():  # type: ignore[attr-defined]
+                _end(subscription, Subscription.State.EXPIRED, "expired: an invoice is unpaid")
+            elif subscription.state != Subscription.State.PAST_DUE:
+                subscription.state = Subscription.State.PAST_DUE
+                subscription.save(update_fields=["state"])
+    _remind_trials(now)
+    # What expires_at says, in a field the sweep's clock sets (see Database.expired).
+    Database.objects.filter(expired=False, expires_at__lte=now).update(expired=True)
+
+
+def _end(subscription: Subscription, state: str, why: str) -> None:
+    subscription.state = state
+    subscription.save(update_fields=["state"])
+    _record(subscription, f"{subscription.code} {why}", by=None)
+    subscription.databases.update(expired=True)  # type: ignore[attr-defined]
+
+
+def _remind_trials(now: datetime) -> None:
+    trials = Database.objects.filter(
+        status=Database.Status.ACTIVE, source=None, subscription=None, expired=False,
+        expires_at__gt=now, expires_at__lte=now + timedelta(days=max(TRIAL_REMINDERS)),
+    ).exclude(name=None)  # fmt: skip
+    for database in trials:
+        assert database.expires_at is not None
+        left = database.expires_at - now
+        days = min(d for d in TRIAL_REMINDERS if left <= timedelta(days=d))
+        if database.trial_reminded_days is not None and database.trial_reminded_days <= days:
+            continue
+        admins = Membership.objects.filter(database=database, role=Membership.Role.ADMIN)
+        context: dict[str, Any] = {"database": database, "days": days}
+        for email in admins.values_list("user__email", flat=True):
+            get_adapter().send_mail("billing/email/trial_ending", email, context)
+        Database.objects.filter(pk=database.pk).update(trial_reminded_days=days)
