@@ -22,7 +22,7 @@ from django.utils import timezone
 from tenantry.accounts.models import User
 from tenantry.billing.models import Invoice, Plan, Subscription
 from tenantry.databases import activity
-from tenantry.databases.models import Database, Membership
+from tenantry.databases.models import Database, Invitation, Membership
 
 TRIAL_REMINDERS = (7, 1)  # days before a trial ends
 
@@ -148,6 +148,38 @@ def unlink(subscription: Subscription, database: Database, *, by: User | None) -
             database.expired = trial_end <= now
             database.save(update_fields=["subscription", "expires_at", "expired"])
             activity.record(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail)
+
+
+def users_taken(subscription: Subscription) -> set[str]:
+    """Who counts against its number of users: the accounts that use one of its databases,
+    and the addresses invited to one (not yet accepted)."""
+    databases = subscription.databases.exclude(name=None)  # type: ignore[attr-defined]
+    members = Membership.objects.filter(database__in=databases)
+    invited = Invitation.objects.filter(database__in=databases, accepted_at=None)
+    return set(members.values_list("user__email", flat=True)) | set(
+        invited.values_list("email", flat=True)
+    )
+
+
+def users_needed(database: Database, emails: list[str]) -> int:
+    """The users the database's subscription must pay for once `emails` are invited, when that
+    is more than it has and its plan grows (the caller grows it); 0 when they fit. Past its
+    users on a plan that does not grow: refused."""
+    subscription = database.subscription
+    if subscription is None:
+        return 0
+    taken = users_taken(subscription)
+    needed = len(taken | set(emails))
+    if needed <= subscription.users:
+        return 0
+    if subscription.plan.grows:
+        return needed
+    raise ValidationError(
+        f"The subscription {subscription.code} pays for {subscription.users} user"
+        f"{'' if subscription.users == 1 else 's'} and {len(taken)} are taken: these "
+        f"invitations would make {needed}. Raise its number of users on My subscriptions first.",
+        code="limit",
+    )
 
 
 def change(

@@ -19,6 +19,7 @@ from django.tasks import task
 from django.utils import timezone
 
 from tenantry.accounts.models import User
+from tenantry.billing import subscriptions
 from tenantry.databases import activity
 from tenantry.databases.models import ConnectToken, Database, Invitation, Membership
 from tenantry.workspace import models as ws
@@ -82,9 +83,11 @@ def invite(database: Database, emails: list[str], role: str, *, by: User) -> lis
     """Invite each address (a pending invitation is renewed); the worker mails the links."""
     detail = f"{', '.join(emails)} as {role}"
     with activity.refusals(database, Kind.INVITE, by=by, detail=detail):
-        _refuse_invitations(database, emails, role, by)
+        needed = _refuse_invitations(database, emails, role, by)
     sent = []
     with transaction.atomic():  # the invitations and the task that mails them, together
+        if needed:  # a plan that grows: the subscription takes the users it needs
+            subscriptions.change(database.subscription, users=needed, by=by)  # type: ignore[arg-type]
         for email in emails:
             invitation = (
                 database.invitations.filter(email=email, accepted_at=None).first()  # type: ignore[attr-defined]
@@ -99,7 +102,8 @@ def invite(database: Database, emails: list[str], role: str, *, by: User) -> lis
     return sent
 
 
-def _refuse_invitations(database: Database, emails: list[str], role: str, by: User) -> None:
+def _refuse_invitations(database: Database, emails: list[str], role: str, by: User) -> int:
+    """Refuse what cannot be; the users the subscription must grow to (0: none)."""
     database.refuse_if_expired()
     _refuse_over_max(len(emails))
     if role not in Role.values:
@@ -110,7 +114,9 @@ def _refuse_invitations(database: Database, emails: list[str], role: str, by: Us
     already = [e for e in emails if e in members]
     if already:
         raise ValidationError(f"Already a user of “{database.name}”: {', '.join(already)}.")
+    needed = subscriptions.users_needed(database, emails)
     _spend_invitations(by, len(emails))
+    return needed
 
 
 def resend(invitation: Invitation, *, by: User) -> None:

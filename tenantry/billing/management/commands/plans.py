@@ -4,7 +4,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.template.defaultfilters import filesizeformat
 
 from tenantry.billing.models import Plan
@@ -71,10 +71,11 @@ class Command(BaseCommand):
         if databases < 1:
             raise CommandError("A plan takes at least one database.")
         try:
-            Plan.objects.create(
-                name=name, price_month=amount(month), price_year=amount(year),
-                storage_bytes=size(storage), max_databases=databases, grows=grows,
-            )  # fmt: skip
+            with transaction.atomic():
+                Plan.objects.create(
+                    name=name, price_month=amount(month), price_year=amount(year),
+                    storage_bytes=size(storage), max_databases=databases, grows=grows,
+                )  # fmt: skip
         except IntegrityError:
             raise CommandError(f"There is already a plan named {name}.") from None
         self.stdout.write(f"Plan {name} added.")
