@@ -22,6 +22,8 @@ from django.utils import timezone
 from pytest_django.live_server_helper import LiveServer
 
 from tenantry.accounts.models import ApiKey, User
+from tenantry.billing import subscriptions
+from tenantry.billing.models import Plan
 from tenantry.databases.models import Database, Membership
 from tenantry.releases import models as releases
 from tests.browser import Worker
@@ -40,6 +42,11 @@ OPERATIONS = {
     "users": {"list_users", "invite_users", "remove_user"},
     "operations": {"get_operation"},
     "activity": {"list_activity"},
+    "releases": {"list_releases"},
+    "subscriptions": {
+        "list_subscriptions", "get_subscription", "change_subscription", "cancel_subscription",
+        "renew_subscription", "link_database", "unlink_database",
+    },
 }  # fmt: skip
 # The generator skips a response whose media type it does not know, with a warning; its own
 # documented setting reads the downloads' application/zip as bytes.
@@ -382,3 +389,67 @@ def test_a_create_retried_with_its_idempotency_key_answers_the_same_and_creates_
     assert other.status_code == 422, other.content
     assert isinstance(other.parsed, Error) and other.parsed.code == ErrorCode.IDEMPOTENCY_MISMATCH
     assert Database.objects.count() == 1
+
+
+def test_a_subscription_and_its_refusals_reach_the_client_typed(
+    generated: Path, portal: str, owner: User
+) -> None:
+    from tenantry_client.api.databases import create_database, get_database
+    from tenantry_client.api.subscriptions import (
+        change_subscription,
+        get_subscription,
+        link_database,
+        list_subscriptions,
+        renew_subscription,
+        unlink_database,
+    )
+    from tenantry_client.models import (
+        ChangeSubscriptionRequest,
+        CreateDatabaseRequest,
+        Error,
+        ErrorCode,
+        LinkDatabaseRequest,
+        SubscriptionPeriod,
+        SubscriptionState,
+    )
+
+    standard = Plan.objects.create(
+        name="Standard", price_month=10, price_year=100, storage_bytes=10 * 1024**3,
+        max_databases=1,
+    )  # fmt: skip
+    code = subscriptions.subscribe(owner, standard, period="year", users=2, by=None).code
+    client = api_client(portal, owner)
+    create_database.sync(client=client, body=CreateDatabaseRequest(name="shop"))
+    create_database.sync(client=client, body=CreateDatabaseRequest(name="depot"))
+    assert isinstance(get_database.sync("shop", client=client).trial_ends_at, datetime)
+
+    answer = link_database.sync_detailed(code, client=client, body=LinkDatabaseRequest(name="shop"))
+    assert answer.status_code == 201, answer.content
+    shop = answer.parsed
+    assert (shop.subscription, shop.trial_ends_at, shop.expired) == (code, None, False)
+    assert shop.limit_bytes == 10 * 1024**3
+    (listed,) = list_subscriptions.sync(client=client).data
+    assert (listed.state, listed.period, listed.databases) == (
+        SubscriptionState.ACTIVE, SubscriptionPeriod.YEAR, ["shop"]
+    )  # fmt: skip
+    assert change_subscription.sync(
+        code, client=client, body=ChangeSubscriptionRequest(users=3)
+    ).users == 3  # fmt: skip
+    renewed = renew_subscription.sync(code, client=client)
+    assert [(i.users, i.amount, i.paid) for i in renewed.invoices] == [
+        (3, "300.00", False), (2, "200.00", False)
+    ]  # fmt: skip
+
+    def error(answer: Any, status: int, code: ErrorCode) -> str:
+        assert answer.status_code == status, answer.content
+        assert isinstance(answer.parsed, Error) and answer.parsed.code == code
+        return answer.parsed.detail  # type: ignore[no-any-return]
+
+    answer = link_database.sync_detailed(
+        code, client=client, body=LinkDatabaseRequest(name="depot")
+    )
+    assert "has its 1 database" in error(answer, 409, ErrorCode.LIMIT)
+    answer = get_subscription.sync_detailed("M0000-NONE", client=client)
+    assert error(answer, 404, ErrorCode.NOT_FOUND) == "No subscription “M0000-NONE”."
+    assert unlink_database.sync_detailed(code, "shop", client=client).status_code == 204
+    assert get_subscription.sync(code, client=client).databases == []

@@ -165,7 +165,7 @@ def test_linking_refuses_what_cannot_be_with_a_sentence(
     shop = lifecycle.create("shop", by=owner)
     mine = subscriptions.subscribe(owner, plan, by=owner)
     theirs = subscriptions.subscribe(outsider, plan, by=outsider)
-    with pytest.raises(ValidationError, match="Only the subscription's owner") as refused:
+    with pytest.raises(ValidationError, match="is another account's: its owner must") as refused:
         subscriptions.link(theirs, shop, by=owner)
     assert refused.value.code == "forbidden"
     members.invite(shop, [member.email], "user", by=owner)

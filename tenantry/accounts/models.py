@@ -38,6 +38,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     phone = models.CharField(max_length=40, blank=True)
     country = models.CharField(max_length=80, blank=True)
     developer_mode = models.BooleanField(default=False)
+    # A partner's code (`tenantry partners add`): it starts trial projects (billing.projects).
+    partner_code = models.CharField(max_length=20, blank=True)
     # Bumped by "Log out from all devices": it is part of the session hash, so every
     # session stamped with an older epoch stops authenticating, wherever it is stored.
     session_epoch = models.PositiveIntegerField(default=0)

@@ -66,6 +66,7 @@ class OperationKind(StrEnum):
     MOVE = "move"
     RESTORE = "restore"
     UPGRADE = "upgrade"
+    REFRESH = "refresh"
 
 
 class OperationState(StrEnum):
@@ -114,6 +115,19 @@ class Channel(StrEnum):
     API = "api"
     CLI = "cli"
     SWEEP = "sweep"
+
+
+class SubscriptionState(StrEnum):
+    TRIAL = "trial"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class SubscriptionPeriod(StrEnum):
+    MONTH = "month"
+    YEAR = "year"
 
 
 class ActivityResult(StrEnum):
@@ -182,10 +196,35 @@ class Database(Schema):
         description="A neutralized copy: no mail, payments, carriers or jobs.", examples=[False]
     )
     expires_at: datetime | None = Field(
-        description="When a copy expires; null for others.", examples=["2026-12-15T18:15:00Z"]
+        description="When a copy expires, or a trial ends; null for others.",
+        examples=["2026-12-15T18:15:00Z"],
     )
     size_bytes: int = Field(description="Its size, files included.", examples=[1048576])
     created_at: datetime = Field(description="When it was made.", examples=["2026-11-30T18:15:00Z"])
+    subscription: str | None = Field(
+        description="The code of the subscription that pays for it; null if none does.",
+        examples=["M2611-4F7Q"],
+    )
+    trial_ends_at: datetime | None = Field(
+        description="When its trial ends, while no subscription pays for it; null for others "
+        "(a subscribed database, a copy).",
+        examples=["2026-12-15T18:15:00Z"],
+    )
+    expired: bool = Field(
+        description="Its trial or its subscription has ended: it can only be downloaded or "
+        "backed up until a live subscription takes it.",
+        examples=[False],
+    )
+    usage_bytes: int = Field(
+        description="The storage used, files included, by what shares its limit (its "
+        "subscription's databases, or its trial project's); its own without a limit.",
+        examples=[1048576],
+    )
+    limit_bytes: int | None = Field(
+        description="The storage its subscription's plan allows (for all the subscription's "
+        "databases together), or its trial project's 1 GB; null for a trial of its own.",
+        examples=[10737418240],
+    )
 
 
 class DatabaseList(Schema):
@@ -436,3 +475,130 @@ class ReleaseList(Schema):
     data: list[Release] = Field(description="The releases of this page.", examples=[[]])
     has_more: bool = HAS_MORE
     next_cursor: str | None = NEXT_CURSOR
+
+
+class Plan(Schema):
+    """What a subscription pays for: prices per user, and its limits."""
+
+    name: str = Field(description="Its name, unique.", examples=["Standard"])
+    price_month: str = Field(
+        description="The price per user for a month, a decimal.", examples=["10.00"]
+    )
+    price_year: str = Field(
+        description="The price per user for a year, a decimal.", examples=["100.00"]
+    )
+    storage_bytes: int = Field(
+        description="The storage of its databases and their files, together.",
+        examples=[10737418240],
+    )
+    max_databases: int = Field(description="How many databases it takes.", examples=[5])
+    grows: bool = Field(
+        description="Inviting past the subscription's users adds users to it instead of being "
+        "refused.",
+        examples=[False],
+    )
+
+
+class Invoice(Schema):
+    """An invoice of a subscription's period, at the plan and users of the day it was issued."""
+
+    number: str = Field(description="Its number.", examples=["INV-000042"])
+    issued_at: datetime = Field(
+        description="When it was issued.", examples=["2026-11-30T18:15:00Z"]
+    )
+    period_start: datetime = Field(
+        description="The start of the period it pays for.", examples=["2026-11-30T18:15:00Z"]
+    )
+    period_end: datetime = Field(
+        description="The end of the period it pays for.", examples=["2027-11-30T18:15:00Z"]
+    )
+    plan: str = Field(description="The plan's name then.", examples=["Standard"])
+    users: int = Field(description="The users it charges for.", examples=[5])
+    amount: str = Field(description="What it charges, a decimal.", examples=["500.00"])
+    paid: bool = Field(description="Whether it is paid.", examples=[True])
+
+
+class Subscription(Schema):
+    """A subscription of the account: what it pays for, and until when."""
+
+    code: str = Field(
+        description="Its code, as invoices and databases show it.", examples=["M2611-4F7Q"]
+    )
+    plan: Plan = Field(
+        description="Its plan.",
+        examples=[
+            {
+                "name": "Standard",
+                "price_month": "10.00",
+                "price_year": "100.00",
+                "storage_bytes": 10737418240,
+                "max_databases": 5,
+                "grows": False,
+            }
+        ],
+    )
+    period: SubscriptionPeriod = Field(description="How often it is invoiced.", examples=["year"])
+    users: int = Field(description="The users it pays for.", examples=[5])
+    state: SubscriptionState = Field(
+        description="Where it is: past_due while an invoice is unpaid (its databases are still "
+        "served), expired once the grace period is over; cancelled and expired take no database.",
+        examples=["active"],
+    )
+    renews_at: datetime = Field(
+        description="The end of the period paid for: the next invoice is issued then, or it "
+        "ends then if cancelled.",
+        examples=["2027-11-30T18:15:00Z"],
+    )
+    cancel_at_period_end: bool = Field(
+        description="Cancelled: it ends at `renews_at` instead of renewing.", examples=[False]
+    )
+    created_at: datetime = Field(
+        description="When it was taken.", examples=["2026-11-30T18:15:00Z"]
+    )
+    databases: list[str] = Field(
+        description="The databases it pays for, by name.", examples=[["acme"]]
+    )
+
+
+class SubscriptionDetails(Subscription):
+    """A subscription of the account, with its invoices."""
+
+    users_taken: int = Field(
+        description="The users of its databases, pending invitations included: past `users`, "
+        "inviting more is refused unless the plan grows.",
+        examples=[3],
+    )
+    invoices: list[Invoice] = Field(description="Its invoices, newest first.", examples=[[]])
+
+
+class SubscriptionList(Schema):
+    """A page of the account's subscriptions, by code."""
+
+    data: list[Subscription] = Field(description="The subscriptions of this page.", examples=[[]])
+    has_more: bool = HAS_MORE
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class ChangeSubscriptionRequest(Schema):
+    """What to change in a subscription: at once, and the next invoice shows it."""
+
+    users: int | None = Field(
+        default=None,
+        le=100_000,
+        description="The number of users it pays for (at least 1); unchanged if none.",
+        examples=[8],
+    )
+    plan: str | None = Field(
+        default=None,
+        max_length=100,
+        description="The name of another plan; unchanged if none.",
+        examples=["Premium"],
+    )
+
+
+class LinkDatabaseRequest(Schema):
+    """The database the subscription is to pay for."""
+
+    name: str = Field(
+        description="The name of a database you administer (not a copy).", examples=["acme"]
+    )

@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from decimal import Decimal
 from functools import wraps
 from typing import Any
 
@@ -20,7 +21,7 @@ from allauth.core.internal import ratelimit
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -31,6 +32,7 @@ from django.http import (
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from django.utils import timezone
+from django.utils.text import get_text_list
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Path, Query, Status
 from ninja.errors import AuthenticationError, ValidationError
@@ -40,6 +42,8 @@ from pydantic import ValidationError as PydanticError
 from tenantry.accounts.models import ApiKey, User
 from tenantry.api import schemas as s
 from tenantry.backups import restore
+from tenantry.billing import quotas, subscriptions
+from tenantry.billing.models import Invoice, Plan, Subscription
 from tenantry.databases import lifecycle, members
 from tenantry.databases.access import get_backup, get_database, get_operation
 from tenantry.databases.models import Database, Membership, normalize_name
@@ -64,6 +68,11 @@ TAGS = [
     {"name": "Activity", "description": "Who did what to a database."},
     {"name": "Operations", "description": "The progress of long actions."},
     {"name": "Releases", "description": "The workspace app's releases on offer."},
+    {
+        "name": "Subscriptions",
+        "description": "What pays for databases: plans, users, invoices, renewal and "
+        "cancellation; link and unlink databases.",
+    },
 ]
 
 DESCRIPTION = """Manage your Tenantry account and databases.
@@ -154,7 +163,17 @@ CODES = {
     503: s.ErrorCode.UNAVAILABLE,
 }
 # A refusal's code, from the verbs (see databases.lifecycle), and its status; any other is 400.
-STATUSES = {"forbidden": 403, "busy": 409, "taken": 409, "exists": 409, "throttled": 429}
+# 409: the request is right but the state of things refuses it until something else changes
+# (another operation ends, a name is freed, a database is unlinked, a limit is made room under).
+STATUSES = {
+    "forbidden": 403,
+    "busy": 409,
+    "taken": 409,
+    "exists": 409,
+    "linked": 409,
+    "limit": 409,
+    "throttled": 429,
+}
 
 
 def errors(*statuses: int) -> dict[int, type[s.Error]]:
@@ -365,6 +384,8 @@ def database_out(
         status = s.DatabaseStatus(database.status)
     published = published or releases.Published()
     upgrade_to, deadline = upgrade.offer(database, published)
+    subscription = database.subscription
+    usage, limit = quotas.usage(database)  # shared with its subscription's or project's
     return {
         "name": database.name or "",
         "url": database.url,
@@ -382,6 +403,11 @@ def database_out(
         "expires_at": database.expires_at,
         "size_bytes": database.size_bytes,
         "created_at": database.created_at,
+        "subscription": subscription.code if subscription else None,
+        "trial_ends_at": database.expires_at if database.is_trial else None,
+        "expired": database.is_expired,
+        "usage_bytes": usage,
+        "limit_bytes": limit,
     }
 
 
@@ -427,7 +453,7 @@ def me(request: HttpRequest) -> dict[str, Any]:
 
 @api.get(
     "/databases",
-    response={200: s.DatabaseList} | errors(422),
+    response={200: s.DatabaseList} | errors(400, 422),
     operation_id="listDatabases",
     tags=["Databases"],
     summary="The databases linked to the account",
@@ -438,7 +464,7 @@ def list_databases(
 ) -> dict[str, Any]:
     memberships = (
         Membership.objects.filter(user=request.user.pk, database__name__isnull=False)
-        .select_related("database")
+        .select_related("database__subscription__plan")
         .order_by("database__name")
     )
     found = page(memberships, cursor, limit)
@@ -599,7 +625,7 @@ def download_database(request: HttpRequest, name: str = NAME) -> StreamingHttpRe
 
 @api.get(
     "/databases/{name}/backups",
-    response={200: s.BackupList} | errors(403, 404, 422),
+    response={200: s.BackupList} | errors(400, 403, 404, 422),
     operation_id="listBackups",
     tags=["Backups"],
     summary="Stored backups",
@@ -706,7 +732,7 @@ def restore_database(request: HttpRequest, response: HttpResponse, name: str = N
 
 @api.get(
     "/databases/{name}/activity",
-    response={200: s.ActivityList} | errors(404, 422),
+    response={200: s.ActivityList} | errors(400, 404, 422),
     operation_id="listActivity",
     tags=["Activity"],
     summary="Who did what to a database",
@@ -731,7 +757,7 @@ def read_activity(
 
 @api.get(
     "/databases/{name}/users",
-    response={200: s.UserList} | errors(403, 404, 422),
+    response={200: s.UserList} | errors(400, 403, 404, 422),
     operation_id="listUsers",
     tags=["Users"],
     summary="Users and invitations",
@@ -781,7 +807,7 @@ def remove_user(
 
 @api.get(
     "/releases",
-    response={200: s.ReleaseList} | errors(422),
+    response={200: s.ReleaseList} | errors(400, 422),
     operation_id="listReleases",
     tags=["Releases"],
     summary="The releases on offer",
@@ -803,3 +829,204 @@ def list_releases(
         for r in published
     ]
     return page(rows, cursor, limit)
+
+
+# Subscriptions
+
+CODE = Path(..., description="The subscription's code.")
+
+
+def subscriptions_of(user: Any) -> QuerySet[Subscription]:
+    """The account's subscriptions, with their plans and the databases they pay for."""
+    linked = Prefetch("databases", queryset=Database.objects.exclude(name=None))
+    return (
+        Subscription.objects.filter(owner=user.pk).select_related("plan").prefetch_related(linked)
+    )
+
+
+def get_subscription(request: HttpRequest, code: str) -> Subscription:
+    """A subscription of the key's account, or 404: another account's is not there to see."""
+    found = subscriptions_of(request.user).filter(code=code.upper()).first()
+    if found is None:
+        raise Http404(f"No subscription “{code}”.")
+    return found
+
+
+def plan_named(name: str) -> Plan:
+    plan = Plan.objects.filter(name=name).first()
+    if plan is None:
+        names = [f"“{n}”" for n in Plan.objects.values_list("name", flat=True)]
+        raise DjangoValidationError(
+            f"There is no plan “{name}”. The plans are {get_text_list(names, 'and')}.",
+            code="invalid",
+        )
+    return plan
+
+
+def money(amount: Decimal) -> str:
+    return f"{amount:.2f}"
+
+
+def subscription_out(subscription: Subscription) -> dict[str, Any]:
+    plan = subscription.plan
+    return {
+        "code": subscription.code,
+        "plan": {
+            "name": plan.name,
+            "price_month": money(plan.price_month),
+            "price_year": money(plan.price_year),
+            "storage_bytes": plan.storage_bytes,
+            "max_databases": plan.max_databases,
+            "grows": plan.grows,
+        },
+        "period": subscription.period,
+        "users": subscription.users,
+        "state": subscription.state,
+        "renews_at": subscription.renews_at,
+        "cancel_at_period_end": subscription.cancel_at_period_end,
+        "created_at": subscription.created_at,
+        "databases": [d.name for d in subscription.databases.all()],  # type: ignore[attr-defined]
+    }
+
+
+def invoice_out(invoice: Invoice) -> dict[str, Any]:
+    return {
+        "number": invoice.number,
+        "issued_at": invoice.issued_at,
+        "period_start": invoice.period_start,
+        "period_end": invoice.period_end,
+        "plan": invoice.plan_name,
+        "users": invoice.users,
+        "amount": money(invoice.amount),
+        "paid": invoice.paid_at is not None,
+    }
+
+
+def subscription_details(request: HttpRequest, code: str) -> dict[str, Any]:
+    """The subscription as it is now (read again after a verb changed it), with its invoices."""
+    subscription = get_subscription(request, code)
+    return {
+        **subscription_out(subscription),
+        "users_taken": len(subscriptions.users_taken(subscription)),
+        "invoices": [invoice_out(i) for i in subscription.invoices.all()],  # type: ignore[attr-defined]
+    }
+
+
+@api.get(
+    "/subscriptions",
+    response={200: s.SubscriptionList} | errors(400, 422),
+    operation_id="listSubscriptions",
+    tags=["Subscriptions"],
+    summary="The account's subscriptions",
+    description="Every subscription the account holds, by code, a page at a time: its plan, "
+    "state, renewal and the databases it pays for (its invoices are in its details).",
+)
+def list_subscriptions(
+    request: HttpRequest, limit: int = LIMIT, cursor: str | None = CURSOR
+) -> dict[str, Any]:
+    found = page(subscriptions_of(request.user), cursor, limit)
+    return {**found, "data": [subscription_out(x) for x in found["data"]]}
+
+
+@api.get(
+    "/subscriptions/{code}",
+    response={200: s.SubscriptionDetails} | errors(404),
+    operation_id="getSubscription",
+    tags=["Subscriptions"],
+    summary="One subscription, with its invoices",
+    description="A subscription the account holds (another account's is a 404).",
+)
+def read_subscription(request: HttpRequest, code: str = CODE) -> dict[str, Any]:
+    return subscription_details(request, code)
+
+
+@api.patch(
+    "/subscriptions/{code}",
+    response={200: s.SubscriptionDetails} | errors(400, 403, 404, 409, 413, 422),
+    operation_id="changeSubscription",
+    tags=["Subscriptions"],
+    summary="Change a subscription's users or plan",
+    description="At once; the next invoice shows it. A plan that takes fewer databases than "
+    "are linked is a 409 (`limit`); fewer than one user, an unknown plan, or a subscription "
+    "that has ended, a 400 (`invalid`).",
+)
+def change_subscription(
+    request: HttpRequest, payload: s.ChangeSubscriptionRequest, code: str = CODE
+) -> dict[str, Any]:
+    subscription = get_subscription(request, code)
+    plan = plan_named(payload.plan) if payload.plan is not None else None
+    subscriptions.change(subscription, users=payload.users, plan=plan, by=request.user)  # type: ignore[arg-type]
+    return subscription_details(request, code)
+
+
+@api.post(
+    "/subscriptions/{code}/cancel",
+    response={200: s.SubscriptionDetails} | errors(400, 404),
+    operation_id="cancelSubscription",
+    openapi_extra=idempotent(),
+    tags=["Subscriptions"],
+    summary="Cancel a subscription at the end of its period",
+    description="It goes on until `renews_at`, then ends instead of renewing, and the "
+    "databases it pays for expire unless another subscription takes them. Renewing takes the "
+    "cancellation back. One cancelled already or ended is a 400 (`invalid`).",
+)
+def cancel_subscription(request: HttpRequest, code: str = CODE) -> dict[str, Any]:
+    subscriptions.cancel(get_subscription(request, code), by=request.user)  # type: ignore[arg-type]
+    return subscription_details(request, code)
+
+
+@api.post(
+    "/subscriptions/{code}/renew",
+    response={200: s.SubscriptionDetails} | errors(400, 404),
+    operation_id="renewSubscription",
+    openapi_extra=idempotent(),
+    tags=["Subscriptions"],
+    summary="Renew a subscription now",
+    description="The next period is invoiced at once, at today's plan and users, and a "
+    "cancellation is taken back. Send an Idempotency-Key: a retry without one invoices another "
+    "period. An expired subscription is a 400 (`invalid`): its invoices are to be paid first.",
+)
+def renew_subscription(request: HttpRequest, code: str = CODE) -> dict[str, Any]:
+    subscriptions.renew(get_subscription(request, code), by=request.user)  # type: ignore[arg-type]
+    return subscription_details(request, code)
+
+
+@api.post(
+    "/subscriptions/{code}/databases",
+    response={201: s.Database} | errors(400, 403, 404, 409, 413, 422),
+    operation_id="linkDatabase",
+    openapi_extra=idempotent(),
+    tags=["Subscriptions"],
+    summary="Link a database to a subscription",
+    description="The subscription pays for the database from now on: its trial ends, and an "
+    "expired database is live again at once. Administrators of the database only. One linked "
+    "to another live subscription is a 409 (`linked`), one past the plan's number of databases "
+    "a 409 (`limit`); a copy, one linked already, or a subscription that has ended, a 400 "
+    "(`invalid`).",
+)
+def link_database(request: HttpRequest, payload: s.LinkDatabaseRequest, code: str = CODE) -> Status:
+    subscription = get_subscription(request, code)
+    database, role = get_database(request.user, normalize_name(payload.name))  # type: ignore[arg-type]
+    subscriptions.link(subscription, database, by=request.user)  # type: ignore[arg-type]
+    return Status(201, database_out(database, role))
+
+
+@api.delete(
+    "/subscriptions/{code}/databases/{name}",
+    response={204: None} | errors(400, 403, 404),
+    operation_id="unlinkDatabase",
+    tags=["Subscriptions"],
+    summary="Unlink a database from a subscription",
+    description="The subscription no longer pays for it: what is left of its trial goes on, "
+    "else it expires at once (then it can only be downloaded or backed up). Administrators of "
+    "the database only.",
+)
+def unlink_database(request: HttpRequest, code: str = CODE, name: str = NAME) -> Status:
+    subscription = get_subscription(request, code)
+    # The subscription's owner sees the names of the databases it pays for (an administrator
+    # of theirs may unlink them); any other is looked up as the account's own.
+    database = next((d for d in subscription.databases.all() if d.name == name), None)  # type: ignore[attr-defined]
+    if database is None:
+        database, _ = get_database(request.user, name)  # type: ignore[arg-type]
+    subscriptions.unlink(subscription, database, by=request.user)  # type: ignore[arg-type]
+    return Status(204, None)

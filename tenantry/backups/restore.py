@@ -28,6 +28,7 @@ from django.template.defaultfilters import filesizeformat
 from tenantry.accounts.models import User
 from tenantry.backups import archive, store
 from tenantry.backups.models import Backup
+from tenantry.billing import quotas
 from tenantry.databases import activity, lifecycle, members
 from tenantry.databases.models import Activity, Database, Membership
 from tenantry.engines import filestore
@@ -196,6 +197,8 @@ def _start(
                     f"“{target.name}” is being changed and cannot be restored now.", code="busy"
                 )
             target.refuse_if_expired()
+            growth = max(0, backup.size - target.size_bytes)
+            quotas.refuse_growth(target, growth, "This restore")
             params |= {
                 "replace": True,
                 "old": target.physical_name,
@@ -238,6 +241,8 @@ def run(operation: Operation) -> None:
         engine_for(database).drop(params["old"])
         filestore.remove(params["old"])
     _forget_upload(operation)
+    database.refresh_from_db()
+    quotas.measure(database)
 
 
 def _load(operation: Operation, database: Database) -> None:

@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class BillingConfig(AppConfig):
     name = "tenantry.billing"
     label = "billing"
+
+    def ready(self) -> None:
+        from tenantry.billing import projects  # noqa: F401  (registers the operation kind)

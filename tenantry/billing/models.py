@@ -106,3 +106,19 @@ class Invoice(models.Model):
     @property
     def number(self) -> str:
         return f"INV-{self.pk:06d}"
+
+
+class Project(models.Model):
+    """A partner's trial project: a production database and at most two staging copies of it,
+    1 GB in all, until a client's subscription pays for the production database."""
+
+    partner = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="projects")
+    production = models.OneToOneField(
+        "databases.Database", models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # The last usage mail sent to the partner: 80 or 100 (% of the limit); 0 below.
+    warned_percent = models.PositiveSmallIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Trial project {self.production or self.pk}"

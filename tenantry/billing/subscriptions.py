@@ -80,13 +80,18 @@ def link(subscription: Subscription, database: Database, *, by: User | None) -> 
     """The subscription pays for the database from now on: an expired one is live again."""
     detail = f"linked to {subscription.code}"
     with activity.refusals(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail):
-        if by is not None and subscription.owner_id != by.pk:  # type: ignore[attr-defined]
-            raise ValidationError(
-                "Only the subscription's owner links databases to it.", code="forbidden"
-            )
         if by is not None and database.role_of(by) != Membership.Role.ADMIN:
             raise ValidationError(
                 f"Only administrators of “{database.name}” link it to a subscription.",
+                code="forbidden",
+            )
+        # Someone else's subscription (a partner linking the client's): its owner must
+        # administer the database too.
+        owner = subscription.owner
+        if by is not None and owner != by and database.role_of(owner) != Membership.Role.ADMIN:
+            raise ValidationError(
+                f"The subscription {subscription.code} is another account's: its owner must be "
+                f"an administrator of “{database.name}” to have it linked.",
                 code="forbidden",
             )
         if not subscription.is_live:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from tenantry.accounts.models import User
 from tenantry.backups import store
+from tenantry.billing import quotas
 from tenantry.databases import activity
 from tenantry.databases.models import (
     COPY_LIFETIME,
@@ -119,6 +120,7 @@ def start_duplicate(
                 f"“{source.name}” cannot be copied while it is being changed.", code="busy"
             )
         source.refuse_if_expired()  # a copy would be a live database again, for 15 days
+        quotas.refuse_copy(source)
         if source.live_copies().count() >= MAX_LIVE_COPIES:
             raise ValidationError(
                 f"“{source.name}” already has {MAX_LIVE_COPIES} live copies. "
@@ -143,14 +145,18 @@ def start_duplicate(
 
 
 def reserve_copy(
-    source: Database, name: str, *, for_testing: bool, by: User | None, now: datetime | None = None
-) -> Database:
-    """The record of a copy of `source` (a duplicate, a test upgrade's copy), for 15 days."""
+    source: Database, name: str, *, for_testing: bool, by: User | None,
+    now: datetime | None = None, staging: bool = True,
+) -> Database:  # fmt: skip
+    """The record of a copy of `source` (a duplicate, a test upgrade's copy), for 15 days;
+    a duplicate of a trial project's database is one of its staging databases, and stays."""
+    project = source.project if staging else None
+    expires_at = None if project else (now or timezone.now()) + COPY_LIFETIME
     return reserve(
         name, by=by, engine=source.engine,
         server=source.server,  # a template copy stays on the source's server
         release=source.release, source=source, is_test_copy=for_testing,
-        expires_at=(now or timezone.now()) + COPY_LIFETIME,
+        expires_at=expires_at, project=project,
     )  # fmt: skip
 
 
@@ -175,7 +181,7 @@ def run_duplicate(operation: Operation) -> None:
         else:  # the source sends what it had queued; an administrator may release them here
             hold_queued(db)
     operation.advance(95, "Opening the copy")
-    copy.size_bytes = engine.size(copy.physical_name)
+    quotas.measure(copy)
     copy.status = Database.Status.ACTIVE
     with transaction.atomic():
         copy.save(update_fields=["size_bytes", "status"])

@@ -115,6 +115,10 @@ class Database(models.Model):
     subscription = models.ForeignKey(
         "billing.Subscription", models.SET_NULL, null=True, blank=True, related_name="databases"
     )
+    # A partner's trial project it belongs to (its production or a staging copy).
+    project = models.ForeignKey(
+        "billing.Project", models.SET_NULL, null=True, blank=True, related_name="databases"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
     )

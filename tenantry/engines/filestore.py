@@ -28,6 +28,11 @@ def path(physical: str, sha256: str) -> Path:
     return root(physical) / sha256[:2] / sha256
 
 
+def size(physical: str) -> int:
+    """Bytes of the database's files."""
+    return sum(f.stat().st_size for f in root(physical).glob("*/*") if f.is_file())
+
+
 def store(physical: str, chunks: Iterable[bytes]) -> tuple[str, int]:
     """Write a file; return its SHA-256 and size. The same content is stored once."""
     base = root(physical)

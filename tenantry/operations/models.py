@@ -43,7 +43,7 @@ class Kind:
 KINDS: dict[str, Kind] = {}  # filled by the apps that own the actions (databases.lifecycle)
 # Every kind an operation may have: each needs a runner in KINDS (a system check says so at
 # start-up, not a worker at the first such operation).
-KIND_NAMES = ("duplicate", "delete", "move", "restore", "upgrade")
+KIND_NAMES = ("duplicate", "delete", "move", "restore", "upgrade", "refresh")
 
 
 class Operation(models.Model):

@@ -71,7 +71,9 @@ def start(
             copy = None
             if test:
                 name = copy_name(database, target)
-                copy = lifecycle.reserve_copy(database, name, for_testing=True, by=by)
+                copy = lifecycle.reserve_copy(
+                    database, name, for_testing=True, by=by, staging=False
+                )
             params = {"release": target, "test": test, "automatic": automatic}
             if test:
                 params["for_testing"] = True  # the duplicate's own parameter

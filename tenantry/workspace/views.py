@@ -30,6 +30,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
+from tenantry.billing import quotas
 from tenantry.databases.models import ConnectToken
 from tenantry.engines import filestore
 from tenantry.engines.base import DatabaseHeld, EngineError
@@ -265,14 +266,20 @@ def attachments(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
-        sha256, size = filestore.store(request.database.physical_name, upload.chunks())  # type: ignore[attr-defined]
-        mimetype = upload.content_type or ""  # the browser's word: no real one is that long
-        ws.Attachment.objects.using(db).create(
-            name=upload.name, sha256=sha256, size=size,
-            mimetype=mimetype if 0 < len(mimetype) <= 100 else "application/octet-stream",
-        )  # fmt: skip
-        messages.success(request, f"“{upload.name}” was uploaded.")
-        return redirect("ws_attachments")
+        try:  # a trial project's 1 GB, a plan's storage
+            quotas.refuse_growth(request.database, upload.size, f"“{upload.name}”")  # type: ignore[attr-defined]
+        except ValidationError as error:
+            form.add_error("file", error)
+        else:
+            sha256, size = filestore.store(request.database.physical_name, upload.chunks())  # type: ignore[attr-defined]
+            mimetype = upload.content_type or ""  # the browser's word: no real one is that long
+            ws.Attachment.objects.using(db).create(
+                name=upload.name, sha256=sha256, size=size,
+                mimetype=mimetype if 0 < len(mimetype) <= 100 else "application/octet-stream",
+            )  # fmt: skip
+            quotas.measure(request.database)  # type: ignore[attr-defined]
+            messages.success(request, f"“{upload.name}” was uploaded.")
+            return redirect("ws_attachments")
     rows = ws.Attachment.objects.using(db).order_by("-created_at", "-id")
     return render(request, "workspace/attachments.html", {"form": form, "attachments": rows})
 
