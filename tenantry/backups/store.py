@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from tenantry.backups import archive
 from tenantry.backups.models import Backup
+from tenantry.billing import quotas
 from tenantry.databases import activity
-from tenantry.engines.fleet import engine_for
 
 if TYPE_CHECKING:
     from tenantry.accounts.models import User
@@ -225,9 +225,8 @@ def write_daily(backup_id: int) -> None:
             raise
         activity.record(database, activity.Kind.BACKUP, by=None, detail="daily")
     prune(database, backup.created_at)
-    # The manager's size column, refreshed once a day.
-    size = engine_for(database).size(database.physical_name)
-    type(database).objects.filter(pk=database.pk).update(size_bytes=size)
+    # The manager's size and the storage limits' usage, measured again once a day.
+    quotas.measure(database)
 
 
 def schedule_daily(now: datetime) -> int:
