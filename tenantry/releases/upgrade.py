@@ -162,6 +162,7 @@ def sweep(now: datetime) -> None:
         )
         .exclude(name=None)
         .exclude(expires_at__lte=now)
+        .exclude(expired=True)
     )
     for database in due:
         by = deadline(database, published)
