@@ -12,7 +12,7 @@ from tenantry.portal import views as portal
 urlpatterns = [
     path("", portal.home, name="home"),
     path("", include("tenantry.databases.urls")),
-    path("subscriptions/", portal.subscriptions, name="subscriptions"),
+    path("", include("tenantry.billing.urls")),
     path("account/", include("tenantry.accounts.urls")),
     # The account email changes on the Account information page, verified by a code; allauth's
     # own address book (several addresses, link verification) is not offered.

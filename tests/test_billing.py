@@ -158,6 +158,11 @@ def test_renewals_invoice_each_period_with_the_users_of_the_day_and_a_cancel_end
     assert f"{subscription.code}: users 2 → 4, plan Standard → Big" in details
     assert f"{subscription.code} cancelled: its period ended" in details
 
+    subscriptions.renew(subscription, by=owner)  # an ended one taken up again
+    subscription.refresh_from_db()
+    shop.refresh_from_db()
+    assert subscription.state == "active" and not shop.is_expired
+
 
 def test_linking_refuses_what_cannot_be_with_a_sentence(
     engine_kind: str, owner: User, member: User, outsider: User, plan: Plan

@@ -71,7 +71,7 @@ def test_create_duplicate_rename_and_delete_databases(
     row = page.locator("#db-acme")
     expect(row.locator("strong")).to_have_text("acme")
     expect(row.get_by_role("link", name=acme.url)).to_have_attribute("href", acme.url)
-    expect(row.locator(".badge")).to_have_text("Active")
+    expect(row.locator(".badge")).to_have_text("Trial: 15 days left")
     expect(row).to_contain_text("Administrator")
 
     # Manage → Duplicate, for testing, as "acme-test". The worker is not running yet, so
@@ -102,7 +102,7 @@ def test_create_duplicate_rename_and_delete_databases(
     badge = row.locator(".badge")
     expect(badge).to_have_text(re.compile(r"^Test copy until \d{4}-\d{2}-\d{2}$"))
     expect(badge).to_have_text(f"Test copy until {copy.expires_at:%Y-%m-%d}")
-    expect(page.locator("#db-acme .badge")).to_have_text("Active")
+    expect(page.locator("#db-acme .badge")).to_have_text("Trial: 15 days left")
     page.screenshot(path=SCREENSHOT, full_page=True)
 
     # Manage → Rename: the copy moves to its new name, the old one is gone from the list.
@@ -157,7 +157,7 @@ def test_create_duplicate_rename_and_delete_databases(
     expect(page).to_have_url(f"{base}/databases/")
     expect(rows).to_have_count(1)
     expect(page.locator("#db-acme-staging")).to_have_count(0)
-    expect(page.locator("#db-acme .badge")).to_have_text("Active")
+    expect(page.locator("#db-acme .badge")).to_have_text("Trial: 15 days left")
     expect(page.locator("table.databases")).not_to_contain_text("acme-staging")
 
     # The copy's record and its storage are gone; the source's are untouched.

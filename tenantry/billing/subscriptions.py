@@ -231,6 +231,8 @@ def renew(subscription: Subscription, *, by: User | None, now: datetime | None =
         invoice = _invoice(subscription, max(subscription.renews_at, now or timezone.now()))
         subscription.state, subscription.cancel_at_period_end = Subscription.State.ACTIVE, False
         subscription.save(update_fields=["state", "cancel_at_period_end"])
+        # A cancelled one that had ended: its databases live again.
+        subscription.databases.filter(expires_at=None).update(expired=False)  # type: ignore[attr-defined]
         _record(
             subscription,
             f"{subscription.code} renewed until {subscription.renews_at:%Y-%m-%d}",

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from tenantry.accounts.models import User
 from tenantry.backups import archive, restore, store
 from tenantry.backups.models import Backup
+from tenantry.billing import subscriptions
 from tenantry.databases import activity, lifecycle, members
 from tenantry.databases.access import (
     as_pk,
@@ -60,7 +61,7 @@ def manager(request: HttpRequest) -> HttpResponse:
     last_upgrade = Upgrade.objects.filter(database=OuterRef("database")).order_by("-started_at")
     memberships = (
         Membership.objects.filter(user=request.user.pk, database__name__isnull=False)
-        .select_related("database")
+        .select_related("database", "database__subscription")
         .annotate(
             operation_id=Subquery(active.values("pk")[:1]),
             upgrade_id=Subquery(last_upgrade.values("pk")[:1]),
@@ -347,8 +348,26 @@ def users(request: HttpRequest, database: Database) -> HttpResponse:
         "form": form,
         "memberships": database.memberships.select_related("user").order_by("user__email"),  # type: ignore[attr-defined]
         "invitations": database.invitations.filter(accepted_at=None),  # type: ignore[attr-defined]
+        "over_quota": over_quota(database),
     }
     return render(request, "databases/users.html", ctx)
+
+
+def over_quota(database: Database) -> str | None:
+    """What its administrators are told when the database's subscription pays for fewer users
+    than it has: those counted by billing.subscriptions.users_taken, across every database it
+    pays for (a person in two of them is one user), which is what inviting is held to."""
+    subscription = database.subscription
+    if subscription is None:
+        return None
+    counted = len(subscriptions.users_taken(subscription))
+    if counted <= subscription.users:
+        return None
+    return (
+        f"{counted} of {subscription.users} users: over by {counted - subscription.users}. "
+        f"The subscription {subscription.code} pays for {subscription.users}: its owner adds "
+        "users to it on My subscriptions; or remove users or pending invitations here."
+    )
 
 
 def _users_action(

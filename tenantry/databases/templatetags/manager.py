@@ -58,6 +58,14 @@ MAY_UPGRADE = '<br><a href="{path}" class="muted">{release} available</a>'
 # The sweep tries no other automatic upgrade: support has to look at it.
 UPGRADE_FAILED = '<br><span class="badge danger">Upgrade failed: contact support</span>'
 REPORT = '\n              <a href="{path}">Upgrade report</a>'
+# Under the status: who pays for the database (its subscription's code, a link for the
+# subscription's owner), or, for its administrators, how to keep it past its trial.
+CODE = '<br><span class="muted" title="Subscription">{code}</span>'
+CODE_LINK = '<br><a href="{path}" class="muted" title="Subscription">{code}</a>'
+SUBSCRIBE = '<br><a href="{path}?database={name}">Subscribe</a>'
+# Expired: why, and what to do (the sentence every refused action says).
+EXPIRED = '<span class="badge danger">Expired</span><br><span class="muted">{why}</span>{actions}'
+SUBSCRIBE_OR_LINK = '<br><a href="{path}?database={name}">Subscribe or link it</a>'
 
 
 SLOT = "database-name"
@@ -78,6 +86,16 @@ def _report_path() -> str:
     return reverse("upgrade_report", args=[0]).replace("/0/", "/{}/")
 
 
+@cache
+def _subscribe_path() -> str:
+    return reverse("subscribe")
+
+
+@cache
+def _subscription_path() -> str:
+    return reverse("subscription", args=[SLOT])
+
+
 @register.simple_tag(takes_context=True)
 def database_rows(context: dict[str, Any], memberships: list[Membership]) -> SafeString:
     csrf = format_html(
@@ -96,11 +114,8 @@ def _row(m: Membership, csrf: SafeString, published: releases.Published) -> Safe
             '<a href="{}" class="badge busy">In progress…</a>',
             reverse("operation", args=[operation_id]),
         )
-    elif db.is_expired:
-        status = mark_safe('<span class="badge danger">Expired</span>')  # noqa: S308 (a constant)
     else:
-        badge = "warn" if db.expires_at else "ok" if db.status == db.Status.ACTIVE else ""
-        status = format_html('<span class="badge {}">{}</span>', badge, db.status_label)
+        status = _status(m, name)
     active = db.status == db.Status.ACTIVE
     usable = active and not db.is_expired
     paths = {action: path.replace(SLOT, name) for action, path in _paths().items()}
@@ -118,6 +133,31 @@ def _row(m: Membership, csrf: SafeString, published: releases.Published) -> Safe
         status=status, size=filesizeformat(db.size_bytes), connect=connect, manage=manage,
         upgrade=upgrade,
     )  # fmt: skip
+
+
+def _status(m: Membership, name: str) -> SafeString:
+    """The status badge, with the subscription's code, the trial's Subscribe link, or why the
+    database expired and what to do. The view selects the subscription with the database."""
+    db = m.database
+    admin = m.role == m.Role.ADMIN
+    subscription = db.subscription
+    own = subscription is not None and subscription.owner_id == m.user_id  # type: ignore[attr-defined]
+    code = mark_safe("")  # noqa: S308 (nothing)
+    if own:
+        path = _subscription_path().replace(SLOT, db.subscription_code)
+        code = format_html(CODE_LINK, path=path, code=db.subscription_code)
+    elif subscription is not None:
+        code = format_html(CODE, code=db.subscription_code)
+    if db.is_expired:
+        actions = code  # its owner pays its invoices there
+        if admin and db.source_id is None:  # type: ignore[attr-defined]
+            actions += format_html(SUBSCRIBE_OR_LINK, path=_subscribe_path(), name=name)
+        return format_html(EXPIRED, why=db.expiry_refusal(), actions=actions)
+    badge = "warn" if db.expires_at else "ok" if db.status == db.Status.ACTIVE else ""
+    status = format_html('<span class="badge {}">{}</span>', badge, db.status_label)
+    if db.trial_days_left is not None and admin and db.status == db.Status.ACTIVE:
+        return status + format_html(SUBSCRIBE, path=_subscribe_path(), name=name)
+    return status + code
 
 
 def _upgrade(db: Database, admin: bool, published: releases.Published, path: str) -> SafeString:
