@@ -3,6 +3,7 @@ from __future__ import annotations
 from allauth.account import views as account_views
 from allauth.mfa.base import views as mfa_views
 from allauth.mfa.totp import views as totp_views
+from django.contrib import admin
 from django.urls import include, path
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import RedirectView
@@ -11,6 +12,10 @@ from tenantry.portal import views as portal
 
 urlpatterns = [
     path("", portal.home, name="home"),
+    # The operator's pages (plans, subscriptions, invoices): staff accounts, signed in
+    # through the portal's own sign-in (2FA included), never the admin's form.
+    path("admin/login/", portal.admin_login),
+    path("admin/", admin.site.urls),
     path("", include("tenantry.databases.urls")),
     path("", include("tenantry.billing.urls")),
     path("account/", include("tenantry.accounts.urls")),

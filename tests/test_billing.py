@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.utils import timezone
 
 from tenantry.accounts.models import User
@@ -19,6 +20,7 @@ from tenantry.billing.models import Invoice, Plan, Subscription
 from tenantry.databases import lifecycle, members
 from tenantry.databases.models import Activity, Database
 from tenantry.operations.sweep import sweep
+from tests.conftest import client_for
 from tests.helpers import host, run_pending
 
 pytestmark = pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
@@ -39,9 +41,7 @@ def cli(*args: str) -> str:
 
 
 def served(database: Database) -> int:
-    """The status the database's host answers its home page with."""
-    from django.test import Client
-
+    """The status the database's host answers its sign-in page with."""
     return Client().get("/login/", HTTP_HOST=host(database.name or "")).status_code
 
 
@@ -284,3 +284,37 @@ def test_the_operator_s_commands(engine_kind: str, owner: User) -> None:
     later = (timezone.now() + timedelta(days=40)).strftime("%Y-%m-%dT%H:%M")
     assert cli("sweep", "--at", later) == f"Swept as of {later.replace('T', ' ')} UTC.\n"
     assert Subscription.objects.get().state == "expired"  # its invoice unpaid past the grace
+
+
+def test_staff_manage_plans_and_mark_invoices_paid_in_the_admin_pages(
+    engine_kind: str, owner: User, outsider: User, plan: Plan
+) -> None:
+    anonymous = Client()
+    response = anonymous.get("/admin/", follow=True)
+    assert response.redirect_chain[-1][0] == "/accounts/login/?next=/admin/"
+    assert client_for(outsider).get("/admin/", follow=True).status_code == 403
+    assert client_for(outsider).get("/admin/billing/plan/").status_code == 302
+
+    staff = User.objects.create_superuser("staff@example.com", password="x" * 12)  # type: ignore[attr-defined]
+    client = client_for(staff)
+    created = client.post(
+        "/admin/billing/plan/add/",
+        {"name": "Big", "price_month": "20.00", "price_year": "200.00",
+         "storage_bytes": str(100 * 1024**3), "max_databases": "10"},
+    )  # fmt: skip
+    assert created.status_code == 302
+    assert Plan.objects.get(name="Big").max_databases == 10
+    assert "Big" in client.get("/admin/billing/plan/").content.decode()
+
+    subscription = subscriptions.subscribe(owner, plan, users=2, by=None)
+    invoice = subscription.invoices.get()  # type: ignore[attr-defined]
+    paid = client.post(
+        "/admin/billing/invoice/",
+        {"action": "pay", "_selected_action": [invoice.pk]},
+        follow=True,
+    )
+    assert f"{invoice.number} is paid." in paid.content.decode()
+    invoice.refresh_from_db()
+    assert invoice.paid_at is not None
+    assert client.get(f"/admin/billing/invoice/{invoice.pk}/change/").status_code == 200  # read
+    assert client.get("/admin/billing/invoice/add/").status_code == 403
