@@ -109,5 +109,5 @@ def test_download_and_restore_backups_in_the_portal(
         assert list(Contact.objects.using(db).values_list("name", flat=True)) == ["Grace Hopper"]
     page.get_by_role("link", name="Back to my databases").click()
     for name in ("acme", "acme-restored", "acme-up"):
-        expect(page.locator(f"#db-{name} .badge")).to_have_text("Active")
+        expect(page.locator(f"#db-{name} .badge")).to_have_text("Trial: 15 days left")
     assert console.errors == [], console.errors

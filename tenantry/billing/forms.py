@@ -10,6 +10,7 @@ from django import forms
 from django.template.defaultfilters import filesizeformat
 
 from tenantry.billing.models import Plan, Subscription
+from tenantry.databases.forms import NameField
 
 # A guard for the database's integer, not a rule of the product.
 MAX_USERS = 100_000
@@ -84,3 +85,34 @@ class LinkForm(forms.Form):
 
 class UnlinkForm(forms.Form):
     database = forms.CharField(widget=forms.HiddenInput)
+
+
+# Partners' trial projects
+
+
+class ProjectForm(forms.Form):
+    name = NameField(
+        label="New trial project",
+        help_text="The name of its production database: 3 to 63 lowercase letters, digits and "
+        "hyphens.",
+    )
+
+
+class StagingForm(forms.Form):
+    name = NameField(label="New staging database")
+
+
+class RefreshForm(forms.Form):
+    database = forms.CharField(widget=forms.HiddenInput)
+
+
+class ClientLinkForm(forms.Form):
+    code = forms.CharField(
+        label="Client's subscription code",
+        max_length=20,
+        help_text="The client must be an administrator of the production database too.",
+    )
+
+    def clean_code(self) -> str:
+        # As people type a code read aloud: in any case, with spaces around.
+        return str(self.cleaned_data["code"]).strip().upper()

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from allauth.account.adapter import get_adapter
 from django.core.exceptions import ValidationError
 from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
 from django.template.defaultfilters import filesizeformat
 
-from tenantry.billing.models import Project
+from tenantry.billing.models import Project, Subscription
 from tenantry.databases.models import Database
 from tenantry.engines import filestore
 from tenantry.engines.fleet import engine_for
@@ -48,11 +49,10 @@ def scope(database: Database) -> Scope | None:
         # The production database's subscription takes its staging copies with it.
         subscription = project.production.subscription or subscription
     if subscription is not None:
-        shared = Q(subscription=subscription)
-        if project is not None:
-            shared |= Q(project=project)
         return Scope(
-            f"the subscription {subscription.code}", shared, subscription.plan.storage_bytes
+            f"the subscription {subscription.code}",
+            _paid_by([subscription.pk]),
+            subscription.plan.storage_bytes,
         )
     if project is not None:
         name = project.production.name if project.production else ""
@@ -60,12 +60,60 @@ def scope(database: Database) -> Scope | None:
     return None
 
 
+def _paid_by(subscriptions: list[int]) -> Q:
+    """The databases these subscriptions pay for: those linked, and the trial projects'
+    whose production is linked."""
+    return Q(subscription__in=subscriptions) | Q(
+        project__production__subscription__in=subscriptions
+    )
+
+
 def usage(database: Database) -> tuple[int, int | None]:
     """Bytes used by what shares the database's limit, and the limit (None: none)."""
-    found = scope(database)
-    if found is None:
-        return database.size_bytes, None
-    return found.used, found.limit
+    return usages([database]).get(database.pk, (database.size_bytes, None))
+
+
+def usages(databases: list[Database]) -> dict[int, tuple[int, int]]:
+    """The bytes used and the limit of each database that has a limit (as scope() counts
+    them), in four queries however many databases: for a page of them."""
+    project_ids = {d.project_id for d in databases if d.project_id is not None}  # type: ignore[attr-defined]
+    paying: dict[int, int] = dict(  # a project whose production is paid for: by which
+        Project.objects.filter(pk__in=project_ids)
+        .exclude(production__subscription=None)
+        .values_list("pk", "production__subscription")
+    )
+    keys: dict[int, tuple[str, int]] = {}
+    for database in databases:
+        project_id = database.project_id  # type: ignore[attr-defined]
+        subscription_id = (project_id and paying.get(project_id)) or database.subscription_id  # type: ignore[attr-defined]
+        if subscription_id is not None:
+            keys[database.pk] = ("subscription", subscription_id)
+        elif project_id is not None:
+            keys[database.pk] = ("project", project_id)
+    subscription_ids = [k for kind, k in keys.values() if kind == "subscription"]
+    trial_ids = [k for kind, k in keys.values() if kind == "project"]
+    live = Database.objects.exclude(name=None).order_by()
+    totals: dict[tuple[str, int], int] = {}
+    if subscription_ids:
+        paid = live.filter(_paid_by(subscription_ids)).annotate(
+            key=Coalesce("project__production__subscription", "subscription")
+        )
+        for key, total in paid.values_list("key").annotate(total=Sum("size_bytes")):
+            totals["subscription", key] = total
+    if trial_ids:
+        for key, total in (
+            live.filter(project__in=trial_ids)
+            .values_list("project")
+            .annotate(total=Sum("size_bytes"))
+        ):
+            totals["project", key] = total
+    limits = {
+        ("subscription", pk): limit
+        for pk, limit in Subscription.objects.filter(pk__in=subscription_ids).values_list(
+            "pk", "plan__storage_bytes"
+        )
+    }
+    return {pk: (totals.get(key, 0), limits.get(key, PROJECT_BYTES)) for pk, key in keys.items()}
 
 
 def refuse_growth(database: Database, growth: int, what: str) -> None:

@@ -10,4 +10,5 @@ urlpatterns = [
     path("subscriptions/new/", views.subscribe, name="subscribe"),
     path("subscriptions/<str:code>/", views.subscription, name="subscription"),
     path("subscriptions/<str:code>/cancel/", views.cancel, name="subscription_cancel"),
+    path("projects/<int:project_id>/", views.project, name="project"),
 ]

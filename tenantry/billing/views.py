@@ -11,15 +11,26 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 
 from tenantry.accounts.models import User
-from tenantry.billing import subscriptions
-from tenantry.billing.forms import LinkForm, PlanForm, SubscribeForm, UnlinkForm, UsersForm
-from tenantry.billing.models import Plan, Subscription
+from tenantry.billing import projects, quotas, subscriptions
+from tenantry.billing.forms import (
+    ClientLinkForm,
+    LinkForm,
+    PlanForm,
+    RefreshForm,
+    StagingForm,
+    SubscribeForm,
+    UnlinkForm,
+    UsersForm,
+)
+from tenantry.billing.models import Plan, Project, Subscription
+from tenantry.databases import lifecycle
 from tenantry.databases.models import Database, Membership
+from tenantry.operations.models import ACTIVE_STATES, Operation
 
 # The states of Subscription.is_live, for queries.
 LIVE = (Subscription.State.TRIAL, Subscription.State.ACTIVE, Subscription.State.PAST_DUE)
@@ -205,3 +216,114 @@ def cancel(request: HttpRequest, code: str) -> HttpResponse:
     linked = found.databases.exclude(name=None).values_list("name", flat=True)  # type: ignore[attr-defined]
     ctx = {"subscription": found, "form": form, "linked": list(linked)}
     return render(request, "billing/cancel.html", ctx)
+
+
+# Partners' trial projects
+
+
+def get_project(user: User, project_id: int) -> Project:
+    """A trial project of the partner's, or 404: nobody else learns it exists, not even the
+    client who administers its databases."""
+    found = (
+        Project.objects.select_related("production__subscription__plan")
+        .filter(partner=user, pk=project_id)
+        .first()
+    )
+    if found is None:
+        raise Http404(f"No trial project {project_id}.")
+    return found
+
+
+@login_required
+def project(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Its production database, its staging copies (new, refresh), its storage, and the link
+    to the client's subscription that takes it over."""
+    user: User = request.user  # type: ignore[assignment]
+    found = get_project(user, project_id)
+    production = found.production
+    action = request.POST.get("action") if request.method == "POST" else None
+
+    def data(name: str) -> Any:
+        return request.POST if action == name else None
+
+    suggested = f"{production.name}-staging"[:63] if production else ""
+    actions: dict[str, forms.Form] = {
+        "staging": StagingForm(data("staging"), initial={"name": suggested}),
+        "refresh": RefreshForm(data("refresh")),
+        "link": ClientLinkForm(data("link")),
+    }
+    if action is not None:
+        form = actions.get(action)
+        if form is None:
+            return HttpResponseBadRequest("Unknown action.")
+        if form.is_valid():
+            try:
+                return _project_act(request, found, action, form.cleaned_data)
+            except ValidationError as error:
+                form.add_error(None, _sentence(error))
+    # A staging copy being made is the target of its production's duplicate operation.
+    active = Operation.objects.filter(
+        Q(database=OuterRef("pk")) | Q(target=OuterRef("pk")), state__in=ACTIVE_STATES
+    )
+    staging = (
+        found.databases.exclude(name=None)  # type: ignore[attr-defined]
+        .annotate(operation_id=Subquery(active.values("pk")[:1]))
+        .order_by("name")
+    )
+    if production is not None:
+        staging = staging.exclude(pk=production.pk)
+    used, limit = quotas.usage(production) if production else (0, None)
+    paid_by = production.subscription if production else None
+    ctx = {
+        "project": found,
+        "production": production,
+        "staging": staging,
+        "max_staging": quotas.MAX_STAGING,
+        "used": used,
+        "limit": limit,
+        "warn": limit is not None and used * 100 >= min(quotas.WARNINGS) * limit,
+        # The client's live subscription pays for it: nothing more to link.
+        "paid_by": paid_by if paid_by is not None and paid_by.is_live else None,
+        "forms": actions,
+    }
+    return render(request, "billing/project.html", ctx)
+
+
+def _project_act(
+    request: HttpRequest, project: Project, action: str, data: dict[str, Any]
+) -> HttpResponse:
+    """Carry out the posted action: the operation's progress page, or the project's with the
+    sentence to show."""
+    user: User = request.user  # type: ignore[assignment]
+    production = project.production
+    if production is None:
+        raise ValidationError("The production database of this project was deleted.")
+    if action == "link":
+        code = data["code"]
+        subscription = Subscription.objects.select_related("plan").filter(code=code).first()
+        if subscription is None:
+            raise ValidationError(f"There is no subscription {code}.")
+        subscriptions.link(subscription, production, by=user)
+        messages.success(
+            request,
+            f"“{production.name}” is linked to {code}: the project now counts against "
+            "its plan's storage, and your partnership code no longer applies to it.",
+        )
+        return redirect("project", project.pk)
+    # Both copy production's data into a database the partner reads: he must still administer
+    # production (a client may have removed him from it).
+    _refuse_unless_admin(production, user, "copy its data into a staging database")
+    if action == "staging":
+        operation = lifecycle.start_duplicate(production, data["name"], for_testing=True, by=user)
+        return redirect("operation", operation.pk)
+    staging = project.databases.exclude(name=None).filter(name=data["database"]).first()  # type: ignore[attr-defined]
+    if staging is None:
+        raise ValidationError(f"“{data['database']}” is not a database of this project.")
+    _refuse_unless_admin(staging, user, "refresh it")
+    operation = projects.start_refresh(staging, by=user)
+    return redirect("operation", operation.pk)
+
+
+def _refuse_unless_admin(database: Database, user: User, what: str) -> None:
+    if database.role_of(user) != Membership.Role.ADMIN:
+        raise ValidationError(f"Only administrators of “{database.name}” {what}.", code="forbidden")

@@ -19,7 +19,8 @@ from django.views.decorators.http import require_POST
 from tenantry.accounts.models import User
 from tenantry.backups import archive, restore, store
 from tenantry.backups.models import Backup
-from tenantry.billing import subscriptions
+from tenantry.billing import projects, quotas, subscriptions
+from tenantry.billing.forms import ProjectForm
 from tenantry.databases import activity, lifecycle, members
 from tenantry.databases.access import (
     as_pk,
@@ -48,27 +49,52 @@ from tenantry.releases.models import Published, Upgrade, version_key
 
 @login_required
 def manager(request: HttpRequest) -> HttpResponse:
-    form = CreateForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    user: User = request.user  # type: ignore[assignment]
+    posted = request.POST or None
+    # Two forms post here: a new database, and a partner's new trial project (prefixed).
+    new_project = posted is not None and "project-name" in posted
+    form = CreateForm(None if new_project else posted)
+    project_form = ProjectForm(posted if new_project else None, prefix="project")
+    if form.is_bound and form.is_valid():
         try:
-            database = lifecycle.create(form.cleaned_data["name"], by=request.user)  # type: ignore[arg-type]
+            database = lifecycle.create(form.cleaned_data["name"], by=user)
         except (ValidationError, EngineError) as error:
             form.add_error("name", _sentence(error))
         else:
             messages.success(request, f"“{database.name}” is ready at {database.url}.")
             return redirect("databases")
+    if project_form.is_bound and project_form.is_valid():
+        try:
+            project = projects.start_project(project_form.cleaned_data["name"], by=user)
+        except (ValidationError, EngineError) as error:
+            project_form.add_error("name", _sentence(error))
+        else:
+            production = project.production
+            assert production is not None
+            messages.success(
+                request,
+                f"Your trial project is ready: its production database is at {production.url}.",
+            )
+            return redirect("project", project.pk)
     active = Operation.objects.filter(database=OuterRef("database"), state__in=ACTIVE_STATES)
     last_upgrade = Upgrade.objects.filter(database=OuterRef("database")).order_by("-started_at")
     memberships = (
-        Membership.objects.filter(user=request.user.pk, database__name__isnull=False)
-        .select_related("database", "database__subscription")
+        Membership.objects.filter(user=user.pk, database__name__isnull=False)
+        .select_related("database__subscription", "database__project")
         .annotate(
             operation_id=Subquery(active.values("pk")[:1]),
             upgrade_id=Subquery(last_upgrade.values("pk")[:1]),
         )
         .order_by("database__name")
     )
-    return render(request, "databases/manager.html", {"form": form, "memberships": memberships})
+    ctx = {
+        "form": form,
+        # For partners; and for whoever posted it, to read the refusal.
+        "project_form": project_form if user.partner_code or new_project else None,
+        "memberships": memberships,
+        "usage": quotas.usages([m.database for m in memberships]),
+    }
+    return render(request, "databases/manager.html", ctx)
 
 
 @login_required

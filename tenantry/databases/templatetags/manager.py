@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from tenantry.billing import quotas
 from tenantry.databases.models import Database, Membership
 from tenantry.releases import models as releases
 from tenantry.releases import upgrade as upgrades
@@ -30,7 +31,7 @@ ROW = """
         <td data-label="Release">{release}</td>
         <td>{role}</td>
         <td>{status}</td>
-        <td data-label="Size">{size}</td>
+        <td data-label="Size">{size}{usage}</td>
         <td class="actions">{connect}{manage}{upgrade}</td>
       </tr>"""
 CONNECT = """
@@ -66,6 +67,13 @@ SUBSCRIBE = '<br><a href="{path}?database={name}">Subscribe</a>'
 # Expired: why, and what to do (the sentence every refused action says).
 EXPIRED = '<span class="badge danger">Expired</span><br><span class="muted">{why}</span>{actions}'
 SUBSCRIBE_OR_LINK = '<br><a href="{path}?database={name}">Subscribe or link it</a>'
+# Under the status, for the partner: the trial project the database belongs to.
+PROJECT = '<br><a href="{path}" class="muted">Trial project</a>'
+# Under the size: what the databases sharing its limit use together (billing.quotas), in the
+# warning's colour from 80 %, when the partner is mailed.
+USAGE = """<div class="usage{warn}" title="Used by the databases that share this limit">
+          <progress max="{limit}" value="{used}" aria-label="Storage used">{percent} %</progress>
+          <span>{used_text} of {limit_text}</span></div>"""
 
 
 SLOT = "database-name"
@@ -96,16 +104,29 @@ def _subscription_path() -> str:
     return reverse("subscription", args=[SLOT])
 
 
+@cache
+def _project_path() -> str:
+    return reverse("project", args=[0]).replace("/0/", "/{}/")
+
+
 @register.simple_tag(takes_context=True)
-def database_rows(context: dict[str, Any], memberships: list[Membership]) -> SafeString:
+def database_rows(
+    context: dict[str, Any], memberships: list[Membership], usage: dict[int, tuple[int, int]]
+) -> SafeString:
+    """`usage`: each limited database's bytes used and limit (quotas.usages)."""
     csrf = format_html(
         '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', context["csrf_token"]
     )
     published = releases.Published()  # read once for the page, not once a database
-    return mark_safe("".join(_row(m, csrf, published) for m in memberships))  # noqa: S308 (rows of format_html)
+    return mark_safe("".join(_row(m, csrf, published, usage) for m in memberships))  # noqa: S308 (rows of format_html)
 
 
-def _row(m: Membership, csrf: SafeString, published: releases.Published) -> SafeString:
+def _row(
+    m: Membership,
+    csrf: SafeString,
+    published: releases.Published,
+    usage: dict[int, tuple[int, int]],
+) -> SafeString:
     db = m.database
     name = db.name or ""  # the view lists only databases with a name (not deleted ones)
     operation_id = getattr(m, "operation_id", None)  # annotated by the view
@@ -116,6 +137,9 @@ def _row(m: Membership, csrf: SafeString, published: releases.Published) -> Safe
         )
     else:
         status = _status(m, name)
+    project = db.project  # selected with the database by the view
+    if project is not None and project.partner_id == m.user_id:  # type: ignore[attr-defined]
+        status += format_html(PROJECT, path=_project_path().format(project.pk))
     active = db.status == db.Status.ACTIVE
     usable = active and not db.is_expired
     paths = {action: path.replace(SLOT, name) for action, path in _paths().items()}
@@ -130,8 +154,20 @@ def _row(m: Membership, csrf: SafeString, published: releases.Published) -> Safe
     upgrade = _upgrade(db, admin, published, paths["upgrade"]) if usable else ""
     return format_html(
         ROW, name=name, url=db.url, release=release, role=m.get_role_display(),  # type: ignore[attr-defined]
-        status=status, size=filesizeformat(db.size_bytes), connect=connect, manage=manage,
-        upgrade=upgrade,
+        status=status, size=filesizeformat(db.size_bytes), usage=_usage(usage.get(db.pk)),
+        connect=connect, manage=manage, upgrade=upgrade,
+    )  # fmt: skip
+
+
+def _usage(found: tuple[int, int] | None) -> SafeString:
+    if found is None:  # no limit: a trial of its own
+        return mark_safe("")  # noqa: S308 (nothing)
+    used, limit = found
+    percent = 100 * used // limit if limit else 100
+    warn = " warn" if percent >= min(quotas.WARNINGS) else ""
+    return format_html(
+        USAGE, warn=warn, limit=limit, used=min(used, limit), percent=percent,
+        used_text=filesizeformat(used), limit_text=filesizeformat(limit),
     )  # fmt: skip
 
 
