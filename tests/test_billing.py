@@ -18,7 +18,7 @@ from tenantry.accounts.models import User
 from tenantry.billing import subscriptions
 from tenantry.billing.models import Invoice, Plan, Subscription
 from tenantry.databases import lifecycle, members
-from tenantry.databases.models import Activity, Database
+from tenantry.databases.models import Activity, Database, Membership
 from tenantry.operations.sweep import sweep
 from tests.conftest import client_for
 from tests.helpers import host, run_pending
@@ -318,3 +318,18 @@ def test_staff_manage_plans_and_mark_invoices_paid_in_the_admin_pages(
     assert invoice.paid_at is not None
     assert client.get(f"/admin/billing/invoice/{invoice.pk}/change/").status_code == 200  # read
     assert client.get("/admin/billing/invoice/add/").status_code == 403
+
+
+def test_the_manager_tells_administrators_when_more_users_than_paid_for(
+    engine_kind: str, owner: User, member: User, plan: Plan
+) -> None:
+    shop = lifecycle.create("shop", by=owner)
+    subscription = subscriptions.subscribe(owner, plan, users=2, by=owner)
+    subscriptions.link(subscription, shop, by=owner)
+    members.invite(shop, [member.email], "user", by=owner)
+    assert "of 2 users" not in client_for(owner).get("/databases/").content.decode()
+    Subscription.objects.filter(pk=subscription.pk).update(users=1)  # lowered since
+    page = client_for(owner).get("/databases/").content.decode()
+    assert 'class="badge warn">2 of 1 users</a>' in page
+    Membership.objects.create(database=shop, user=member, role="user")
+    assert "of 1 users" not in client_for(member).get("/databases/").content.decode()

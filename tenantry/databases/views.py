@@ -93,6 +93,7 @@ def manager(request: HttpRequest) -> HttpResponse:
         "project_form": project_form if user.partner_code or new_project else None,
         "memberships": memberships,
         "usage": quotas.usages([m.database for m in memberships]),
+        "over": subscriptions.users_over([m.database for m in memberships]),
     }
     return render(request, "databases/manager.html", ctx)
 

@@ -59,6 +59,8 @@ MAY_UPGRADE = '<br><a href="{path}" class="muted">{release} available</a>'
 # The sweep tries no other automatic upgrade: support has to look at it.
 UPGRADE_FAILED = '<br><span class="badge danger">Upgrade failed: contact support</span>'
 REPORT = '\n              <a href="{path}">Upgrade report</a>'
+# For administrators: the subscription has more users than it pays for (inviting is refused).
+OVER_USERS = '<br><a href="{path}" class="badge warn">{counted} of {paid} users</a>'
 # Under the status: who pays for the database (its subscription's code, a link for the
 # subscription's owner), or, for its administrators, how to keep it past its trial.
 CODE = '<br><span class="muted" title="Subscription">{code}</span>'
@@ -111,14 +113,18 @@ def _project_path() -> str:
 
 @register.simple_tag(takes_context=True)
 def database_rows(
-    context: dict[str, Any], memberships: list[Membership], usage: dict[int, tuple[int, int]]
+    context: dict[str, Any],
+    memberships: list[Membership],
+    usage: dict[int, tuple[int, int]],
+    over: dict[int, tuple[int, int]],
 ) -> SafeString:
-    """`usage`: each limited database's bytes used and limit (quotas.usages)."""
+    """`usage`: each limited database's bytes used and limit (quotas.usages); `over`: the
+    subscriptions paying for fewer users than they have (subscriptions.users_over)."""
     csrf = format_html(
         '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', context["csrf_token"]
     )
     published = releases.Published()  # read once for the page, not once a database
-    return mark_safe("".join(_row(m, csrf, published, usage) for m in memberships))  # noqa: S308 (rows of format_html)
+    return mark_safe("".join(_row(m, csrf, published, usage, over) for m in memberships))  # noqa: S308 (rows of format_html)
 
 
 def _row(
@@ -126,6 +132,7 @@ def _row(
     csrf: SafeString,
     published: releases.Published,
     usage: dict[int, tuple[int, int]],
+    over: dict[int, tuple[int, int]],
 ) -> SafeString:
     db = m.database
     name = db.name or ""  # the view lists only databases with a name (not deleted ones)
@@ -143,6 +150,9 @@ def _row(
     active = db.status == db.Status.ACTIVE
     usable = active and not db.is_expired
     paths = {action: path.replace(SLOT, name) for action, path in _paths().items()}
+    if m.role == m.Role.ADMIN and db.subscription_id in over:  # type: ignore[attr-defined]
+        counted, paid = over[db.subscription_id]  # type: ignore[attr-defined]
+        status += format_html(OVER_USERS, path=paths["users"], counted=counted, paid=paid)
     connect = format_html(CONNECT, name=name, csrf=csrf, connect=paths["connect"]) if usable else ""
     admin = m.role == m.Role.ADMIN
     upgrade_id = getattr(m, "upgrade_id", None)  # annotated by the view: the last report's
