@@ -21,7 +21,7 @@ from tenantry.databases import lifecycle, members
 from tenantry.databases.models import Activity, Database, Membership
 from tenantry.operations.sweep import sweep
 from tests.conftest import client_for
-from tests.helpers import host, run_pending
+from tests.helpers import host, run_pending, signed_in
 
 pytestmark = pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
 
@@ -333,3 +333,19 @@ def test_the_manager_tells_administrators_when_more_users_than_paid_for(
     assert 'class="badge warn">2 of 1 users</a>' in page
     Membership.objects.create(database=shop, user=member, role="user")
     assert "of 1 users" not in client_for(member).get("/databases/").content.decode()
+
+
+def test_the_workspace_shows_a_trial_banner_in_its_last_five_days(
+    engine_kind: str, owner: User
+) -> None:
+    shop = lifecycle.create("shop", by=owner)
+    client = signed_in(shop, owner)
+    assert "Free trial" not in client.get("/").content.decode()
+    ends = timezone.now() + timedelta(days=4, hours=12)
+    Database.objects.filter(pk=shop.pk).update(expires_at=ends)
+    page = client.get("/").content.decode()
+    assert f"Free trial: it ends on {ends:%Y-%m-%d}." in page
+    subscriptions.link(subscriptions.subscribe(owner, Plan.objects.create(
+        name="P", price_month=1, price_year=10, storage_bytes=1024**3, max_databases=1,
+    ), by=None), shop, by=owner)  # fmt: skip
+    assert "Free trial" not in client.get("/").content.decode()
