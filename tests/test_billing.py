@@ -349,3 +349,18 @@ def test_the_workspace_shows_a_trial_banner_in_its_last_five_days(
         name="P", price_month=1, price_year=10, storage_bytes=1024**3, max_databases=1,
     ), by=None), shop, by=owner)  # fmt: skip
     assert "Free trial" not in client.get("/").content.decode()
+
+
+def test_an_account_paying_for_databases_cannot_be_deleted_until_unlinked(
+    engine_kind: str, owner: User, plan: Plan
+) -> None:
+    shop = lifecycle.create("shop", by=owner)
+    subscription = subscriptions.subscribe(owner, plan, by=owner)
+    subscriptions.link(subscription, shop, by=owner)
+    refusal = (
+        f"Your subscription {subscription.code} pays for databases: unlink them or let it end "
+        "first."
+    )
+    assert refusal in owner.deletion_refusals()
+    subscriptions.unlink(subscription, shop, by=owner)
+    assert refusal not in owner.deletion_refusals()

@@ -82,7 +82,10 @@ class Subscription(models.Model):
     @property
     def is_live(self) -> bool:
         """Its databases are served: paid, or within the grace period."""
-        return self.state in (self.State.TRIAL, self.State.ACTIVE, self.State.PAST_DUE)
+        return self.state in LIVE_STATES
+
+
+LIVE_STATES = (Subscription.State.TRIAL, Subscription.State.ACTIVE, Subscription.State.PAST_DUE)
 
 
 class Invoice(models.Model):

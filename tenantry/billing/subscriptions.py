@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from tenantry.accounts.models import User
-from tenantry.billing.models import Invoice, Plan, Subscription
+from tenantry.billing.models import LIVE_STATES, Invoice, Plan, Subscription
 from tenantry.databases import activity
 from tenantry.databases.models import Database, Invitation, Membership
 
@@ -293,6 +293,22 @@ def pay(invoice: Invoice, *, now: datetime | None = None) -> None:
             subscription.save(update_fields=["state"])
             subscription.databases.filter(expires_at=None).update(expired=False)  # type: ignore[attr-defined]
             _record(subscription, f"{subscription.code} paid: active again", by=None)
+
+
+def owner_refusal(user: User) -> str | None:
+    """Refuses an account deletion while a live subscription of it pays for a database: the
+    databases would lose what pays for them without a word to their administrators."""
+    paying = Subscription.objects.filter(
+        owner=user, databases__name__isnull=False, state__in=LIVE_STATES
+    ).distinct()
+    codes = list(paying.values_list("code", flat=True))
+    if not codes:
+        return None
+    return (
+        f"Your subscription{'s' if len(codes) > 1 else ''} {', '.join(codes)} "
+        f"{'pay' if len(codes) > 1 else 'pays'} for databases: unlink them or let "
+        f"{'them' if len(codes) > 1 else 'it'} end first."
+    )
 
 
 # With time -----------------------------------------------------------------------------------
