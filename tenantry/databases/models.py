@@ -190,8 +190,8 @@ class Database(models.Model):
         return membership.role if membership else None
 
     def expiry_refusal(self) -> str | None:
-        """An expired database may only be downloaded and backed up (and, later, linked to a
-        subscription): every other action is refused with this sentence."""
+        """An expired database may only be downloaded, backed up and linked to a subscription:
+        every other action is refused with this sentence, which says how to bring it back."""
         if not self.is_expired:
             return None
         if self.source_id is not None:  # type: ignore[attr-defined]
