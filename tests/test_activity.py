@@ -151,7 +151,7 @@ def test_each_channel_refuses_with_the_same_sentence_and_records_it(
     assert entry.detail == "to other" and entry.channel == channel
 
     code = subscribed(shop, owner).code
-    linked = f"“shop” is linked to the subscription {code}: unlink it there first"
+    linked = f"“shop” is linked to the subscription {code}, which pays for it: a database"
     page = way.delete("shop")
     assert linked in page.replace("&#x27;", "'")
     entry = last(shop)

@@ -111,7 +111,7 @@ def test_the_owner_reads_their_subscription_and_its_invoices(
         "plan": plan,
         "period": "year",
         "users": 3,
-        "state": "active",
+        "state": "past_due",  # the renewal's invoice is unpaid
         "renews_at": iso(subscription.renews_at),
         "cancel_at_period_end": False,
         "created_at": iso(subscription.created_at),
@@ -349,7 +349,8 @@ def test_the_owner_cancels_and_renewing_takes_the_cancellation_back(
     response = key.post(f"{url}/renew")
     assert response.status_code == 200, response.content
     renewed = response.json()
-    assert (renewed["state"], renewed["cancel_at_period_end"]) == ("active", False)
+    # Past due until its new invoice is paid.
+    assert (renewed["state"], renewed["cancel_at_period_end"]) == ("past_due", False)
     assert len(renewed["invoices"]) == 2
     latest = renewed["invoices"][0]
     assert latest["period_start"] == iso(subscription.renews_at)
@@ -543,8 +544,8 @@ def test_a_linked_database_cannot_be_deleted_a_409_that_says_how(
         api(owner).delete("/api/v1/databases/shop"),
         409,
         "linked",
-        f"“shop” is linked to the subscription {subscription.code}: unlink it there first (My "
-        "subscriptions), then delete it.",
+        f"“shop” is linked to the subscription {subscription.code}, which pays for it: a "
+        "database a subscription pays for cannot be deleted. Unlink it first (My subscriptions).",
     )
     assert Database.objects.get(pk=database.pk).status == "active"
 
@@ -592,34 +593,28 @@ def test_an_unlink_refused_answers_its_sentence_and_code_and_changes_nothing(
     refused(key.delete(f"{url}/depot"), 400, "invalid", f"“depot” is not linked to {mine.code}.")
     refused(key.delete(f"{url}/nowhere"), 404, "not_found", "No database “nowhere”.")
 
-    # The member's subscription pays for "shop", linked while they administered it: now a
-    # user, they may no longer unlink it.
-    subscriptions.unlink(mine, database, by=owner)
-    of_member = paid(member, standard)
-    subscriptions.link(of_member, database, by=None)
-    refused(
-        api(member).delete(f"/api/v1/subscriptions/{of_member.code}/databases/shop"),
-        403,
-        "forbidden",
-        "Only administrators of “shop” unlink it from its subscription.",
-    )
-    # The owner of a subscription who is not a user of a database it pays for sees its name,
-    # and may not unlink it either.
-    subscriptions.unlink(of_member, database, by=None)
-    subscriptions.link(mine, database, by=owner)
+    assert as_it_is(mine) == before
+    # An administrator of "shop" who does not own the subscription: refused.
     Membership.objects.filter(database=database, user=member).update(role="admin")
-    Membership.objects.filter(database=database, user=owner).delete()
+    theirs = paid(outsider, standard)
+    subscriptions.unlink(mine, database, by=owner)
+    subscriptions.link(theirs, database, by=None)
     refused(
-        key.delete(f"{url}/shop"),
-        403,
-        "forbidden",
-        "Only administrators of “shop” unlink it from its subscription.",
+        api(member).delete(f"/api/v1/subscriptions/{theirs.code}/databases/shop"),
+        404,
+        "not_found",
+        f"No subscription “{theirs.code}”.",
     )
+    subscriptions.unlink(theirs, database, by=None)
+    subscriptions.link(mine, database, by=owner)
     refused(
         api(outsider).delete(f"{url}/shop"), 404, "not_found", f"No subscription “{mine.code}”."
     )
-    assert as_it_is(mine) == before
-    assert Database.objects.get(pk=database.pk).subscription_id == mine.pk  # type: ignore[attr-defined]
+    # The owner of a subscription who is not a user of a database it pays for may unlink it
+    # all the same: it pays for it.
+    Membership.objects.filter(database=database, user=owner).delete()
+    assert key.delete(f"{url}/shop").status_code == 204
+    assert Database.objects.get(pk=database.pk).subscription_id is None  # type: ignore[attr-defined]
 
 
 # The document

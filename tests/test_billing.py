@@ -158,10 +158,13 @@ def test_renewals_invoice_each_period_with_the_users_of_the_day_and_a_cancel_end
     assert f"{subscription.code}: users 2 → 4, plan Standard → Big" in details
     assert f"{subscription.code} cancelled: its period ended" in details
 
-    subscriptions.renew(subscription, by=owner)  # an ended one taken up again
+    invoice = subscriptions.renew(subscription, by=owner)  # an ended one taken up again
     subscription.refresh_from_db()
     shop.refresh_from_db()
-    assert subscription.state == "active" and not shop.is_expired
+    assert subscription.state == "past_due" and not shop.is_expired  # until that is paid
+    subscriptions.pay(invoice)
+    subscription.refresh_from_db()
+    assert subscription.state == "active"
 
 
 def test_linking_refuses_what_cannot_be_with_a_sentence(
@@ -170,7 +173,8 @@ def test_linking_refuses_what_cannot_be_with_a_sentence(
     shop = lifecycle.create("shop", by=owner)
     mine = subscriptions.subscribe(owner, plan, by=owner)
     theirs = subscriptions.subscribe(outsider, plan, by=outsider)
-    with pytest.raises(ValidationError, match="is another account's: its owner must") as refused:
+    cannot = "cannot be linked to “shop”: check the code"
+    with pytest.raises(ValidationError, match=cannot) as refused:
         subscriptions.link(theirs, shop, by=owner)
     assert refused.value.code == "forbidden"
     members.invite(shop, [member.email], "user", by=owner)
@@ -364,3 +368,27 @@ def test_an_account_paying_for_databases_cannot_be_deleted_until_unlinked(
     assert refusal in owner.deletion_refusals()
     subscriptions.unlink(subscription, shop, by=owner)
     assert refusal not in owner.deletion_refusals()
+
+
+def test_paying_an_expired_subscription_starts_its_period_again_and_unpaid_ones_block_new(
+    engine_kind: str, owner: User, plan: Plan
+) -> None:
+    shop = lifecycle.create("shop", by=owner)
+    subscription = subscriptions.subscribe(owner, plan, users=1, by=owner)
+    subscriptions.link(subscription, shop, by=owner)
+    late = subscription.invoices.get().issued_at + timedelta(days=90)  # type: ignore[attr-defined]
+    sweep(late)  # three renewals, all unpaid: expired
+    subscription.refresh_from_db()
+    assert subscription.state == "expired"
+    with pytest.raises(ValidationError, match=f"{subscription.code} expired with invoices unpaid"):
+        subscriptions.subscribe(owner, plan, by=owner)  # a fresh one, never to be paid either
+    for invoice in subscription.invoices.filter(paid_at=None):  # type: ignore[attr-defined]
+        subscriptions.pay(invoice, now=late)
+    subscription.refresh_from_db()
+    assert subscription.state == "active" and subscription.renews_at >= late
+    count = subscription.invoices.count()  # type: ignore[attr-defined]
+    sweep(late + timedelta(hours=1))
+    subscription.refresh_from_db()
+    shop.refresh_from_db()
+    assert subscription.state == "active" and not shop.is_expired
+    assert subscription.invoices.count() == count  # type: ignore[attr-defined]

@@ -470,12 +470,17 @@ def test_each_refusal_to_link_is_a_form_error_and_changes_nothing(
     client = client_for(partner)
     path = f"/projects/{project.pk}/"
     refusals = [
-        ("M0000-NONE", "There is no subscription M0000-NONE."),
+        # An unknown code and another account's read alike: codes cannot be guessed here.
+        (
+            "M0000-NONE",
+            "The subscription M0000-NONE cannot be linked to “acme”: check the code, and that "
+            "its owner is an administrator of “acme”.",
+        ),
         ("", "This field is required."),
         (
             theirs.code,
-            f"The subscription {theirs.code} is another account's: its owner must be an "
-            "administrator of “acme” to have it linked.",
+            f"The subscription {theirs.code} cannot be linked to “acme”: check the code, and "
+            "that its owner is an administrator of “acme”.",
         ),
         (ended.code, f"The subscription {ended.code} is cancelled: it cannot take a database."),
     ]

@@ -5,19 +5,23 @@ partner mailed at 80 % and 100 %; a refresh; the client's subscription taking th
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from tenantry.accounts.models import User
 from tenantry.backups import restore, store
 from tenantry.backups.models import Backup
 from tenantry.billing import projects, quotas, subscriptions
 from tenantry.billing.models import Plan
-from tenantry.databases import lifecycle
+from tenantry.databases import lifecycle, members
 from tenantry.databases.models import Database, Membership
+from tenantry.engines import filestore
+from tenantry.operations.sweep import sweep
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 from tenantry.workspace.releases import model
@@ -153,7 +157,7 @@ def test_the_client_s_subscription_takes_the_project_over(engine_kind: str) -> N
         max_databases=3,
     )  # fmt: skip
     subscription = subscriptions.subscribe(client, plan, users=5, by=client)
-    with pytest.raises(ValidationError, match="its owner must be an administrator of “acme”"):
+    with pytest.raises(ValidationError, match="that its owner is an administrator of “acme”"):
         subscriptions.link(subscription, production, by=partner)
     Membership.objects.create(database=production, user=client, role=Membership.Role.ADMIN)
     subscriptions.link(subscription, production, by=partner)  # the partner, the client's code
@@ -164,3 +168,64 @@ def test_the_client_s_subscription_takes_the_project_over(engine_kind: str) -> N
     assert limit == plan.storage_bytes and used > 0  # the plan's limit now, staging included
     assert quotas.usage(Database.objects.get(name="acme-staging")) == (used, limit)
     staging(production, "acme-staging-3", partner)  # no more the partner's two
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_what_the_review_found_stays_fixed(
+    engine_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partner = partner_account()
+    client = make_account("client@example.com")
+    production = projects.start_project("acme", by=partner).production
+    assert production is not None
+    first = staging(production, "acme-staging", partner)
+
+    # A restore is weighed by what its ZIP unpacks to, not by the ZIP.
+    with tenant.using(production) as db:
+        sha256, size = filestore.store(production.physical_name, [b"\0" * 3_000_000])  # packs small
+        ws.Attachment.objects.using(db).create(name="zeros", sha256=sha256, size=size)
+    quotas.measure(production)
+    backup = store.make(production, Backup.Kind.DAILY)
+    assert backup.size < 1_000_000
+    with tenant.using(production) as db:
+        ws.Attachment.objects.using(db).all().delete()
+    filestore.remove(production.physical_name)
+    quotas.measure(production)
+    monkeypatch.setattr(quotas, "PROJECT_BYTES", quotas.usage(production)[0] + 1_000_000)
+    with pytest.raises(ValidationError, match="This restore would need"):
+        restore.start(backup, production, by=partner)
+    monkeypatch.setattr(quotas, "PROJECT_BYTES", 1024**3)
+
+    # A copy being made counts its source's size at once.
+    lifecycle.start_duplicate(production, "acme-staging-2", by=partner)
+    assert Database.objects.get(name="acme-staging-2").size_bytes == production.size_bytes
+    run_pending()
+
+    # Staging databases share their production's fate: expired with it, live again with it.
+    assert production.expires_at is not None
+    sweep(production.expires_at + timedelta(minutes=1))
+    first.refresh_from_db()
+    assert first.is_expired
+    with pytest.raises(ValidationError, match="has expired"):
+        projects.start_refresh(first, by=partner)
+    plan = Plan.objects.create(
+        name="Standard", price_month=10, price_year=100, storage_bytes=10 * 1024**3,
+        max_databases=3,
+    )  # fmt: skip
+    subscription = subscriptions.subscribe(client, plan, users=3, by=client)
+    Membership.objects.create(database=production, user=client, role=Membership.Role.ADMIN)
+    subscriptions.link(subscription, production, by=client)
+    first.refresh_from_db()
+    assert not first.is_expired
+
+    # The users of staging databases count against the subscription that pays for them.
+    with pytest.raises(ValidationError, match="pays for 3 users and 2 are taken") as refused:
+        members.invite(first, ["a@example.com", "b@example.com"], "user", by=partner)
+    assert refused.value.code == "limit"
+
+    # A partner the client removed from production makes plain copies, not staging ones.
+    Membership.objects.filter(database=production, user=partner).delete()
+    lifecycle.start_duplicate(first, "outside", by=partner)
+    outside = Database.objects.get(name="outside")
+    assert outside.project is None and outside.expires_at is not None
+    assert timezone.now() < outside.expires_at

@@ -149,6 +149,14 @@ def verify(zipped: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
             )
 
 
+def unpacked_size(backup: Backup) -> int:
+    """What the backup's dump and files take once loaded, as its manifest says (a ZIP packs
+    them, a database takes about what its dump does)."""
+    with store.open_file(backup) as file:
+        _, manifest = read_manifest(file)
+    return sum(int(facts.get("size") or 0) for facts in manifest["files"].values())
+
+
 def keep_upload(file: Any, by: User) -> Backup:
     """Check a ZIP someone sent and put it in the backup storage, for the worker to read."""
     manifest = inspect(file)
@@ -197,7 +205,7 @@ def _start(
                     f"“{target.name}” is being changed and cannot be restored now.", code="busy"
                 )
             target.refuse_if_expired()
-            growth = max(0, backup.size - target.size_bytes)
+            growth = max(0, unpacked_size(backup) - target.size_bytes)
             quotas.refuse_growth(target, growth, "This restore")
             params |= {
                 "replace": True,

@@ -34,6 +34,9 @@ class SubscriptionAdmin(admin.ModelAdmin[Subscription]):
     # Its code and owner are its identity; its state follows its invoices (the sweep).
     readonly_fields = ("code", "owner", "state", "created_at")
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # its databases would be left paid for by nothing, forever: cancel it
+
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin[Invoice]):

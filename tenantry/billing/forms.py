@@ -10,10 +10,8 @@ from django import forms
 from django.template.defaultfilters import filesizeformat
 
 from tenantry.billing.models import Plan, Subscription
+from tenantry.billing.subscriptions import MAX_USERS
 from tenantry.databases.forms import NameField
-
-# A guard for the database's integer, not a rule of the product.
-MAX_USERS = 100_000
 
 
 class PlanField(forms.ModelChoiceField):  # type: ignore[type-arg]

@@ -54,6 +54,7 @@ def start_refresh(staging: Database, *, by: User | None) -> Operation:
                 f"“{staging.name}” is not a staging database of a trial project.", code="invalid"
             )
         production = project.production
+        production.refuse_if_expired()
         if staging.status != Database.Status.ACTIVE:
             raise ValidationError(f"“{staging.name}” is being changed.", code="busy")
         quotas.refuse_growth(

@@ -51,7 +51,7 @@ def scope(database: Database) -> Scope | None:
     if subscription is not None:
         return Scope(
             f"the subscription {subscription.code}",
-            _paid_by([subscription.pk]),
+            paid_by([subscription.pk]),
             subscription.plan.storage_bytes,
         )
     if project is not None:
@@ -60,7 +60,7 @@ def scope(database: Database) -> Scope | None:
     return None
 
 
-def _paid_by(subscriptions: list[int]) -> Q:
+def paid_by(subscriptions: list[int]) -> Q:
     """The databases these subscriptions pay for: those linked, and the trial projects'
     whose production is linked."""
     return Q(subscription__in=subscriptions) | Q(
@@ -95,7 +95,7 @@ def usages(databases: list[Database]) -> dict[int, tuple[int, int]]:
     live = Database.objects.exclude(name=None).order_by()
     totals: dict[tuple[str, int], int] = {}
     if subscription_ids:
-        paid = live.filter(_paid_by(subscription_ids)).annotate(
+        paid = live.filter(paid_by(subscription_ids)).annotate(
             key=Coalesce("project__production__subscription", "subscription")
         )
         for key, total in paid.values_list("key").annotate(total=Sum("size_bytes")):

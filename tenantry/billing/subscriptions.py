@@ -17,9 +17,12 @@ from allauth.account.adapter import get_adapter
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from tenantry.accounts.models import User
+from tenantry.billing import quotas
 from tenantry.billing.models import LIVE_STATES, Invoice, Plan, Subscription
 from tenantry.databases import activity
 from tenantry.databases.models import Database, Invitation, Membership
@@ -34,6 +37,14 @@ def subscribe(
     """A subscription of `owner`, active at once, with its first invoice (to be paid within
     TENANTRY_GRACE_DAYS)."""
     _check_users(users)
+    unpaid = Subscription.objects.filter(
+        owner=owner, state=Subscription.State.EXPIRED, invoices__paid_at=None
+    ).first()
+    if by is not None and unpaid is not None:  # else a new one each grace period, never paid
+        raise ValidationError(
+            f"The subscription {unpaid.code} expired with invoices unpaid: pay them first.",
+            code="invalid",
+        )
     if period not in Subscription.Period.values:
         raise ValidationError("A subscription is paid monthly or yearly.", code="invalid")
     now = now or timezone.now()
@@ -51,18 +62,27 @@ def subscribe(
     raise ValidationError("No subscription code is free right now. Try again.")
 
 
+# A guard for the database's integer (and an invoice's amount), not a rule of the product.
+MAX_USERS = 100_000
+
+
 def _check_users(users: int) -> None:
     if users < 1:
         raise ValidationError("A subscription has at least one user.", code="invalid")
+    if users > MAX_USERS:
+        raise ValidationError(f"A subscription has at most {MAX_USERS} users.", code="invalid")
 
 
-def _invoice(subscription: Subscription, start: datetime) -> Invoice:
-    """The invoice of the period from `start`, at today's plan and users; the subscription
-    now renews at its end."""
+def _invoice(
+    subscription: Subscription, start: datetime, *, issued_at: datetime | None = None
+) -> Invoice:
+    """The invoice of the period from `start`, at today's plan and users, issued now (its
+    grace counts from then); the subscription now renews at the period's end."""
     end = subscription.next_renewal(start)
     price = subscription.plan.price(subscription.period)
     invoice = Invoice.objects.create(
-        subscription=subscription, issued_at=start, period_start=start, period_end=end,
+        subscription=subscription, issued_at=issued_at or start, period_start=start,
+        period_end=end,
         plan_name=subscription.plan.name, users=subscription.users, unit_price=price,
         amount=price * Decimal(subscription.users),
     )  # fmt: skip
@@ -79,7 +99,10 @@ def _record(subscription: Subscription, detail: str, *, by: User | None) -> None
 def link(subscription: Subscription, database: Database, *, by: User | None) -> None:
     """The subscription pays for the database from now on: an expired one is live again."""
     detail = f"linked to {subscription.code}"
-    with activity.refusals(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail):
+    refusals = activity.refusals(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail)
+    with refusals, transaction.atomic():
+        # One link at a time per subscription: two at once could pass its databases' limit.
+        list(Subscription.objects.select_for_update().filter(pk=subscription.pk).values("pk"))
         if by is not None and database.role_of(by) != Membership.Role.ADMIN:
             raise ValidationError(
                 f"Only administrators of “{database.name}” link it to a subscription.",
@@ -89,11 +112,7 @@ def link(subscription: Subscription, database: Database, *, by: User | None) -> 
         # administer the database too.
         owner = subscription.owner
         if by is not None and owner != by and database.role_of(owner) != Membership.Role.ADMIN:
-            raise ValidationError(
-                f"The subscription {subscription.code} is another account's: its owner must be "
-                f"an administrator of “{database.name}” to have it linked.",
-                code="forbidden",
-            )
+            raise ValidationError(cannot_link(subscription.code, database), code="forbidden")
         if not subscription.is_live:
             state = subscription.get_state_display().lower()
             raise ValidationError(
@@ -124,11 +143,20 @@ def link(subscription: Subscription, database: Database, *, by: User | None) -> 
                 "unlink one or change the plan first.",
                 code="limit",
             )
-        with transaction.atomic():
-            database.subscription = subscription
-            database.expires_at, database.expired = None, False
-            database.save(update_fields=["subscription", "expires_at", "expired"])
-            activity.record(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail)
+        database.subscription = subscription
+        database.expires_at, database.expired = None, False
+        database.save(update_fields=["subscription", "expires_at", "expired"])
+        activity.record(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail)
+        _revive(subscription)  # a trial project's staging databases with their production
+
+
+def cannot_link(code: str, database: Database) -> str:
+    """The refusal of a code that is unknown or another account's, alike: a page that tells
+    them apart would let codes be guessed."""
+    return (
+        f"The subscription {code} cannot be linked to “{database.name}”: check the code, and "
+        f"that its owner is an administrator of “{database.name}”."
+    )
 
 
 def unlink(subscription: Subscription, database: Database, *, by: User | None) -> None:
@@ -140,7 +168,12 @@ def unlink(subscription: Subscription, database: Database, *, by: User | None) -
             raise ValidationError(
                 f"“{database.name}” is not linked to {subscription.code}.", code="invalid"
             )
-        if by is not None and database.role_of(by) != Membership.Role.ADMIN:
+        # Its owner may always: it pays for it.
+        if (
+            by is not None
+            and by != subscription.owner
+            and database.role_of(by) != Membership.Role.ADMIN
+        ):
             raise ValidationError(
                 f"Only administrators of “{database.name}” unlink it from its subscription.",
                 code="forbidden",
@@ -162,11 +195,18 @@ def users_taken(subscription: Subscription) -> set[str]:
 
 
 def users_taken_by(subscription_ids: list[int]) -> dict[int, set[str]]:
-    """users_taken of each of these subscriptions, in two queries (for a page of databases)."""
-    live = {"database__subscription__in": subscription_ids, "database__name__isnull": False}
-    members = Membership.objects.filter(**live).values_list("database__subscription", "user__email")
-    invited = Invitation.objects.filter(accepted_at=None, **live).values_list(
-        "database__subscription", "email"
+    """users_taken of each of these subscriptions, in two queries (for a page of databases):
+    of the databases each pays for, its trial projects' staging ones included."""
+    paid = Q(database__name__isnull=False) & (
+        Q(database__subscription__in=subscription_ids)
+        | Q(database__project__production__subscription__in=subscription_ids)
+    )
+    key = Coalesce("database__project__production__subscription", "database__subscription")
+    members = Membership.objects.filter(paid).annotate(key=key).values_list("key", "user__email")
+    invited = (
+        Invitation.objects.filter(paid, accepted_at=None)
+        .annotate(key=key)
+        .values_list("key", "email")
     )
     taken: dict[int, set[str]] = {}
     for subscription_id, email in [*members, *invited]:
@@ -185,11 +225,28 @@ def users_over(databases: list[Database]) -> dict[int, tuple[int, int]]:
     }
 
 
+def paying(database: Database) -> Subscription | None:
+    """The subscription that pays for the database: its own, or its trial project's
+    production's."""
+    project = database.project
+    if project is not None and project.production is not None:
+        return project.production.subscription or database.subscription
+    return database.subscription
+
+
+def lock(database: Database) -> None:
+    """Inside a transaction: hold the row of the subscription that pays for the database, so
+    that checks of its limits and the changes they allow happen one at a time."""
+    subscription = paying(database)
+    if subscription is not None:
+        list(Subscription.objects.select_for_update().filter(pk=subscription.pk).values("pk"))
+
+
 def users_needed(database: Database, emails: list[str]) -> int:
     """The users the database's subscription must pay for once `emails` are invited, when that
     is more than it has and its plan grows (the caller grows it); 0 when they fit. Past its
     users on a plan that does not grow: refused."""
-    subscription = database.subscription
+    subscription = paying(database)
     if subscription is None:
         return 0
     taken = users_taken(subscription)
@@ -248,10 +305,11 @@ def renew(subscription: Subscription, *, by: User | None, now: datetime | None =
         )
     with transaction.atomic():
         invoice = _invoice(subscription, max(subscription.renews_at, now or timezone.now()))
-        subscription.state, subscription.cancel_at_period_end = Subscription.State.ACTIVE, False
+        unpaid = subscription.invoices.filter(paid_at=None).exists()  # type: ignore[attr-defined]
+        subscription.state = Subscription.State.PAST_DUE if unpaid else Subscription.State.ACTIVE
+        subscription.cancel_at_period_end = False
         subscription.save(update_fields=["state", "cancel_at_period_end"])
-        # A cancelled one that had ended: its databases live again.
-        subscription.databases.filter(expires_at=None).update(expired=False)  # type: ignore[attr-defined]
+        _revive(subscription)  # a cancelled one that had ended
         _record(
             subscription,
             f"{subscription.code} renewed until {subscription.renews_at:%Y-%m-%d}",
@@ -289,9 +347,12 @@ def pay(invoice: Invoice, *, now: datetime | None = None) -> None:
             Subscription.State.PAST_DUE,
             Subscription.State.EXPIRED,
         ):
+            # Its period starts again now: the months it was expired are not invoiced.
+            now = now or timezone.now()
             subscription.state = Subscription.State.ACTIVE
-            subscription.save(update_fields=["state"])
-            subscription.databases.filter(expires_at=None).update(expired=False)  # type: ignore[attr-defined]
+            subscription.renews_at = max(subscription.renews_at, now)
+            subscription.save(update_fields=["state", "renews_at"])
+            _revive(subscription)
             _record(subscription, f"{subscription.code} paid: active again", by=None)
 
 
@@ -330,7 +391,7 @@ def sweep(now: datetime) -> None:
                 _end(subscription, Subscription.State.CANCELLED, "cancelled: its period ended")
             else:
                 while subscription.renews_at <= now:
-                    _invoice(subscription, subscription.renews_at)
+                    _invoice(subscription, subscription.renews_at, issued_at=now)
     grace = now - timedelta(days=settings.GRACE_DAYS)
     unpaid = Invoice.objects.filter(paid_at=None)
     for subscription in Subscription.objects.filter(
@@ -346,13 +407,25 @@ def sweep(now: datetime) -> None:
     _remind_trials(now)
     # What expires_at says, in a field the sweep's clock sets (see Database.expired).
     Database.objects.filter(expired=False, expires_at__lte=now).update(expired=True)
+    # A trial project's staging databases share their production's fate (or its deletion).
+    Database.objects.filter(
+        Q(project__production=None) | Q(project__production__expired=True),
+        project__isnull=False, expired=False,
+    ).update(expired=True)  # fmt: skip
 
 
 def _end(subscription: Subscription, state: str, why: str) -> None:
     subscription.state = state
     subscription.save(update_fields=["state"])
     _record(subscription, f"{subscription.code} {why}", by=None)
-    subscription.databases.update(expired=True)  # type: ignore[attr-defined]
+    Database.objects.filter(quotas.paid_by([subscription.pk])).update(expired=True)
+
+
+def _revive(subscription: Subscription) -> None:
+    """Its databases (and its trial projects' staging ones) live again."""
+    Database.objects.filter(quotas.paid_by([subscription.pk]), expires_at=None).update(
+        expired=False
+    )
 
 
 def _remind_trials(now: datetime) -> None:

@@ -161,12 +161,11 @@ def subscription(request: HttpRequest, code: str) -> HttpResponse:
             else:
                 messages.success(request, done)
                 return redirect("subscription", found.code)
-    # The account's role in each (none, if it left one): administrators may unlink.
-    role = Membership.objects.filter(database=OuterRef("pk"), user=user).values("role")[:1]
     ctx = {
         "subscription": found,
         "price": found.plan.price(found.period),
-        "linked": found.databases.exclude(name=None).annotate(role=Subquery(role)),  # type: ignore[attr-defined]
+        # Its owner unlinks any of them: it pays for them, administrator or not.
+        "linked": found.databases.exclude(name=None),  # type: ignore[attr-defined]
         "invoices": found.invoices.all(),  # type: ignore[attr-defined]
         "forms": actions,
         "grace_days": settings.GRACE_DAYS,
@@ -189,10 +188,13 @@ def _act(subscription: Subscription, action: str, data: dict[str, Any], *, by: U
             f"{code} is renewed until {subscription.renews_at:%Y-%m-%d}: "
             f"{invoice.number} is issued."
         )
-    database = _database(by, data["database"])
     if action == "link":
+        database = _database(by, data["database"])
         subscriptions.link(subscription, database, by=by)
         return f"“{database.name}” is linked to {code}."
+    # One it pays for: its owner may unlink it even when no longer its administrator.
+    paid: Database | None = subscription.databases.filter(name=data["database"]).first()  # type: ignore[attr-defined]
+    database = paid or _database(by, data["database"])  # one it does not pay for: refused
     subscriptions.unlink(subscription, database, by=by)
     return f"“{database.name}” is unlinked from {code}."
 
@@ -302,7 +304,7 @@ def _project_act(
         code = data["code"]
         subscription = Subscription.objects.select_related("plan").filter(code=code).first()
         if subscription is None:
-            raise ValidationError(f"There is no subscription {code}.")
+            raise ValidationError(subscriptions.cannot_link(code, production))
         subscriptions.link(subscription, production, by=user)
         messages.success(
             request,

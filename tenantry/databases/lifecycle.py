@@ -149,14 +149,18 @@ def reserve_copy(
     now: datetime | None = None, staging: bool = True,
 ) -> Database:  # fmt: skip
     """The record of a copy of `source` (a duplicate, a test upgrade's copy), for 15 days;
-    a duplicate of a trial project's database is one of its staging databases, and stays."""
+    a duplicate of a trial project's database, by an administrator of its production, is one
+    of its staging databases, and stays. It counts the source's size until measured."""
     project = source.project if staging else None
+    production = project.production if project else None
+    if production is not None and by is not None and production.role_of(by) != "admin":
+        project = None  # someone the client removed from production: a plain copy
     expires_at = None if project else (now or timezone.now()) + COPY_LIFETIME
     return reserve(
         name, by=by, engine=source.engine,
         server=source.server,  # a template copy stays on the source's server
         release=source.release, source=source, is_test_copy=for_testing,
-        expires_at=expires_at, project=project,
+        expires_at=expires_at, project=project, size_bytes=source.size_bytes,
     )  # fmt: skip
 
 

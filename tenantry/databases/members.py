@@ -82,12 +82,15 @@ def _spend_invitations(by: User, count: int) -> None:
 def invite(database: Database, emails: list[str], role: str, *, by: User) -> list[Invitation]:
     """Invite each address (a pending invitation is renewed); the worker mails the links."""
     detail = f"{', '.join(emails)} as {role}"
-    with activity.refusals(database, Kind.INVITE, by=by, detail=detail):
-        needed = _refuse_invitations(database, emails, role, by)
     sent = []
-    with transaction.atomic():  # the invitations and the task that mails them, together
+    # One transaction: the checks (the subscription's users: one invitation at a time per
+    # subscription, see lock), the invitations and the task that mails them. A refusal undoes
+    # what it had counted, and is recorded once it is undone.
+    with activity.refusals(database, Kind.INVITE, by=by, detail=detail), transaction.atomic():
+        subscriptions.lock(database)
+        needed = _refuse_invitations(database, emails, role, by)
         if needed:  # a plan that grows: the subscription takes the users it needs
-            subscriptions.change(database.subscription, users=needed, by=by)  # type: ignore[arg-type]
+            subscriptions.change(subscriptions.paying(database), users=needed, by=by)  # type: ignore[arg-type]
         for email in emails:
             invitation = (
                 database.invitations.filter(email=email, accepted_at=None).first()  # type: ignore[attr-defined]

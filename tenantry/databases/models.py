@@ -214,8 +214,9 @@ class Database(models.Model):
             return refusal
         if self.subscription_code:
             return (
-                f"“{self.name}” is linked to the subscription {self.subscription_code}: unlink it "
-                "there first (My subscriptions), then delete it."
+                f"“{self.name}” is linked to the subscription {self.subscription_code}, which "
+                "pays for it: a database a subscription pays for cannot be deleted. Unlink it "
+                "first (My subscriptions)."
             )
         return None
 

@@ -12,13 +12,22 @@ from tenantry.billing.models import Plan
 UNITS = {"KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 
 
+MAX_PRICE = Decimal("99999999.99")  # the field's 10 digits
+MAX_BYTES = 2**62
+MAX_DATABASES = 100_000
+
+
 def amount(value: str) -> Decimal:
     try:
         price = Decimal(value)
+        if not price.is_finite() or not 0 <= price <= MAX_PRICE:
+            raise InvalidOperation
+        if price != price.quantize(Decimal("0.01")):
+            raise InvalidOperation
     except InvalidOperation:
-        raise CommandError(f"{value!r} is not an amount: write it like 12.50.") from None
-    if price < 0 or price != price.quantize(Decimal("0.01")):
-        raise CommandError(f"{value!r} is not an amount: write it like 12.50.")
+        raise CommandError(
+            f"{value!r} is not an amount: write it like 12.50 (at most {MAX_PRICE})."
+        ) from None
     return price
 
 
@@ -30,12 +39,12 @@ def size(value: str) -> int:
             text, unit = text[: -len(suffix)], factor
             break
     try:
-        found = int(Decimal(text) * unit)
+        number = Decimal(text)
+        if not number.is_finite() or not 0 < number * unit <= MAX_BYTES:
+            raise InvalidOperation
     except InvalidOperation:
         raise CommandError(f"{value!r} is not a size: write it like 10GB or 512MB.") from None
-    if found <= 0:
-        raise CommandError(f"{value!r} is not a size: write it like 10GB or 512MB.")
-    return found
+    return int(number * unit)
 
 
 class Command(BaseCommand):
@@ -68,8 +77,8 @@ class Command(BaseCommand):
         self, name: str, month: str, year: str, storage: str, databases: int, grows: bool,
         **options: Any,
     ) -> None:  # fmt: skip
-        if databases < 1:
-            raise CommandError("A plan takes at least one database.")
+        if not 1 <= databases <= MAX_DATABASES:
+            raise CommandError(f"A plan takes at least one database, at most {MAX_DATABASES}.")
         try:
             with transaction.atomic():
                 Plan.objects.create(
