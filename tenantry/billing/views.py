@@ -231,7 +231,9 @@ def get_project(user: User, project_id: int) -> Project:
         .filter(partner=user, pk=project_id)
         .first()
     )
-    if found is None:
+    # A partner the client removed from production has no project there any more.
+    production = found.production if found else None
+    if found is None or (production is not None and production.role_of(user) != "admin"):
         raise Http404(f"No trial project {project_id}.")
     return found
 
