@@ -76,13 +76,14 @@ def _check_users(users: int) -> None:
 def _invoice(
     subscription: Subscription, start: datetime, *, issued_at: datetime | None = None
 ) -> Invoice:
-    """The invoice of the period from `start`, at today's plan and users, issued now (its
-    grace counts from then); the subscription now renews at the period's end."""
+    """The invoice of the period from `start`, at today's plan and users, issued at
+    `issued_at` (by default its start; its grace counts from then); the subscription now
+    renews at the period's end."""
     end = subscription.next_renewal(start)
     price = subscription.plan.price(subscription.period)
     invoice = Invoice.objects.create(
-        subscription=subscription, issued_at=issued_at or start, period_start=start,
-        period_end=end,
+        subscription=subscription, issued_at=issued_at or start,
+        period_start=start, period_end=end,
         plan_name=subscription.plan.name, users=subscription.users, unit_price=price,
         amount=price * Decimal(subscription.users),
     )  # fmt: skip
