@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "tenantry.gateway",
     "tenantry.releases",
     "tenantry.billing",
+    "tenantry.domains",
 ]
 
 MIDDLEWARE = [
@@ -181,6 +182,10 @@ ACTIVITY_DAYS = int(env("ACTIVITY_DAYS", "400"))
 # A new database is free for this many days; then it expires unless a subscription pays for
 # it. A subscription's invoice left unpaid this many days expires its databases.
 TRIAL_DAYS = int(env("TRIAL_DAYS", "15"))
+# Custom domains: at most this many a database; verified through these nameservers
+# (comma-separated host[:port]; none: the system's resolver).
+MAX_DOMAINS = int(env("MAX_DOMAINS", "10"))
+DNS_NAMESERVERS = [h.strip() for h in env("DNS_NAMESERVERS").split(",") if h.strip()]
 GRACE_DAYS = int(env("GRACE_DAYS", "14"))
 # Operations an account may have running at once: the others wait for its turn, so that one
 # account never holds every worker.

@@ -23,7 +23,13 @@ if TYPE_CHECKING:
 
 # Real servers for the tests that need them: PostgreSQL (started with initdb) and SMTP;
 # and a real browser (Chromium through Playwright).
-pytest_plugins = ["tests.postgres", "tests.redis_server", "tests.smtp", "tests.browser"]
+pytest_plugins = [
+    "tests.postgres",
+    "tests.redis_server",
+    "tests.smtp",
+    "tests.browser",
+    "tests.dnsserver",
+]
 
 PASSWORD = "correct horse battery staple"
 

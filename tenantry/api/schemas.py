@@ -102,6 +102,7 @@ class ActivityKind(StrEnum):
     ROLE = "role"
     UPGRADE = "upgrade"
     SUBSCRIPTION = "subscription"
+    DOMAIN = "domain"
 
 
 class UpgradeState(StrEnum):

@@ -228,10 +228,13 @@ def _begin_delete(database: Database, *, by: User | None) -> Operation:
             result=activity.Result.STARTED,
             operation=operation,
         )
-        # The name is free again at once; the storage goes in the worker.
+        # The name and its custom domains are free again at once; the storage goes in the
+        # worker.
+        database.domains.all().delete()  # type: ignore[attr-defined]
+        database.primary_domain = ""
         database.name = None
         database.status = Database.Status.DELETING
-        database.save(update_fields=["name", "status"])
+        database.save(update_fields=["name", "status", "primary_domain"])
     return operation
 
 

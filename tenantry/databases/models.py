@@ -115,6 +115,8 @@ class Database(models.Model):
     subscription = models.ForeignKey(
         "billing.Subscription", models.SET_NULL, null=True, blank=True, related_name="databases"
     )
+    # The verified custom domain its other hosts redirect to (domains.verbs.make_primary).
+    primary_domain = models.CharField(max_length=253, blank=True)
     # A partner's trial project it belongs to (its production or a staging copy).
     project = models.ForeignKey(
         "billing.Project", models.SET_NULL, null=True, blank=True, related_name="databases"
@@ -358,6 +360,7 @@ class Activity(models.Model):
         ROLE = "role", "Changed roles"
         UPGRADE = "upgrade", "Upgraded"
         SUBSCRIPTION = "subscription", "Subscription"
+        DOMAIN = "domain", "Domain"
 
     class Channel(models.TextChoices):
         PORTAL = "portal", "Portal"

@@ -20,9 +20,10 @@ EXPIRY_WARNING = timedelta(days=3)
 def sweep(now: datetime | None = None) -> None:
     """Renew, end and expire subscriptions and trials, warn of and remove expired copies,
     clear creations and template builds that never finished, remind of upgrade deadlines and
-    upgrade the databases past theirs, queue the daily backups, clear abandoned backup files,
-    purge expired invitations and sign-in tokens, run the databases' scheduled jobs (their
-    outgoing mail among them), and remove activity entries past their time."""
+    upgrade the databases past theirs, check custom domains' records, queue the daily
+    backups, clear abandoned backup files, purge expired invitations and sign-in tokens, run
+    the databases' scheduled jobs (their outgoing mail among them), and remove activity
+    entries past their time."""
     from tenantry.backups import store
     from tenantry.billing import subscriptions
     from tenantry.databases import activity, members
@@ -31,6 +32,7 @@ def sweep(now: datetime | None = None) -> None:
         remove_abandoned_creations,
         warn_of_expiry,
     )
+    from tenantry.domains import verbs as domains
     from tenantry.engines.fleet import remove_abandoned_builds
     from tenantry.releases import upgrade
     from tenantry.workspace import jobs
@@ -46,6 +48,7 @@ def sweep(now: datetime | None = None) -> None:
         lambda: store.remove_abandoned(now),
         lambda: members.purge_expired(now),
         lambda: upgrade.sweep(now),
+        lambda: domains.sweep(now),
         lambda: jobs.run_everywhere(now),
         lambda: activity.purge(now),
     ]

@@ -16,11 +16,21 @@ from tenantry.backups import archive, restore
 from tenantry.backups.models import Backup
 from tenantry.databases import activity, lifecycle, members
 from tenantry.databases.models import Activity, Database, normalize_name
+from tenantry.domains import verbs as domains
+from tenantry.domains.models import Domain
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import Operation
 from tenantry.operations.progress import run_in_terminal
 from tenantry.releases import upgrade
 from tenantry.releases.models import Published, Upgrade
+
+
+def _domain(database: Database, typed: str) -> Domain:
+    name = domains.normalize(typed)
+    found = database.domains.filter(name=name).first()  # type: ignore[attr-defined]
+    if found is None:
+        raise CommandError(f"{database.name} has no domain {typed}.")
+    return found  # type: ignore[no-any-return]
 
 
 def find(name: str) -> Database:
@@ -100,6 +110,16 @@ class Command(BaseCommand):
         delete = sub.add_parser("delete", help="delete a database, at once and for good")
         delete.add_argument("name")
         delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+        listed = sub.add_parser("domains", help="a database's custom domains and their state")
+        listed.add_argument("name")
+        for verb, text in (
+            ("domain-add", "add a custom domain (then add its DNS record)"),
+            ("domain-remove", "remove a custom domain"),
+            ("domain-verify", "check a custom domain's DNS records now"),
+        ):
+            action = sub.add_parser(verb, help=text)
+            action.add_argument("name")
+            action.add_argument("domain")
         log = sub.add_parser("activity", help="who did what to a database, newest first")
         log.add_argument("name", help="a database's name, or the uuid of a deleted one")
         log.add_argument("--kind", choices=Activity.Kind.values, help="only this kind of action")
@@ -114,6 +134,34 @@ class Command(BaseCommand):
         except (ValidationError, EngineError) as error:  # a refusal, or a storage failure
             messages = error.messages if isinstance(error, ValidationError) else [str(error)]
             raise CommandError(" ".join(messages))
+
+    def do_domains(self, name: str, **options: Any) -> None:
+        database = find(name)
+        for domain in database.domains.all():  # type: ignore[attr-defined]
+            primary = "\tprimary" if domain.primary else ""
+            why = f"\t{domain.reason}" if domain.reason else ""
+            self.stdout.write(f"{domain.display}\t{domain.state}{primary}{why}")
+
+    def do_domain_add(self, name: str, domain: str, **options: Any) -> None:
+        database = find(name)
+        added = domains.add(database, domain, by=None)
+        self.stdout.write(
+            f"{added.display} added to {database.name}. Add one DNS record, then "
+            f"`tenantry db domain-verify {database.name} {added.display}`:\n"
+            f"  {added.name}. CNAME {domains.target(database)}.\n"
+            f'  or, for an apex domain: {domains.CHALLENGE}.{added.name}. TXT "{added.token}"'
+        )
+
+    def do_domain_remove(self, name: str, domain: str, **options: Any) -> None:
+        found = _domain(find(name), domain)
+        domains.remove(found, by=None)
+        self.stdout.write(f"{found.display} removed from {name}.")
+
+    def do_domain_verify(self, name: str, domain: str, **options: Any) -> None:
+        found = domains.verify(_domain(find(name), domain))
+        if found.state != Domain.State.VERIFIED:
+            raise CommandError(f"{found.display} is {found.state}: {found.reason}.")
+        self.stdout.write(f"{found.display} is verified.")
 
     def do_list(self, account: str | None = None, **options: Any) -> None:
         databases = Database.objects.exclude(name=None).select_related("server", "created_by")

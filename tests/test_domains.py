@@ -1,0 +1,166 @@
+"""Custom domains: the naming rules, verification against a real DNS server (CNAME, TXT,
+wrong target, NXDOMAIN, records removed later), the sweep's rechecks over time, the primary
+domain, and a deleted database's domains freed at once."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from tenantry.accounts.models import User
+from tenantry.databases import lifecycle
+from tenantry.databases.models import Activity, Database
+from tenantry.domains import verbs
+from tenantry.domains.models import Domain
+from tests.dnsserver import Zone
+
+pytestmark = pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def shop(engine_kind: str, owner: User) -> Database:
+    return lifecycle.create("shop", by=owner)
+
+
+def refused(database: Database, typed: str) -> str:
+    with pytest.raises(ValidationError) as error:
+        verbs.add(database, typed, by=None)
+    return " ".join(error.value.messages)
+
+
+def test_names_follow_the_hostname_rules_with_a_sentence_each(shop: Database, owner: User) -> None:
+    assert (
+        refused(shop, "localhost")
+        == "Names under localhost are Tenantry's own: add a domain of yours."
+    )
+    assert "are Tenantry's own" in refused(shop, "other.localhost")
+    assert refused(shop, "192.168.1.10") == "An IP address is not a domain name."
+    assert refused(shop, "[::1]") == "An IP address is not a domain name."
+    assert refused(shop, "*.example.com").startswith("A wildcard cannot be added")
+    assert "is not a valid domain name" in refused(shop, "shop")
+    assert "is not a valid domain name" in refused(shop, "-bad.example.com")
+    assert "is not a valid domain name" in refused(shop, f"{'a' * 64}.example.com")
+    assert refused(shop, ".".join(["a" * 60] * 5) + ".com") == (
+        "A domain name has 253 characters at most."
+    )
+    unicode = verbs.add(shop, " Bücher.Example. ", by=owner)
+    assert (unicode.name, unicode.display) == ("xn--bcher-kva.example", "bücher.example")
+    other = lifecycle.create("other", by=owner)
+    assert refused(other, "bücher.example") == (
+        "xn--bcher-kva.example is already a domain of a database here."
+    )
+    with override_settings(MAX_DOMAINS=2):
+        verbs.add(shop, "shop.example.com", by=owner)
+        assert refused(shop, "third.example.com").startswith("“shop” has 2 domains")
+    entries = Activity.objects.filter(database=shop, kind="domain")
+    assert entries.filter(result="done", detail="added bücher.example").exists()
+    assert entries.filter(result="refused").count() >= 9
+
+
+def test_verification_reads_the_real_dns_and_says_why_not(
+    shop: Database, owner: User, dns_server: Zone
+) -> None:
+    by_cname = verbs.add(shop, "www.example.com", by=owner)
+    assert verbs.verify(by_cname).reason == "the name does not exist"
+    dns_server.set("www.example.com", "A", "192.0.2.1")
+    assert verbs.verify(by_cname).reason == "no CNAME record"
+    dns_server.remove("www.example.com")
+    dns_server.set("www.example.com", "CNAME", "elsewhere.example.net")
+    found = verbs.verify(by_cname)
+    assert (found.state, found.reason) == (
+        "pending",
+        "the CNAME points to elsewhere.example.net, not to shop.localhost",
+    )
+    dns_server.remove("www.example.com")
+    dns_server.set("www.example.com", "CNAME", "shop.localhost")
+    found = verbs.verify(by_cname)
+    assert (found.state, found.reason) == ("verified", "")
+
+    apex = verbs.add(shop, "example.org", by=owner)  # an apex: no CNAME, a TXT record
+    dns_server.set("example.org", "A", "192.0.2.1")
+    dns_server.set("_tenantry-challenge.example.org", "TXT", "someone else's")
+    assert verbs.verify(apex).reason == "the TXT record holds another value"
+    dns_server.remove("_tenantry-challenge.example.org")
+    dns_server.set("_tenantry-challenge.example.org", "TXT", apex.token)
+    assert verbs.verify(apex).state == "verified"
+    assert Activity.objects.filter(
+        database=shop, kind="domain", detail="www.example.com verified"
+    ).exists()
+
+
+def test_the_sweep_retries_pending_ones_for_a_week_and_drops_lost_ones_after_three_days(
+    shop: Database, owner: User, dns_server: Zone, mailoutbox: list
+) -> None:
+    pending = verbs.add(shop, "late.example.com", by=owner)
+    start = pending.created_at
+    verbs.sweep(start + timedelta(minutes=1))
+    pending.refresh_from_db()
+    assert (pending.state, pending.checks) == ("pending", 1)
+    waited = pending.next_check_at - start
+    verbs.sweep(start + timedelta(minutes=1, seconds=30))  # not due yet: no check
+    pending.refresh_from_db()
+    assert pending.checks == 1 and pending.next_check_at - start == waited
+    verbs.sweep(start + timedelta(days=7, minutes=1))
+    pending.refresh_from_db()
+    assert (pending.state, pending.reason) == ("failed", "the name does not exist")
+
+    served = verbs.add(shop, "shop.example.com", by=owner)
+    dns_server.set("shop.example.com", "CNAME", "shop.localhost")
+    verbs.verify(served, now=start)
+    verbs.make_primary(served, by=owner)
+    shop.refresh_from_db()
+    assert shop.primary_domain == "shop.example.com"
+    with pytest.raises(ValidationError, match="only a verified domain can be primary"):
+        verbs.make_primary(pending, by=owner)
+
+    dns_server.remove("shop.example.com")  # the customer's records are gone
+    verbs.sweep(start + timedelta(days=1, minutes=1))
+    served.refresh_from_db()
+    assert served.state == "verified" and served.lost_since is not None
+    verbs.sweep(start + timedelta(days=3, minutes=2))
+    served.refresh_from_db()
+    assert served.state == "verified"  # gone for two days: still served
+    verbs.sweep(start + timedelta(days=4, minutes=3))
+    served.refresh_from_db()
+    shop.refresh_from_db()
+    assert (served.state, served.primary, shop.primary_domain) == ("failed", False, "")
+    assert [m.subject for m in mailoutbox] == [
+        "[Tenantry] shop.example.com no longer leads to “shop”"
+    ]
+    assert mailoutbox[0].to == [owner.email]
+
+
+def test_a_deleted_database_frees_its_domains_at_once(shop: Database, owner: User) -> None:
+    verbs.add(shop, "shop.example.com", by=owner)
+    lifecycle.start_delete(shop, by=owner)
+    assert not Domain.objects.exists()
+    other = lifecycle.create("other", by=owner)
+    assert verbs.add(other, "shop.example.com", by=owner).database == other
+
+
+def test_the_cli_adds_lists_verifies_and_removes_domains(shop: Database, dns_server: Zone) -> None:
+    def db(*args: str) -> str:
+        out = io.StringIO()
+        call_command("db", *args, stdout=out)
+        return out.getvalue()
+
+    added = db("domain-add", "shop", "www.example.com")
+    token = Domain.objects.get().token
+    assert "www.example.com. CNAME shop.localhost." in added
+    assert f'_tenantry-challenge.www.example.com. TXT "{token}"' in added
+    with pytest.raises(CommandError, match="www.example.com is pending: the name does not exist"):
+        db("domain-verify", "shop", "www.example.com")
+    assert db("domains", "shop") == "www.example.com\tpending\tthe name does not exist\n"
+    dns_server.set("www.example.com", "CNAME", "shop.localhost")
+    assert db("domain-verify", "shop", "WWW.example.com") == "www.example.com is verified.\n"
+    with pytest.raises(CommandError, match="shop has no domain other.example.com"):
+        db("domain-remove", "shop", "other.example.com")
+    with pytest.raises(CommandError, match="Names under localhost are Tenantry's own"):
+        db("domain-add", "shop", "x.localhost")
+    assert db("domain-remove", "shop", "www.example.com") == "www.example.com removed from shop.\n"
+    assert db("domains", "shop") == ""
