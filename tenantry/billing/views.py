@@ -27,13 +27,10 @@ from tenantry.billing.forms import (
     UnlinkForm,
     UsersForm,
 )
-from tenantry.billing.models import Plan, Project, Subscription
+from tenantry.billing.models import LIVE_STATES, Plan, Project, Subscription
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Database, Membership
 from tenantry.operations.models import ACTIVE_STATES, Operation
-
-# The states of Subscription.is_live, for queries.
-LIVE = (Subscription.State.TRIAL, Subscription.State.ACTIVE, Subscription.State.PAST_DUE)
 
 
 def get_subscription(user: User, code: str) -> Subscription:
@@ -54,7 +51,7 @@ def linkable(user: User) -> QuerySet[Database]:
     return (
         administered.exclude(name=None)
         .filter(source=None, status=Database.Status.ACTIVE)
-        .exclude(subscription__state__in=LIVE)
+        .exclude(subscription__state__in=LIVE_STATES)
     )
 
 
@@ -120,7 +117,11 @@ def subscribe(request: HttpRequest) -> HttpResponse:
             )
             return redirect("subscription", subscription.code)
     # Reached for a database: the account's live subscriptions could take it instead.
-    others = Subscription.objects.filter(owner=user, state__in=LIVE) if initial["database"] else []
+    others = (
+        Subscription.objects.filter(owner=user, state__in=LIVE_STATES)
+        if initial["database"]
+        else []
+    )
     ctx = {
         "form": form, "database": initial["database"], "others": others,
         "grace_days": settings.GRACE_DAYS, "plans": Plan.objects.exists(),
