@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dnslib import QTYPE, RCODE, RR, A, CNAME, TXT
+from dnslib import CNAME, QTYPE, RCODE, RR, TXT, A
 from dnslib.server import BaseResolver, DNSServer
 
 RDATA = {"CNAME": CNAME, "TXT": TXT, "A": A}
