@@ -45,9 +45,13 @@ _portal = urlsplit(PORTAL_URL)
 HTTPS = _portal.scheme == "https"
 BASE_DOMAIN = env("BASE_DOMAIN", "localhost")
 
-ALLOWED_HOSTS = [_portal.hostname or "127.0.0.1", "127.0.0.1", "localhost", BASE_DOMAIN]
-ALLOWED_HOSTS += ["." + BASE_DOMAIN]
-ALLOWED_HOSTS += [h.strip() for h in env("ALLOWED_HOSTS").split(",") if h.strip()]
+# The hosts that reach the portal. Every other host is a database's (`<name>.<base domain>`,
+# or a verified custom domain) or gets a 404 from the gateway, the first middleware: it is
+# the one check of the Host header, so Django's ALLOWED_HOSTS lets every host through to it
+# (custom domains are any names, known only to the database).
+PORTAL_HOSTS = [_portal.hostname or "127.0.0.1", "127.0.0.1", "localhost", BASE_DOMAIN]
+PORTAL_HOSTS += [h.strip() for h in env("ALLOWED_HOSTS").split(",") if h.strip()]
+ALLOWED_HOSTS = ["*"]
 CSRF_TRUSTED_ORIGINS = [PORTAL_URL]
 
 INSTALLED_APPS = [
@@ -186,6 +190,8 @@ TRIAL_DAYS = int(env("TRIAL_DAYS", "15"))
 # (comma-separated host[:port]; none: the system's resolver).
 MAX_DOMAINS = int(env("MAX_DOMAINS", "10"))
 DNS_NAMESERVERS = [h.strip() for h in env("DNS_NAMESERVERS").split(",") if h.strip()]
+# Who may ask /internal/tls/ask (Caddy's on-demand TLS): addresses or networks.
+TLS_ASK_FROM = [h.strip() for h in env("TLS_ASK_FROM", "127.0.0.1,::1").split(",") if h.strip()]
 GRACE_DAYS = int(env("GRACE_DAYS", "14"))
 # Operations an account may have running at once: the others wait for its turn, so that one
 # account never holds every worker.

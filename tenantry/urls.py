@@ -8,6 +8,7 @@ from django.urls import include, path
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import RedirectView
 
+from tenantry.domains import views as domain_views
 from tenantry.portal import views as portal
 
 urlpatterns = [
@@ -16,6 +17,8 @@ urlpatterns = [
     # through the portal's own sign-in (2FA included), never the admin's form.
     path("admin/login/", portal.admin_login),
     path("admin/", admin.site.urls),
+    # Caddy's on-demand TLS (TENANTRY_TLS_ASK_FROM only).
+    path("internal/tls/ask", domain_views.tls_ask),
     path("", include("tenantry.databases.urls")),
     path("", include("tenantry.billing.urls")),
     path("account/", include("tenantry.accounts.urls")),

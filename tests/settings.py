@@ -15,3 +15,7 @@ DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-control.sqlite3")} 
 # the project's own list (tenantry.settings.PASSWORD_HASHERS) through override_settings.
 PROJECT_PASSWORD_HASHERS = PASSWORD_HASHERS  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Django's test client asks for "testserver" (the test runner allows it in ALLOWED_HOSTS):
+# it is the portal's, as 127.0.0.1 is.
+PORTAL_HOSTS = [*PORTAL_HOSTS, "testserver"]  # noqa: F405

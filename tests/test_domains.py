@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from tenantry.accounts.models import User
 from tenantry.databases import lifecycle
@@ -164,3 +164,48 @@ def test_the_cli_adds_lists_verifies_and_removes_domains(shop: Database, dns_ser
         db("domain-add", "shop", "x.localhost")
     assert db("domain-remove", "shop", "www.example.com") == "www.example.com removed from shop.\n"
     assert db("domains", "shop") == ""
+
+
+def test_the_gateway_serves_a_verified_domain_and_redirects_to_the_primary(
+    shop: Database, owner: User, dns_server: Zone
+) -> None:
+    domain = verbs.add(shop, "shop.example.com", by=owner)
+    pending = Client(HTTP_HOST="shop.example.com").get("/login/")
+    assert pending.status_code == 404
+    assert "shop.example.com is not verified yet" in pending.content.decode()
+    assert Client(HTTP_HOST="nobody.example.com").get("/login/").status_code == 404
+
+    dns_server.set("shop.example.com", "CNAME", "shop.localhost")
+    verbs.verify(domain)
+    page = Client(HTTP_HOST="shop.example.com").get("/login/")
+    assert page.status_code == 200 and b"Sign in" in page.content
+    assert Client(HTTP_HOST="shop.localhost").get("/login/").status_code == 200
+
+    verbs.make_primary(domain, by=owner)
+    moved = Client(HTTP_HOST="shop.localhost:8000").get("/contacts/?q=ada")
+    assert moved.status_code == 301
+    assert moved["Location"] == "http://shop.example.com:8000/contacts/?q=ada"
+    posted = Client(HTTP_HOST="shop.localhost").post("/login/", {"login": "x", "password": "y"})
+    assert posted.status_code != 301  # posts stay where they are (Connect posts there)
+    assert Client(HTTP_HOST="shop.example.com").get("/login/").status_code == 200
+
+
+def test_caddy_may_ask_for_a_certificate_only_for_served_names(
+    shop: Database, owner: User, dns_server: Zone
+) -> None:
+    def ask(name: str, **extra: str) -> int:
+        return Client(**extra).get("/internal/tls/ask", {"domain": name}).status_code
+
+    domain = verbs.add(shop, "shop.example.com", by=owner)
+    assert ask("shop.example.com") == 404  # pending
+    dns_server.set("shop.example.com", "CNAME", "shop.localhost")
+    verbs.verify(domain)
+    assert ask("shop.example.com") == 200
+    assert ask("SHOP.example.com.") == 200
+    assert ask("shop.localhost") == 200
+    assert ask("nobody.localhost") == 404
+    assert ask("anything.example.net") == 404
+    assert ask("shop.example.com", REMOTE_ADDR="203.0.113.9") == 403
+    assert ask("shop.example.com", HTTP_X_FORWARDED_FOR="203.0.113.9") == 403  # via the proxy
+    Database.objects.filter(pk=shop.pk).update(expired=True)
+    assert ask("shop.localhost") == 404

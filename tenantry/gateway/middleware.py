@@ -1,5 +1,6 @@
-"""Routing by host: the portal's hosts reach the portal, `<name>.<BASE_DOMAIN>` reaches that
-database's workspace app, and any other host a 404 in the portal's look."""
+"""Routing by host: the portal's hosts reach the portal, `<name>.<BASE_DOMAIN>` and a database's
+verified custom domains reach that database's workspace app (or its primary domain, by a 301),
+a pending custom domain a page that says so, and any other host a 404 in the portal's look."""
 
 from __future__ import annotations
 
@@ -7,16 +8,24 @@ import re
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseNotFound
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseForbidden,
+    HttpResponseNotFound,
+    HttpResponsePermanentRedirect,
+)
 from django.http.request import split_domain_port
 from django.template.loader import render_to_string
 
+from tenantry.domains.models import Domain
 from tenantry.gateway import sites
 
 WORKSPACE_URLCONF = "tenantry.workspace.urls"
 # A DNS label (at most 63 characters): anything else is no database's, and is turned away
 # before it costs a lookup.
 LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+HOSTNAME = re.compile(rf"(?:{LABEL.pattern}\.)+{LABEL.pattern}")
 
 
 def database_name(host: str) -> str | None:
@@ -29,9 +38,16 @@ def database_name(host: str) -> str | None:
     return None
 
 
+def custom_domain(host: str) -> Domain | None:
+    """The custom domain a host is, if any. A name under the base domain is not one, and
+    neither is what is no host name at all: those cost no lookup."""
+    if host.endswith("." + settings.BASE_DOMAIN) or not HOSTNAME.fullmatch(host):
+        return None
+    return Domain.objects.filter(name=host).select_related("database").first()
+
+
 def portal_hosts() -> set[str]:
-    # The exact names among ALLOWED_HOSTS; ".example.com" entries are the databases'.
-    return {h for h in settings.ALLOWED_HOSTS if not h.startswith(".") and h != "*"}
+    return set(settings.PORTAL_HOSTS)
 
 
 def page(template: str, **context: object) -> str:
@@ -50,13 +66,25 @@ class GatewayMiddleware:
         if host in portal_hosts():
             return self.get_response(request)
         name = database_name(host)
-        if name is None:
-            return HttpResponseNotFound(page("workspace/not_found.html"))
+        if name is None:  # a custom domain, or nothing
+            domain = custom_domain(host)
+            if domain is None or domain.database.name is None:
+                return HttpResponseNotFound(page("workspace/not_found.html"))
+            if domain.state != Domain.State.VERIFIED:
+                return HttpResponseNotFound(page("workspace/domain_pending.html", domain=domain))
+            name = domain.database.name
         database = sites.lookup(name)
         if database is None:
             return HttpResponseNotFound(page("workspace/not_found.html", name=name))
         if database.is_expired:
             return HttpResponseForbidden(page("workspace/expired.html", database=database))
+        primary = database.primary_domain
+        if primary and host != primary and request.method in ("GET", "HEAD"):
+            # Its other hosts lead to its primary domain; posts stay (Connect posts to
+            # `<name>.<base domain>`, which the portal's form-action allows).
+            _, port = split_domain_port(request._get_raw_host())  # type: ignore[attr-defined]
+            where = f"{request.scheme}://{primary}{':' + port if port else ''}"
+            return HttpResponsePermanentRedirect(where + request.get_full_path())
         request.urlconf = WORKSPACE_URLCONF
         request.database = database  # type: ignore[attr-defined]
         return self.get_response(request)
