@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from tenantry.databases import views
+from tenantry.domains import views as domain_views
 
 urlpatterns = [
     path("databases/", views.manager, name="databases"),
@@ -23,6 +24,7 @@ urlpatterns = [
     path("databases/<str:name>/delete/", views.delete, name="database_delete"),
     path("databases/<str:name>/users/", views.users, name="database_users"),
     path("databases/<str:name>/activity/", views.activity_log, name="database_activity"),
+    path("databases/<str:name>/domains/", domain_views.domains, name="database_domains"),
     path("invitations/<str:token>/", views.invitation, name="invitation"),
     path("operations/<int:operation_id>/", views.operation, name="operation"),
     path("upgrades/<int:upgrade_id>/", views.upgrade_report, name="upgrade_report"),

@@ -46,6 +46,7 @@ MANAGE = """
               <a href="{download}">Download</a>
               <a href="{backups}">Backups</a>
               <a href="{activity}">Activity</a>{report}
+              <a href="{domains}">Domains</a>
               <a href="{duplicate}">Duplicate</a>
               <a href="{rename}">Rename</a>
               <a href="{delete}" class="danger">Delete</a>
@@ -85,8 +86,8 @@ SLOT = "database-name"
 def _paths() -> dict[str, str]:
     """The row's paths by action, each with SLOT where the database's name goes."""
     actions = [
-        "connect", "upgrade", "users", "download", "backups", "activity", "duplicate", "rename",
-        "delete",
+        "connect", "upgrade", "users", "download", "backups", "activity", "domains",
+        "duplicate", "rename", "delete",
     ]  # fmt: skip
     return {action: reverse(f"database_{action}", args=[SLOT]) for action in actions}
 
