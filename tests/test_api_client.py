@@ -42,6 +42,7 @@ OPERATIONS = {
     "users": {"list_users", "invite_users", "remove_user"},
     "operations": {"get_operation"},
     "activity": {"list_activity"},
+    "domains": {"list_domains", "add_domain", "remove_domain", "verify_domain"},
     "releases": {"list_releases"},
     "subscriptions": {
         "list_subscriptions", "get_subscription", "change_subscription", "cancel_subscription",

@@ -131,6 +131,12 @@ class SubscriptionPeriod(StrEnum):
     YEAR = "year"
 
 
+class DomainState(StrEnum):
+    PENDING = "pending"
+    VERIFIED = "verified"
+    FAILED = "failed"
+
+
 class ActivityResult(StrEnum):
     DONE = "done"
     STARTED = "started"
@@ -602,4 +608,105 @@ class LinkDatabaseRequest(Schema):
 
     name: str = Field(
         description="The name of a database you administer (not a copy).", examples=["acme"]
+    )
+
+
+class DnsRecord(Schema):
+    """A DNS record to add at the domain's DNS provider."""
+
+    name: str = Field(
+        description="The record's name, fully qualified (ending with a dot).",
+        examples=["shop.example.com."],
+    )
+    value: str = Field(
+        description="The record's value (a CNAME's target ends with a dot).",
+        examples=["acme.tenantry.example.com."],
+    )
+
+
+class DomainRecords(Schema):
+    """What to add to verify a domain: either record is enough."""
+
+    cname: DnsRecord = Field(
+        description="A CNAME of the domain to the database's address (not for an apex "
+        "domain, which cannot have a CNAME).",
+        examples=[{"name": "shop.example.com.", "value": "acme.tenantry.example.com."}],
+    )
+    txt: DnsRecord = Field(
+        description="A TXT record holding a token of this database and domain (for any "
+        "domain, apex ones included).",
+        examples=[
+            {
+                "name": "_tenantry-challenge.shop.example.com.",
+                "value": "3f1c9a0b7d2e4f6a8b1c3d5e7f9a0b2c",
+            }
+        ],
+    )
+
+
+class Domain(Schema):
+    """A custom domain of a database: served once DNS points it at the database."""
+
+    name: str = Field(
+        description="The domain, in Unicode as people read it.", examples=["bücher.example"]
+    )
+    ascii_name: str = Field(
+        description="The domain in ASCII (IDNA), as DNS and browsers carry it.",
+        examples=["xn--bcher-kva.example"],
+    )
+    state: DomainState = Field(
+        description="pending until its records are found; verified while they are (it is "
+        "served); failed when they were not found for 7 days, or gone for 3.",
+        examples=["pending"],
+    )
+    reason: str = Field(
+        description="Why it is not verified, as a person reads it; empty when verified.",
+        examples=["no CNAME record"],
+    )
+    primary: bool = Field(
+        description="The database's other addresses redirect to it (301).", examples=[False]
+    )
+    records: DomainRecords = Field(
+        description="The DNS records to add, either one.",
+        examples=[
+            {
+                "cname": {
+                    "name": "xn--bcher-kva.example.",
+                    "value": "acme.tenantry.example.com.",
+                },
+                "txt": {
+                    "name": "_tenantry-challenge.xn--bcher-kva.example.",
+                    "value": "3f1c9a0b7d2e4f6a8b1c3d5e7f9a0b2c",
+                },
+            }
+        ],
+    )
+    created_at: datetime = Field(
+        description="When it was added.", examples=["2026-11-30T18:15:00Z"]
+    )
+    verified_at: datetime | None = Field(
+        description="When it was verified; null until then.", examples=["2026-11-30T18:20:00Z"]
+    )
+    checked_at: datetime | None = Field(
+        description="When its records were last checked; null until then.",
+        examples=["2026-11-30T18:20:00Z"],
+    )
+
+
+class DomainList(Schema):
+    """A page of a database's custom domains, by name."""
+
+    data: list[Domain] = Field(description="The domains of this page.", examples=[[]])
+    has_more: bool = HAS_MORE
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class AddDomainRequest(Schema):
+    """The domain to add to a database."""
+
+    domain: str = Field(
+        max_length=300,
+        description="A domain of yours, in Unicode or ASCII (not under Tenantry's own domain, "
+        "not an IP address or a wildcard).",
+        examples=["shop.example.com"],
     )

@@ -9,6 +9,7 @@ carry an Idempotency-Key (api.middleware), as may any request a request id.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -47,6 +48,8 @@ from tenantry.billing.models import Invoice, Plan, Subscription
 from tenantry.databases import lifecycle, members
 from tenantry.databases.access import get_backup, get_database, get_operation
 from tenantry.databases.models import Database, Membership, normalize_name
+from tenantry.domains import verbs as domains
+from tenantry.domains.models import Domain
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import Operation
 from tenantry.releases import models as releases
@@ -66,6 +69,10 @@ TAGS = [
     {"name": "Backups", "description": "Download, list and restore backups of a database."},
     {"name": "Users", "description": "Who may use a database: users and invitations."},
     {"name": "Activity", "description": "Who did what to a database."},
+    {
+        "name": "Domains",
+        "description": "A database's custom domains: add, verify by DNS, list and remove them.",
+    },
     {"name": "Operations", "description": "The progress of long actions."},
     {"name": "Releases", "description": "The workspace app's releases on offer."},
     {
@@ -803,6 +810,106 @@ def remove_user(
 ) -> Status:
     members.remove_email(admin_database(request, name), email, by=request.user)  # type: ignore[arg-type]
     return Status(204, None)
+
+
+# Domains
+
+DOMAIN = Path(..., description="One of the database's domains, in Unicode or ASCII.")
+
+
+def get_domain(database: Database, typed: str) -> Domain:
+    """One of the database's domains, by its Unicode or ASCII name, or 404."""
+    name = typed.strip().rstrip(".").lower()
+    with contextlib.suppress(UnicodeError):  # not a name: found as no domain is
+        name = name.encode("idna").decode()
+    found = database.domains.filter(name=name).first()  # type: ignore[attr-defined]
+    if found is None:
+        raise Http404(f"“{typed}” is not a domain of “{database.name}”.")
+    return found  # type: ignore[no-any-return]
+
+
+def domain_out(domain: Domain) -> dict[str, Any]:
+    return {
+        "name": domain.display,
+        "ascii_name": domain.name,
+        "state": domain.state,
+        "reason": domain.reason,
+        "primary": domain.primary,
+        "records": {
+            "cname": {"name": f"{domain.name}.", "value": f"{domains.target(domain.database)}."},
+            "txt": {"name": f"{domains.CHALLENGE}.{domain.name}.", "value": domain.token},
+        },
+        "created_at": domain.created_at,
+        "verified_at": domain.verified_at,
+        "checked_at": domain.checked_at,
+    }
+
+
+@api.get(
+    "/databases/{name}/domains",
+    response={200: s.DomainList} | errors(400, 403, 404, 422),
+    operation_id="listDomains",
+    tags=["Domains"],
+    summary="Custom domains",
+    description="The database's custom domains, by ASCII name: each with its state and the DNS "
+    "records that verify it. Administrators only.",
+)
+def list_domains(
+    request: HttpRequest, name: str = NAME, limit: int = LIMIT, cursor: str | None = CURSOR
+) -> dict[str, Any]:
+    database = admin_database(request, name)
+    found = page(database.domains.order_by("name"), cursor, limit)  # type: ignore[attr-defined]
+    return {**found, "data": [domain_out(d) for d in found["data"]]}
+
+
+@api.post(
+    "/databases/{name}/domains",
+    response={201: s.Domain} | errors(400, 403, 404, 409, 413, 422),
+    operation_id="addDomain",
+    openapi_extra=idempotent(),
+    tags=["Domains"],
+    summary="Add a custom domain",
+    description="Pending until DNS points it at the database: add either of the answer's "
+    "`records`, then verify it (Tenantry also checks pending domains for 7 days). Refused with "
+    "a 400 (`invalid`): a name under Tenantry's own domain, an IP address, a wildcard, a name "
+    "that breaks the hostname rules; with a 409: a domain another database has (`taken`), more "
+    "than the domains a database may have (`limit`). Administrators only.",
+)
+def add_domain(request: HttpRequest, payload: s.AddDomainRequest, name: str = NAME) -> Status:
+    database = admin_database(request, name)
+    domain = domains.add(database, payload.domain, by=request.user)  # type: ignore[arg-type]
+    return Status(201, domain_out(domain))
+
+
+@api.delete(
+    "/databases/{name}/domains/{domain}",
+    response={204: None} | errors(403, 404),
+    operation_id="removeDomain",
+    tags=["Domains"],
+    summary="Remove a custom domain",
+    description="It is no longer served at once; if it was the primary domain, the database's "
+    "other addresses stop redirecting to it. Administrators only.",
+)
+def remove_domain(request: HttpRequest, name: str = NAME, domain: str = DOMAIN) -> Status:
+    found = get_domain(admin_database(request, name), domain)
+    domains.remove(found, by=request.user)  # type: ignore[arg-type]
+    return Status(204, None)
+
+
+@api.post(
+    "/databases/{name}/domains/{domain}/verify",
+    response={200: s.Domain} | errors(403, 404),
+    operation_id="verifyDomain",
+    openapi_extra=idempotent(),
+    tags=["Domains"],
+    summary="Check a custom domain's DNS records now",
+    description="The domain after the check: verified when its CNAME or TXT record is found, "
+    'else still pending with the `reason` ("no CNAME record", "the name does not exist"...). '
+    "Administrators only.",
+)
+def verify_domain(request: HttpRequest, name: str = NAME, domain: str = DOMAIN) -> dict[str, Any]:
+    found = get_domain(admin_database(request, name), domain)
+    return domain_out(domains.verify(found, by=request.user))  # type: ignore[arg-type]
 
 
 @api.get(
