@@ -28,7 +28,11 @@ from tenantry.databases.models import Database
 from tenantry.portal.management.commands._server import make_worker
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    # Custom domains of the tests (".test" is reserved) reach the live server on loopback.
+    "--host-resolver-rules=MAP *.example.test 127.0.0.1",
+]  # fmt: skip
 TIMEOUT_MS = 15_000
 # An operation waits for the worker's next poll (1 s), then runs; the page polls every second.
 OPERATION_TIMEOUT_MS = 30_000

@@ -1,0 +1,56 @@
+"""A custom domain in a real browser: its administrator adds it on the Domains page, reads the
+record to add, verifies it once the (real, test) DNS has the record, and opens the database
+at that domain."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Browser, expect
+from pytest_django.live_server_helper import LiveServer
+
+from tenantry.databases import lifecycle
+from tests.browser import TIMEOUT_MS, Console, Worker, manage, new_page, sign_in
+from tests.conftest import make_account
+from tests.dnsserver import Zone
+
+pytestmark = pytest.mark.slow
+
+EMAIL = "dana@example.com"
+
+
+def test_a_domain_added_verified_and_opened(
+    live_server: LiveServer, browser: Browser, worker: Worker, dns_server: Zone
+) -> None:
+    # The worker fixture allows the ORM calls below (see there).
+    base = live_server.url
+    port = base.rsplit(":", 1)[1]
+    expect.set_options(timeout=TIMEOUT_MS)
+    console = Console()
+    account = make_account(EMAIL)
+    lifecycle.create("shop", by=account)
+
+    page = new_page(browser, console)
+    sign_in(page, base, EMAIL)
+    expect(page).to_have_url(f"{base}/databases/")
+    manage(page, "shop", "Domains")
+    expect(page).to_have_url(f"{base}/databases/shop/domains/")
+    page.get_by_label("Domain").fill("Shop.Example.test")
+    page.get_by_role("button", name="Add domain").click()
+    expect(page.locator(".messages")).to_contain_text("shop.example.test is added")
+    row = page.locator("#domain-shop\\.example\\.test")
+    expect(row).to_contain_text("shop.example.test. CNAME shop.localhost.")
+    expect(row).to_contain_text("Pending")
+
+    row.get_by_role("button", name="Verify").click()
+    expect(page.locator(".messages")).to_contain_text(
+        "shop.example.test is not verified: the name does not exist."
+    )
+    dns_server.set("shop.example.test", "CNAME", "shop.localhost")
+    page.locator("#domain-shop\\.example\\.test").get_by_role("button", name="Verify").click()
+    expect(page.locator(".messages")).to_contain_text("shop.example.test is verified.")
+    expect(page.locator("#domain-shop\\.example\\.test")).to_contain_text("Verified")
+
+    page.goto(f"http://shop.example.test:{port}/login/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator(".brand")).to_have_text("shop")
+    assert not console.csp_violations, console.csp_violations
