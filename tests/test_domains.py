@@ -209,3 +209,17 @@ def test_caddy_may_ask_for_a_certificate_only_for_served_names(
     assert ask("shop.example.com", HTTP_X_FORWARDED_FOR="203.0.113.9") == 403  # via the proxy
     Database.objects.filter(pk=shop.pk).update(expired=True)
     assert ask("shop.localhost") == 404
+
+
+def test_a_session_of_one_host_is_not_valid_on_another(
+    shop: Database, owner: User, dns_server: Zone
+) -> None:
+    from tests.helpers import signed_in
+
+    domain = verbs.add(shop, "shop.example.com", by=owner)
+    dns_server.set("shop.example.com", "CNAME", "shop.localhost")
+    verbs.verify(domain)
+    client = signed_in(shop, owner)  # at shop.localhost
+    assert client.get("/").status_code == 200
+    carried = client.get("/", HTTP_HOST="shop.example.com")  # its cookie, another host
+    assert carried.status_code == 302 and carried["Location"].startswith("/login/")

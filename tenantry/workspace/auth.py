@@ -103,6 +103,9 @@ def _second_factor(
         raise _failed(request, login, PASSKEY_ONLY)
     request.session[PENDING_KEY] = {
         "db": request.database.pk,  # type: ignore[attr-defined]
+        # A database's hosts (`<name>.<base domain>`, its custom domains) each have their own
+        # sessions: a session carried to another host is not valid there.
+        "host": request.get_host(),
         "user": user.pk,
         "account": account.pk,
         "login": login,
@@ -147,6 +150,9 @@ def sign_in(request: HttpRequest, user: ws.User, account: Account | None) -> Non
     request.session.cycle_key()
     request.session[SESSION_KEY] = {
         "db": request.database.pk,  # type: ignore[attr-defined]
+        # A database's hosts (`<name>.<base domain>`, its custom domains) each have their own
+        # sessions: a session carried to another host is not valid there.
+        "host": request.get_host(),
         "user": user.pk,
         "account": account.pk if account else None,
         "hash": account.get_session_auth_hash() if account else _password_hash(user),
@@ -164,6 +170,8 @@ def current_user(request: HttpRequest, db: str) -> ws.User | None:
     """The signed-in user of this database, if the session is still good for it."""
     data = request.session.get(SESSION_KEY)
     if not data or data.get("db") != request.database.pk:  # type: ignore[attr-defined]
+        return None
+    if data.get("host", request.get_host()) != request.get_host():  # sessions before hosts: good
         return None
     user = ws.User.objects.using(db).filter(pk=data["user"], is_active=True).first()
     if user is None:
