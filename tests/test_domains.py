@@ -223,3 +223,13 @@ def test_a_session_of_one_host_is_not_valid_on_another(
     assert client.get("/").status_code == 200
     carried = client.get("/", HTTP_HOST="shop.example.com")  # its cookie, another host
     assert carried.status_code == 302 and carried["Location"].startswith("/login/")
+
+
+def test_another_database_s_failed_domain_no_longer_holds_the_name(
+    shop: Database, owner: User
+) -> None:
+    lost = verbs.add(shop, "shop.example.com", by=owner)
+    Domain.objects.filter(pk=lost.pk).update(state="failed")
+    other = lifecycle.create("other", by=owner)
+    assert verbs.add(other, "shop.example.com", by=owner).database == other
+    assert not shop.domains.exists()  # type: ignore[attr-defined]

@@ -87,6 +87,11 @@ def add(database: Database, typed: str, *, by: User | None) -> Domain:
             )
         try:
             with transaction.atomic():
+                # Another database's failed domain no longer holds the name: the records
+                # decide, and they are checked again for this one.
+                Domain.objects.filter(name=name, state=Domain.State.FAILED).exclude(
+                    database=database
+                ).delete()
                 domain = Domain.objects.create(database=database, name=name)
                 activity.record(
                     database, activity.Kind.DOMAIN, by=by, detail=f"added {domain.display}"
