@@ -103,9 +103,7 @@ def _second_factor(
         raise _failed(request, login, PASSKEY_ONLY)
     request.session[PENDING_KEY] = {
         "db": request.database.pk,  # type: ignore[attr-defined]
-        # A database's hosts (`<name>.<base domain>`, its custom domains) each have their own
-        # sessions: a session carried to another host is not valid there.
-        "host": request.get_host(),
+        "host": request.get_host(),  # a sign-in begun on one host finishes there (see sign_in)
         "user": user.pk,
         "account": account.pk,
         "login": login,
@@ -117,7 +115,8 @@ def _second_factor(
 
 def pending(request: HttpRequest) -> dict[str, Any] | None:
     data = request.session.get(PENDING_KEY)
-    if data and data["db"] == request.database.pk:  # type: ignore[attr-defined]
+    host = request.get_host()
+    if data and data["db"] == request.database.pk and data.get("host", host) == host:  # type: ignore[attr-defined]
         return data  # type: ignore[no-any-return]
     return None
 
