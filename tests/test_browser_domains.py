@@ -4,6 +4,8 @@ at that domain."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import Browser, expect
 from pytest_django.live_server_helper import LiveServer
@@ -16,6 +18,7 @@ from tests.dnsserver import Zone
 pytestmark = pytest.mark.slow
 
 EMAIL = "dana@example.com"
+SCREENS = Path("/tmp/tenantry-screens")  # noqa: S108 (for a person to look at, not read back)
 
 
 def test_a_domain_added_verified_and_opened(
@@ -49,6 +52,13 @@ def test_a_domain_added_verified_and_opened(
     page.locator("#domain-shop\\.example\\.test").get_by_role("button", name="Verify").click()
     expect(page.locator(".messages")).to_contain_text("shop.example.test is verified.")
     expect(page.locator("#domain-shop\\.example\\.test")).to_contain_text("Verified")
+    SCREENS.mkdir(exist_ok=True)
+    for width in (1280, 390):  # for a person to look at: the records must not run off a phone
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=SCREENS / f"domains-{width}.png", full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, (width, overflow)
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     page.goto(f"http://shop.example.test:{port}/login/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
