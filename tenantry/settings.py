@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "tenantry.releases",
     "tenantry.billing",
     "tenantry.domains",
+    "tenantry.support",
 ]
 
 MIDDLEWARE = [
@@ -193,6 +194,8 @@ DNS_NAMESERVERS = [h.strip() for h in env("DNS_NAMESERVERS").split(",") if h.str
 # Who may ask /internal/tls/ask (Caddy's on-demand TLS): addresses or networks.
 TLS_ASK_FROM = [h.strip() for h in env("TLS_ASK_FROM", "127.0.0.1,::1").split(",") if h.strip()]
 GRACE_DAYS = int(env("GRACE_DAYS", "14"))
+# Where support requests and customers' replies are mailed (the desk at /desk/ lists them all).
+SUPPORT_EMAIL = env("SUPPORT_EMAIL", "support@tenantry.localhost")
 # Operations an account may have running at once: the others wait for its turn, so that one
 # account never holds every worker.
 OPERATIONS_PER_ACCOUNT = max(1, int(env("OPERATIONS_PER_ACCOUNT", "2")))
@@ -262,9 +265,11 @@ else:
 # s3://[ACCESS_KEY:SECRET_KEY@]bucket[/prefix][?endpoint_url=https://...&region=...]. Keys left
 # out of the URL come from boto3's usual places (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY...).
 BACKUP_STORAGE_URL = env("BACKUP_STORAGE_URL", str(DATA_DIR / "backups"))
+# The files attached to support requests: the same kinds of places.
+SUPPORT_STORAGE_URL = env("SUPPORT_STORAGE_URL", str(DATA_DIR / "support"))
 
 
-def _backup_storage(url: str) -> dict[str, object]:
+def _storage(url: str) -> dict[str, object]:
     parts = urlsplit(url)
     if parts.scheme != "s3":
         location = parts.path if parts.scheme == "file" else url
@@ -298,7 +303,8 @@ def _backup_storage(url: str) -> dict[str, object]:
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    "backups": _backup_storage(BACKUP_STORAGE_URL),
+    "backups": _storage(BACKUP_STORAGE_URL),
+    "support": _storage(SUPPORT_STORAGE_URL),
 }
 # Uploaded backups are written to disk as they arrive (beyond 2.5 MB), never held in memory.
 FILE_UPLOAD_TEMP_DIR = DATA_DIR / "uploads"
@@ -372,6 +378,8 @@ ACCOUNT_RATE_LIMITS = {
     # Wrong, revoked or expired API keys from one client address; past it, even a good key
     # from there waits (429).
     "api_key_failed": "10/m/ip",
+    # Support requests and replies an account may send (each mails the support team).
+    "support": "30/h/user",
 }
 
 MFA_ADAPTER = "tenantry.accounts.adapters.MFAAdapter"

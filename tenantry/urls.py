@@ -21,6 +21,7 @@ urlpatterns = [
     path("internal/tls/ask", domain_views.tls_ask),
     path("", include("tenantry.databases.urls")),
     path("", include("tenantry.billing.urls")),
+    path("", include("tenantry.support.urls")),
     path("account/", include("tenantry.accounts.urls")),
     # The account email changes on the Account information page, verified by a code; allauth's
     # own address book (several addresses, link verification) is not offered.

@@ -7,13 +7,14 @@ written on its own, with its sentence. An action that runs as an operation write
 and its entry takes the operation's end (done, or failed with the reason).
 
 The channel and address come from where the action was asked: the portal or the API (set per
-request by `middleware`), the sweep (`channel("sweep")`), else the CLI.
+request by `middleware`), the sweep (`channel("sweep")`), the support desk (`by_support`),
+else the CLI.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ Kind, Result = Activity.Kind, Activity.Result
 class Where:
     channel: str
     ip: str | None = None
+    staff: User | None = None  # at the support desk
 
 
 # Unset: a command typed by an operator.
@@ -43,12 +45,19 @@ _where: ContextVar[Where | None] = ContextVar("tenantry_activity_where", default
 
 
 @contextmanager
-def channel(name: str, ip: str | None = None) -> Iterator[None]:
-    token = _where.set(Where(name, ip))
+def channel(name: str, ip: str | None = None, staff: User | None = None) -> Iterator[None]:
+    token = _where.set(Where(name, ip, staff))
     try:
         yield
     finally:
         _where.reset(token)
+
+
+def by_support(request: HttpRequest) -> AbstractContextManager[None]:
+    """A staff member acting at the support desk: the verbs are called with `by=None` (as
+    Tenantry, past the customers' own checks), and their entries say "support", with the staff
+    account kept beside it."""
+    return channel(Activity.Channel.SUPPORT, client_address(request), staff=request.user)  # type: ignore[arg-type]
 
 
 def middleware(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[..., HttpResponse]:
@@ -73,13 +82,16 @@ def record(
     operation: Operation | None = None,
 ) -> Activity:
     where = _where.get() or Where(Activity.Channel.CLI)
+    actor = by.email if by else "Tenantry"
+    if where.staff is not None:
+        by, actor = where.staff, "support"
     return Activity.objects.create(
         database=database,
         database_name=database.name or "",
         database_uuid=database.uuid,
         owner_id=database.created_by_id,
         account=by,
-        actor=by.email if by else "Tenantry",
+        actor=actor,
         kind=kind,
         detail=detail[:500],
         channel=where.channel,

@@ -307,6 +307,46 @@ KINDS["move"] = Kind("Move", run_move, undo_move)
 KINDS["delete"] = Kind("Delete", run_delete, undo_delete)
 
 
+MAX_EXTENSION_DAYS = 90
+
+
+def extend(database: Database, days: int, *, by: User | None) -> None:
+    """More time for a trial or a copy (support's): `days` from its end, or from now if it has
+    ended. It lives again at once, and its reminders are sent again before the new end."""
+    detail = f"by {days} day{'' if days == 1 else 's'}"
+    with activity.refusals(database, activity.Kind.EXPIRY, by=by, detail=detail):
+        if not 1 <= days <= MAX_EXTENSION_DAYS:
+            raise ValidationError(
+                f"Extend by 1 to {MAX_EXTENSION_DAYS} days, not {days}.", code="invalid"
+            )
+        if database.status != Database.Status.ACTIVE:
+            raise ValidationError(f"“{database.name}” is being changed: try again.", code="busy")
+        if database.subscription_id is not None:  # type: ignore[attr-defined]
+            raise ValidationError(
+                f"“{database.name}” is paid for by the subscription "
+                f"{database.subscription_code}: it lasts as long as the subscription. Unlink it "
+                "first to give it time of its own.",
+                code="linked",
+            )
+        if database.project_id is not None and database.source_id is not None:  # type: ignore[attr-defined]
+            raise ValidationError(
+                f"“{database.name}” is a staging database of a trial project: it ends with "
+                "the project's production database.",
+                code="invalid",
+            )
+    now = timezone.now()
+    with transaction.atomic():
+        start = max(database.expires_at or now, now)
+        database.expires_at = start + timedelta(days=days)
+        database.expired = False
+        database.trial_reminded_days = database.expiry_warned_at = None
+        database.save(
+            update_fields=["expires_at", "expired", "trial_reminded_days", "expiry_warned_at"]
+        )
+        detail += f", until {database.expires_at:%Y-%m-%d}"
+        activity.record(database, activity.Kind.EXPIRY, by=by, detail=detail)
+
+
 def warn_of_expiry(now: datetime, ahead: timedelta) -> None:
     soon = Database.objects.filter(
         status=Database.Status.ACTIVE,

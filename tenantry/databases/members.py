@@ -283,3 +283,42 @@ def set_role(database: Database, account: User, role: str, *, by: User | None) -
     with transaction.atomic():
         database.memberships.filter(user=account).update(role=role)  # type: ignore[attr-defined]
         activity.record(database, Kind.ROLE, by=by, detail=detail)
+
+
+def change_login(database: Database, account: User, login: str, *, by: User | None) -> None:
+    """The login the account's user signs in to the database with: changed only by support
+    (product.md section 2). Its password and sessions stay."""
+    login = login.strip().lower()
+    detail = f"{account.email}: login {login}"
+    with activity.refusals(database, Kind.LOGIN, by=by, detail=detail):
+        try:
+            validate_email(login)
+        except ValidationError:
+            raise ValidationError(f"“{login}” is not an email address: a login is one.")
+        if not database.memberships.filter(user=account).exists():  # type: ignore[attr-defined]
+            raise ValidationError(f"{account.email} is not a user of “{database.name}”.")
+        with tenant.using(database) as db:
+            users = ws.User.objects.using(db)
+            user = users.filter(account_id=account.pk).first()
+            if user is None:
+                raise ValidationError(f"{account.email} has no user in “{database.name}”.")
+            if users.filter(login__iexact=login).exclude(pk=user.pk).exists():
+                raise ValidationError(
+                    f"“{login}” is the login of another user of “{database.name}”."
+                )
+            old = user.login
+            if old == login:
+                raise ValidationError(f"{account.email} already signs in with “{login}”.")
+            with transaction.atomic(using=db), transaction.atomic():
+                users.filter(pk=user.pk).update(login=login)
+                detail = f"{account.email}: login {old} → {login}"
+                activity.record(database, Kind.LOGIN, by=by, detail=detail)
+
+
+def logins(database: Database) -> dict[str, str]:
+    """Each member's email and the login of their user in the database (what support sees of
+    its users, to change one)."""
+    accounts = dict(database.memberships.values_list("user_id", "user__email"))  # type: ignore[attr-defined]
+    with tenant.using(database) as db:
+        found = ws.User.objects.using(db).filter(account_id__in=list(accounts))
+        return {accounts[u.account_id]: u.login for u in found.only("login", "account_id")}  # type: ignore[index]

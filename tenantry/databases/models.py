@@ -361,12 +361,15 @@ class Activity(models.Model):
         UPGRADE = "upgrade", "Upgraded"
         SUBSCRIPTION = "subscription", "Subscription"
         DOMAIN = "domain", "Domain"
+        LOGIN = "login", "Changed a login"
+        EXPIRY = "expiry", "Extended"
 
     class Channel(models.TextChoices):
         PORTAL = "portal", "Portal"
         API = "api", "API"
         CLI = "cli", "CLI"
         SWEEP = "sweep", "Sweep"
+        SUPPORT = "support", "Support desk"
 
     class Result(models.TextChoices):
         DONE = "done", "Done"
@@ -386,7 +389,9 @@ class Activity(models.Model):
     account = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    actor = models.CharField(max_length=254)  # the account's email then, or "Tenantry"
+    # The account's email then, "Tenantry", or "support" (a staff member at the support desk,
+    # who is `account`).
+    actor = models.CharField(max_length=254)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     detail = models.CharField(max_length=500, blank=True)
     channel = models.CharField(max_length=10, choices=Channel.choices)

@@ -96,6 +96,20 @@ def start(
         return operation
 
 
+def retry(database: Database, *, by: User | None) -> Operation:
+    """Support lifts a failed automatic upgrade and starts it again, to the latest release; if
+    it fails again, the database waits for support again."""
+    if database.upgrade_failed_at is None:
+        raise ValidationError(
+            f"The automatic upgrade of “{database.name}” has not failed.", code="invalid"
+        )
+    with transaction.atomic():
+        operation = start(database, by=by, automatic=True)
+        database.upgrade_failed_at = None
+        database.save(update_fields=["upgrade_failed_at"])
+    return operation
+
+
 def refuse_target(database: Database, target: str) -> None:
     if target not in RELEASES:
         raise ValidationError(f"There is no release {target}.", code="invalid")
