@@ -20,7 +20,7 @@ from tenantry.billing.models import Invoice, Plan, Subscription
 from tenantry.databases import lifecycle, members
 from tenantry.databases.models import Activity, Database, Membership
 from tenantry.operations.sweep import sweep
-from tests.conftest import client_for
+from tests.conftest import client_for, reauthenticate
 from tests.helpers import host, run_pending, signed_in
 
 pytestmark = pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
@@ -301,6 +301,9 @@ def test_staff_manage_plans_and_mark_invoices_paid_in_the_admin_pages(
 
     staff = User.objects.create_superuser("staff@example.com", password="x" * 12)  # type: ignore[attr-defined]
     client = client_for(staff)
+    # A staff page: asked again for the password, as at the support desk.
+    assert client.get("/admin/")["Location"].startswith("/accounts/reauthenticate/")
+    reauthenticate(client, "x" * 12)
     created = client.post(
         "/admin/billing/plan/add/",
         {"name": "Big", "price_month": "20.00", "price_year": "200.00",
