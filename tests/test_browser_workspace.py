@@ -59,7 +59,7 @@ def test_connect_add_a_contact_and_sign_in_with_a_database_password(
 
     page.get_by_role("link", name="My Preferences").click()
     expect(page.locator("#login")).to_have_text(EMAIL)
-    expect(page.get_by_text("To change it, contact your database's administrators")).to_be_visible()
+    expect(page.locator("#login-help")).to_contain_text("Only Tenantry's support changes it")
     page.get_by_label("Current password").fill(PASSWORD)
     page.get_by_label("New password").fill(DB_PASSWORD)
     page.get_by_label("Confirm password").fill(DB_PASSWORD)

@@ -384,7 +384,7 @@ def test_unused_and_half_written_files_are_removed_after_a_day(acme: Database, o
 def test_my_preferences(acme: Database, owner: User) -> None:
     client = signed_in(acme, owner)
     page = client.get("/preferences/").content.decode()
-    assert owner.email in page and "To change it, contact your database's administrators" in page
+    assert owner.email in page and "Only Tenantry's support changes it" in page
     response = client.post(
         "/preferences/",
         {

@@ -392,3 +392,15 @@ def test_the_staff_command(alice: User) -> None:
     call_command("staff", "remove", alice.email)
     alice.refresh_from_db()
     assert not alice.is_staff
+
+
+def test_an_accounts_deletion_takes_its_requests_files(
+    alice: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    attachment = SimpleUploadedFile("notes.txt", b"private")
+    send(client_for(alice), django_capture_on_commit_callbacks, attachments=[attachment])
+    stored = Attachment.objects.get()
+    storage, name = stored.file.storage, stored.file.name
+    assert storage.exists(name)
+    alice.delete()
+    assert not Ticket.objects.exists() and not storage.exists(name)

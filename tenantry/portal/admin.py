@@ -3,7 +3,6 @@ staff who signed in again within ACCOUNT_REAUTHENTICATION_TIMEOUT."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from allauth.account.decorators import reauthentication_required
@@ -11,5 +10,5 @@ from django.contrib import admin
 
 
 class StaffSite(admin.AdminSite):
-    def admin_view(self, view: Callable[..., Any], cacheable: bool = False) -> Callable[..., Any]:
+    def admin_view(self, view: Any, cacheable: bool = False) -> Any:
         return super().admin_view(reauthentication_required(view), cacheable)

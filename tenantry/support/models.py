@@ -10,6 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import models
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
 
@@ -90,3 +92,9 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+@receiver(post_delete, sender=Attachment)
+def remove_file(sender: Any, instance: Attachment, **kwargs: Any) -> None:
+    """A request goes with its account (deleted): its files with it."""
+    instance.file.delete(save=False)

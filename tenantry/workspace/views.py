@@ -12,13 +12,12 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import OperationalError
 from django.db.models import Count, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
@@ -321,23 +320,20 @@ def preferences(request: HttpRequest) -> HttpResponse:
                 "Your database password is set." if new else "Your database password is removed.",
             )
             return redirect("ws_preferences")
-    ctx = {"profile": profile, "password": password, "admin_emails": _admin_emails(db)}
+    ctx = {"profile": profile, "password": password, "support_url": _support_url(request)}
     return render(request, "workspace/preferences.html", ctx)
 
 
-def _admin_emails(db: str) -> list[str]:
-    """Where to write to the database's administrators: their contact address, or their
-    login when it is an address."""
-    found = []
-    admins = ws.User.objects.using(db).filter(is_admin=True, is_active=True).order_by("login")
-    for admin in admins:
-        address = admin.contact_email or admin.login
-        try:
-            validate_email(address)
-        except ValidationError:
-            continue
-        found.append(address)
-    return found
+def _support_url(request: HttpRequest) -> str:
+    """The portal's Contact support, pre-filled to change one's login: only Tenantry's support
+    changes a login (product.md, section 2), not the user nor the database's administrators."""
+    query = {
+        "database": request.database.name,  # type: ignore[attr-defined]
+        "category": "account",
+        "subject": "Change my login",
+    }
+    path = reverse("support_new", urlconf=settings.ROOT_URLCONF)
+    return f"{settings.PORTAL_URL}{path}?{urlencode(query)}"
 
 
 def _is_current_password(user: ws.User, raw: str) -> bool:

@@ -13,6 +13,7 @@ from django import template
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 
 from tenantry.billing import quotas
@@ -49,6 +50,7 @@ MANAGE = """
               <a href="{domains}">Domains</a>
               <a href="{duplicate}">Duplicate</a>
               <a href="{rename}">Rename</a>
+              <a href="{support}">Contact support</a>
               <a href="{delete}" class="danger">Delete</a>
             </div>
           </details>"""
@@ -57,8 +59,10 @@ MANAGE = """
 # narrow, and a wider one pushed the buttons off a tablet's screen.
 MUST_UPGRADE = '<br><a href="{path}" class="badge warn">Upgrade to {release} by {deadline}</a>'
 MAY_UPGRADE = '<br><a href="{path}" class="muted">{release} available</a>'
-# The sweep tries no other automatic upgrade: support has to look at it.
-UPGRADE_FAILED = '<br><span class="badge danger">Upgrade failed: contact support</span>'
+# The sweep tries no other automatic upgrade: support has to look at it. A link to Contact
+# support, its form pre-filled with the database and what happened (FAILED_QUERY).
+UPGRADE_FAILED = '<br><a href="{support}" class="badge danger">Upgrade failed: contact support</a>'
+FAILED_QUERY = "&" + urlencode({"category": "technical", "subject": "Automatic upgrade failed"})
 REPORT = '\n              <a href="{path}">Upgrade report</a>'
 # For administrators: the subscription has more users than it pays for (inviting is refused).
 OVER_USERS = '<br><a href="{path}" class="badge warn">{counted} of {paid} users</a>'
@@ -70,6 +74,9 @@ SUBSCRIBE = '<br><a href="{path}?database={name}">Subscribe</a>'
 # Expired: why, and what to do (the sentence every refused action says).
 EXPIRED = '<span class="badge danger">Expired</span><br><span class="muted">{why}</span>{actions}'
 SUBSCRIBE_OR_LINK = '<br><a href="{path}?database={name}">Subscribe or link it</a>'
+# An expired copy: only support brings it back (its sentence says so).
+CONTACT_SUPPORT = '<br><a href="{support}">Contact support</a>'
+EXPIRED_COPY_QUERY = "&" + urlencode({"category": "other", "subject": "Bring back an expired copy"})
 # Under the status, for the partner: the trial project the database belongs to.
 PROJECT = '<br><a href="{path}" class="muted">Trial project</a>'
 # Under the size: what the databases sharing its limit use together (billing.quotas), in the
@@ -84,12 +91,15 @@ SLOT = "database-name"
 
 @cache
 def _paths() -> dict[str, str]:
-    """The row's paths by action, each with SLOT where the database's name goes."""
+    """The row's paths by action, each with SLOT where the database's name goes; "support" is
+    Contact support's form, pre-filled with the database (a name needs no quoting)."""
     actions = [
         "connect", "upgrade", "users", "download", "backups", "activity", "domains",
         "duplicate", "rename", "delete",
     ]  # fmt: skip
-    return {action: reverse(f"database_{action}", args=[SLOT]) for action in actions}
+    paths = {action: reverse(f"database_{action}", args=[SLOT]) for action in actions}
+    paths["support"] = reverse("support_new") + "?" + urlencode({"database": SLOT})
+    return paths
 
 
 @cache
@@ -137,6 +147,7 @@ def _row(
 ) -> SafeString:
     db = m.database
     name = db.name or ""  # the view lists only databases with a name (not deleted ones)
+    paths = {action: path.replace(SLOT, name) for action, path in _paths().items()}
     operation_id = getattr(m, "operation_id", None)  # annotated by the view
     if operation_id:
         status = format_html(
@@ -144,13 +155,12 @@ def _row(
             reverse("operation", args=[operation_id]),
         )
     else:
-        status = _status(m, name)
+        status = _status(m, name, paths)
     project = db.project  # selected with the database by the view
     if project is not None and project.partner_id == m.user_id:  # type: ignore[attr-defined]
         status += format_html(PROJECT, path=_project_path().format(project.pk))
     active = db.status == db.Status.ACTIVE
     usable = active and not db.is_expired
-    paths = {action: path.replace(SLOT, name) for action, path in _paths().items()}
     if m.role == m.Role.ADMIN and db.subscription_id in over:  # type: ignore[attr-defined]
         counted, paid = over[db.subscription_id]  # type: ignore[attr-defined]
         status += format_html(OVER_USERS, path=paths["users"], counted=counted, paid=paid)
@@ -162,7 +172,7 @@ def _row(
     release = db.release
     if release in published.deprecated:
         release = format_html('{} <span class="badge warn">deprecated</span>', release)
-    upgrade = _upgrade(db, admin, published, paths["upgrade"]) if usable else ""
+    upgrade = _upgrade(db, admin, published, paths["upgrade"], paths["support"]) if usable else ""
     return format_html(
         ROW, name=name, url=db.url, release=release, role=m.get_role_display(),  # type: ignore[attr-defined]
         status=status, size=filesizeformat(db.size_bytes), usage=_usage(usage.get(db.pk)),
@@ -182,7 +192,7 @@ def _usage(found: tuple[int, int] | None) -> SafeString:
     )  # fmt: skip
 
 
-def _status(m: Membership, name: str) -> SafeString:
+def _status(m: Membership, name: str, paths: dict[str, str]) -> SafeString:
     """The status badge, with the subscription's code, the trial's Subscribe link, or why the
     database expired and what to do. The view selects the subscription with the database."""
     db = m.database
@@ -199,6 +209,8 @@ def _status(m: Membership, name: str) -> SafeString:
         actions = code  # its owner pays its invoices there
         if admin and db.source_id is None:  # type: ignore[attr-defined]
             actions += format_html(SUBSCRIBE_OR_LINK, path=_subscribe_path(), name=name)
+        elif db.source_id is not None:  # type: ignore[attr-defined]
+            actions += format_html(CONTACT_SUPPORT, support=paths["support"] + EXPIRED_COPY_QUERY)
         return format_html(EXPIRED, why=db.expiry_refusal(), actions=actions)
     badge = "warn" if db.expires_at else "ok" if db.status == db.Status.ACTIVE else ""
     status = format_html('<span class="badge {}">{}</span>', badge, db.status_label)
@@ -207,10 +219,13 @@ def _status(m: Membership, name: str) -> SafeString:
     return status + code
 
 
-def _upgrade(db: Database, admin: bool, published: releases.Published, path: str) -> SafeString:
-    """The upgrade on offer to an administrator, or the failure of the automatic one."""
+def _upgrade(
+    db: Database, admin: bool, published: releases.Published, path: str, support: str
+) -> SafeString:
+    """The upgrade on offer to an administrator, or the failure of the automatic one (a link
+    to Contact support)."""
     if db.upgrade_failed_at:
-        return mark_safe(UPGRADE_FAILED)  # noqa: S308 (a constant)
+        return format_html(UPGRADE_FAILED, support=support + FAILED_QUERY)
     if not admin:  # only administrators may upgrade
         return mark_safe("")
     offered, deadline = upgrades.offer(db, published)
