@@ -48,6 +48,10 @@ OPERATIONS = {
         "list_subscriptions", "get_subscription", "change_subscription", "cancel_subscription",
         "renew_subscription", "link_database", "unlink_database",
     },
+    "support": {
+        "open_support_request", "list_support_requests", "get_support_request",
+        "reply_support_request", "close_support_request", "download_support_attachment",
+    },
 }  # fmt: skip
 # The generator skips a response whose media type it does not know, with a warning; its own
 # documented setting reads the downloads' application/zip as bytes.

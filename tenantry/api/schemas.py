@@ -103,6 +103,8 @@ class ActivityKind(StrEnum):
     UPGRADE = "upgrade"
     SUBSCRIPTION = "subscription"
     DOMAIN = "domain"
+    LOGIN = "login"
+    EXPIRY = "expiry"
 
 
 class UpgradeState(StrEnum):
@@ -116,6 +118,7 @@ class Channel(StrEnum):
     API = "api"
     CLI = "cli"
     SWEEP = "sweep"
+    SUPPORT = "support"
 
 
 class SubscriptionState(StrEnum):
@@ -710,3 +713,148 @@ class AddDomainRequest(Schema):
         "not an IP address or a wildcard).",
         examples=["shop.example.com"],
     )
+
+
+class SupportCategory(StrEnum):
+    TECHNICAL = "technical"
+    BILLING = "billing"
+    ACCOUNT = "account"
+    OTHER = "other"
+
+
+class SupportState(StrEnum):
+    OPEN = "open"
+    ANSWERED = "answered"
+    CLOSED = "closed"
+
+
+class SupportAuthor(StrEnum):
+    YOU = "you"
+    SUPPORT = "support"
+
+
+class OpenSupportRequest(Schema):
+    """A question for Tenantry's support team. As JSON, or as multipart/form-data with up to 5
+    files in `attachments`."""
+
+    subject: str = Field(
+        description="What it is about, in a line (200 characters at most).",
+        examples=["The nightly import stopped"],
+    )
+    description: str = Field(
+        description="What happened, what you expected, and since when (20,000 characters at most).",
+        examples=["Since Monday the import of orders ends with an error at 02:00."],
+    )
+    category: SupportCategory = Field(description="What kind of question.", examples=["technical"])
+    database: str | None = Field(
+        default=None,
+        description="The name of one of your databases it is about: support gets its details "
+        "as they are now (release, engine, size...). Left out, null or empty: the account in "
+        "general.",
+        examples=["acme"],
+    )
+
+
+class ReplySupportRequest(Schema):
+    """A reply to a support request: as JSON, or as multipart/form-data with up to 5 files in
+    `attachments`."""
+
+    body: str = Field(
+        description="The message (20,000 characters at most).",
+        examples=["It happened again tonight: the log is attached."],
+    )
+
+
+class SupportAttachment(Schema):
+    """A file attached to a message."""
+
+    id: int = Field(description="Its id.", examples=[5])
+    name: str = Field(
+        description="Its name as it was sent, without any folder.", examples=["import.log"]
+    )
+    size: int = Field(description="Its size in bytes.", examples=[20480])
+    url: str = Field(
+        description="Where to download it (with the API key).",
+        examples=["/api/v1/support/12/files/5"],
+    )
+
+
+class SupportMessage(Schema):
+    """A message of a support request's conversation."""
+
+    id: int = Field(description="Its id.", examples=[31])
+    author: SupportAuthor = Field(
+        description="Who wrote it: you (the account), or Tenantry's support team.",
+        examples=["you"],
+    )
+    body: str = Field(description="The message.", examples=["The import stopped on Monday."])
+    created_at: datetime = Field(description="When it was sent.", examples=["2026-11-30T18:15:00Z"])
+    attachments: list[SupportAttachment] = Field(
+        description="Its files, in the order they were sent.", examples=[[]]
+    )
+
+
+class SupportRequest(Schema):
+    """A support request of the account."""
+
+    id: int = Field(description="Its id.", examples=[12])
+    number: str = Field(description="Its number, as mails and pages show it.", examples=["#12"])
+    url: str = Field(
+        description="Its page on the portal.", examples=["https://tenantry.example.com/support/12/"]
+    )
+    subject: str = Field(description="What it is about.", examples=["The nightly import stopped"])
+    category: SupportCategory = Field(description="What kind of question.", examples=["technical"])
+    state: SupportState = Field(
+        description="open while support has to answer, answered while it waits for you (a "
+        "reply opens it again), closed.",
+        examples=["open"],
+    )
+    database: str | None = Field(
+        description="The name of the database it is about, when it was asked; null for none.",
+        examples=["acme"],
+    )
+    created_at: datetime = Field(
+        description="When it was asked.", examples=["2026-11-30T18:15:00Z"]
+    )
+    updated_at: datetime = Field(
+        description="Its last message or change of state.", examples=["2026-11-30T18:15:00Z"]
+    )
+
+
+class SupportDatabaseDetails(Schema):
+    """The database a support request is about, as its record was when the request was asked
+    (read by Tenantry, never sent by the client). A value it did not have is empty."""
+
+    name: str = Field(description="Its name.", examples=["acme"])
+    uuid: str = Field(
+        description="Its identity.", examples=["5f0c6a2e-8a4b-4c1e-9d57-2b1f0e7c3a10"]
+    )
+    url: str = Field(description="Its address.", examples=["https://acme.example.com"])
+    release: str = Field(description="The workspace app's release in it.", examples=["1.1"])
+    engine: str = Field(description="Where its data lived.", examples=["sqlite"])
+    size: str = Field(description="Its size, for people.", examples=["1.0 MB"])
+    status: str = Field(description="Its state, for people.", examples=["Trial: 15 days left"])
+    subscription: str = Field(
+        description="The code of the subscription that paid for it.", examples=["M2611-4F7Q"]
+    )
+
+
+class SupportRequestDetails(SupportRequest):
+    """A support request of the account, with its database's details and its messages."""
+
+    details: SupportDatabaseDetails | None = Field(
+        description="Its database as it was when the request was asked; null for none.",
+        examples=[None],
+    )
+    messages: list[SupportMessage] = Field(
+        description="The conversation, oldest first: the request's description is the first.",
+        examples=[[]],
+    )
+
+
+class SupportRequestList(Schema):
+    """A page of the account's support requests, the last updated first."""
+
+    data: list[SupportRequest] = Field(description="The requests of this page.", examples=[[]])
+    has_more: bool = HAS_MORE
+    next_cursor: str | None = NEXT_CURSOR

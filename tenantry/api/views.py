@@ -19,11 +19,13 @@ from functools import wraps
 from typing import Any
 
 from allauth.core.internal import ratelimit
+from allauth.core.ratelimit import consume as consume_rate_limit
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, QuerySet
 from django.http import (
+    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -35,8 +37,8 @@ from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.utils.text import get_text_list
 from django.views.decorators.csrf import csrf_exempt
-from ninja import NinjaAPI, Path, Query, Status
-from ninja.errors import AuthenticationError, ValidationError
+from ninja import NinjaAPI, Path, Query, Schema, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import ValidationError as PydanticError
 
@@ -54,6 +56,8 @@ from tenantry.engines.base import EngineError
 from tenantry.operations.models import Operation
 from tenantry.releases import models as releases
 from tenantry.releases import upgrade
+from tenantry.support import verbs as support
+from tenantry.support.models import Attachment, Ticket
 
 # The rate limit, in ACCOUNT_RATE_LIMITS, on wrong keys from one client address.
 FAILED_KEYS = "api_key_failed"
@@ -79,6 +83,11 @@ TAGS = [
         "name": "Subscriptions",
         "description": "What pays for databases: plans, users, invoices, renewal and "
         "cancellation; link and unlink databases.",
+    },
+    {
+        "name": "Support",
+        "description": "Questions to Tenantry's support team: open a request (about a database, "
+        "whose details support gets, with files), follow its conversation, reply and close it.",
     },
 ]
 
@@ -140,6 +149,9 @@ class TenantryAPI(NinjaAPI):
             "description": "A backup ZIP (as the portal and the downloads make them).",
         }
         schema["components"]["schemas"]["RestoreDatabaseRequest"] = restore_body
+        # The support requests' bodies, which no parameter declares (JSON or multipart).
+        for body in (s.OpenSupportRequest, s.ReplySupportRequest):
+            add_support_bodies(schema["components"]["schemas"], body)
         schema["servers"] = [{"url": settings.PORTAL_URL, "description": "This Tenantry."}]
         return schema
 
@@ -265,6 +277,13 @@ def invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
         where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "payload"))
         problems.append(f"{where}: {e.get('msg', 'invalid')}" if where else e.get("msg", "invalid"))
     return error(request, "Invalid request: " + "; ".join(problems) + ".", 422)
+
+
+@api.exception_handler(HttpError)
+def unreadable(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    """ninja's own refusals (a body that is not JSON): the error's shape, with its code."""
+    status = exc.status_code if exc.status_code in CODES else 400
+    return error(request, f"{exc}.".replace("..", "."), status)
 
 
 @api.exception_handler(Http404)
@@ -1137,3 +1156,316 @@ def unlink_database(request: HttpRequest, code: str = CODE, name: str = NAME) ->
         database, _ = get_database(request.user, name)  # type: ignore[arg-type]
     subscriptions.unlink(subscription, database, by=request.user)  # type: ignore[arg-type]
     return Status(204, None)
+
+
+# Support
+
+SUPPORT_ID = Path(..., description="The support request's id (its number without the #).")
+# The multipart field of a request's or a reply's files, as the portal's forms name it.
+ATTACHMENTS = "attachments"
+# The rate limit, in ACCOUNT_RATE_LIMITS, on the requests and replies of one account (each
+# mails the support team); the portal's count too.
+SUPPORT_RATE = "support"
+
+
+def add_support_bodies(components: dict[str, Any], body: type[Schema]) -> None:
+    """`body`'s schema (the JSON body) and `<body>Form` (the multipart form: the same fields
+    and the files)."""
+    found = body.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, component in found.pop("$defs", {}).items():
+        components.setdefault(name, component)
+    components[body.__name__] = found
+    form = json.loads(json.dumps(found))
+    form["title"] = f"{body.__name__}Form"
+    form["description"] = f"{body.__name__} as a multipart form, with its files."
+    for spec in form["properties"].values():
+        # A form has no null: a field left out or empty is none (a generated client would
+        # send a nullable one's None as the text "None").
+        if "anyOf" in spec:
+            spec.update(next(a for a in spec.pop("anyOf") if a != {"type": "null"}))
+            spec.pop("default", None)
+    form["properties"][ATTACHMENTS] = {
+        "type": "array",
+        "items": {"type": "string", "format": "binary"},
+        "maxItems": support.MAX_FILES,
+        "description": f"Up to {support.MAX_FILES} files (screenshots, logs) of "
+        f"{support.MAX_FILE_BYTES // 1024 // 1024} MB each, none empty.",
+    }
+    components[f"{body.__name__}Form"] = form
+
+
+def json_or_form(body: type[Schema]) -> dict[str, Any]:
+    """An operation's body: JSON, or a multipart form that may carry files (add_support_bodies
+    puts both schemas in the document)."""
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{body.__name__}"}},
+            "multipart/form-data": {
+                "schema": {"$ref": f"#/components/schemas/{body.__name__}Form"}
+            },
+        },
+    }
+
+
+def support_form[T: Schema](request: HttpRequest, body: type[T]) -> tuple[T, list[Any]]:
+    """The fields and files of a request or a reply: a multipart form (its files in
+    `attachments`), or a JSON body (no files). Read here, not by ninja, which takes one or
+    the other."""
+    if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        data: Any = request.POST.dict()
+        # A file under another name would be lost without a word.
+        others = sorted(set(request.FILES) - {ATTACHMENTS})
+        if others:
+            named = get_text_list([f"`{name}`" for name in others], "and")
+            raise DjangoValidationError(f"Send the files as `{ATTACHMENTS}`, not as {named}.")
+        files = request.FILES.getlist(ATTACHMENTS)
+    else:
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            raise DjangoValidationError(
+                "The body is neither JSON nor a multipart form.", code="invalid"
+            ) from None
+        files = []
+    try:
+        return body.model_validate(data), files
+    except PydanticError as problem:
+        raise ValidationError(problem.errors()) from None  # type: ignore[arg-type]
+
+
+class TooManySupportMessages(Exception):
+    """The account sent as many support requests and replies as it may for now."""
+
+
+def count_support_message(request: HttpRequest) -> None:
+    if not consume_rate_limit(request, action=SUPPORT_RATE, user=request.user):
+        raise TooManySupportMessages()
+
+
+def span(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return "an hour" if seconds == 3600 else f"{seconds // 3600} hours"
+    if seconds % 60 == 0:
+        return "a minute" if seconds == 60 else f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
+
+
+@api.exception_handler(TooManySupportMessages)
+def too_many_support_messages(request: HttpRequest, exc: TooManySupportMessages) -> HttpResponse:
+    # The longest window: by then the messages that closed it have all left it.
+    rates = ratelimit.get_rates(app="allauth.account", action=SUPPORT_RATE)
+    rate = max(rates, key=lambda r: r.duration)
+    seconds = math.ceil(rate.duration)
+    response = error(
+        request,
+        f"This account has sent too many support requests and replies lately ({rate.amount} "
+        f"in {span(seconds)} at most). Try again in {span(seconds)}.",
+        429,
+    )
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+def support_request_out(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "id": ticket.pk,
+        "number": ticket.number,
+        "url": f"{settings.PORTAL_URL}/support/{ticket.pk}/",
+        "subject": ticket.subject,
+        "category": ticket.category,
+        "state": ticket.state,
+        "database": ticket.details.get("name") or None,
+        "created_at": ticket.created_at,
+        "updated_at": ticket.updated_at,
+    }
+
+
+def attachment_url(ticket: Ticket, attachment: Attachment) -> str:
+    return f"/api/v1/support/{ticket.pk}/files/{attachment.pk}"
+
+
+def support_request_details(ticket: Ticket) -> dict[str, Any]:
+    """The request with its database's details (as saved when it was asked) and messages."""
+    messages = ticket.messages.prefetch_related("attachments")  # type: ignore[attr-defined]
+    found = ticket.details
+    return {
+        **support_request_out(ticket),
+        "details": {key: str(found.get(key) or "") for key, _ in support.DETAILS}
+        if found
+        else None,
+        "messages": [
+            {
+                "id": message.pk,
+                "author": s.SupportAuthor.SUPPORT if message.by_staff else s.SupportAuthor.YOU,
+                "body": message.body,
+                "created_at": message.created_at,
+                "attachments": [
+                    {
+                        "id": a.pk,
+                        "name": a.name,
+                        "size": a.size,
+                        "url": attachment_url(ticket, a),
+                    }
+                    for a in message.attachments.all()
+                ],
+            }
+            for message in messages
+        ],
+    }
+
+
+SUPPORT_BODY = (
+    "Send JSON, or a multipart form with up to 5 files of 10 MB each in `attachments` "
+    "(repeat the field for each file). "
+)
+SUPPORT_LIMIT = (
+    "An account sends 30 requests and replies an hour at most (429 beyond: each one mails the "
+    "support team)."
+)
+
+
+@api.post(
+    "/support",
+    response={201: s.SupportRequestDetails} | errors(400, 404, 413, 422),
+    operation_id="openSupportRequest",
+    openapi_extra={**idempotent(), "requestBody": json_or_form(s.OpenSupportRequest)},
+    tags=["Support"],
+    summary="Open a support request",
+    description=SUPPORT_BODY
+    + "With `database` (one of yours), support gets its details as its record has them now: "
+    "name, identity, address, release, engine, size, state and subscription. Refused with a "
+    "400 (`invalid`): an empty subject or description, more than 5 files, an empty file, one "
+    "over 10 MB. A database that is not one of yours is a 404. " + SUPPORT_LIMIT,
+)
+def open_support_request(request: HttpRequest) -> Status:
+    user: User = request.user  # type: ignore[assignment]
+    form, files = support_form(request, s.OpenSupportRequest)
+    database = None
+    if form.database and form.database.strip():
+        database, _ = get_database(user, normalize_name(form.database))
+    count_support_message(request)
+    ticket = support.open_request(
+        user,
+        subject=form.subject,
+        body=form.description,
+        category=form.category.value,
+        database=database,
+        files=files,
+    )
+    return Status(201, support_request_details(ticket))
+
+
+@api.get(
+    "/support",
+    response={200: s.SupportRequestList} | errors(400, 422),
+    operation_id="listSupportRequests",
+    tags=["Support"],
+    summary="The account's support requests",
+    description="The last updated first, a page at a time (their messages are in their details).",
+)
+def list_support_requests(
+    request: HttpRequest,
+    state: s.SupportState | None = Query(None, description="Only the requests in this state."),  # noqa: B008
+    limit: int = LIMIT,
+    cursor: str | None = CURSOR,
+) -> dict[str, Any]:
+    found = support.requests_of(request.user).order_by("-updated_at", "-id")  # type: ignore[arg-type]
+    if state:
+        found = found.filter(state=state)
+    answer = page(found, cursor, limit)
+    return {**answer, "data": [support_request_out(t) for t in answer["data"]]}
+
+
+@api.get(
+    "/support/{support_id}",
+    response={200: s.SupportRequestDetails} | errors(404, 422),
+    operation_id="getSupportRequest",
+    tags=["Support"],
+    summary="One support request, with its messages",
+    description="A request of the account (another account's is a 404): its database's "
+    "details as they were when it was asked, and the conversation with its files' links.",
+)
+def read_support_request(request: HttpRequest, support_id: int = SUPPORT_ID) -> dict[str, Any]:
+    return support_request_details(support.get_ticket(request.user, support_id))  # type: ignore[arg-type]
+
+
+@api.post(
+    "/support/{support_id}/reply",
+    response={201: s.SupportRequestDetails} | errors(400, 404, 413, 422),
+    operation_id="replySupportRequest",
+    openapi_extra={**idempotent(), "requestBody": json_or_form(s.ReplySupportRequest)},
+    tags=["Support"],
+    summary="Reply to a support request",
+    description=SUPPORT_BODY
+    + "The request is `open` again (waiting for support), a closed one too; the answer is the "
+    "request with the reply last. Refused with a 400 (`invalid`): an empty body, more than 5 "
+    "files, an empty file, one over 10 MB. " + SUPPORT_LIMIT,
+)
+def reply_support_request(request: HttpRequest, support_id: int = SUPPORT_ID) -> Status:
+    user: User = request.user  # type: ignore[assignment]
+    ticket = support.get_ticket(user, support_id)
+    form, files = support_form(request, s.ReplySupportRequest)
+    count_support_message(request)
+    support.reply(ticket, user, form.body, files)
+    return Status(201, support_request_details(ticket))
+
+
+@api.post(
+    "/support/{support_id}/close",
+    response={200: s.SupportRequestDetails} | errors(400, 404, 422),
+    operation_id="closeSupportRequest",
+    openapi_extra=idempotent(),
+    tags=["Support"],
+    summary="Close a support request",
+    description="When the question is settled; a reply opens it again. One closed already is a "
+    "400 (`invalid`).",
+)
+def close_support_request(request: HttpRequest, support_id: int = SUPPORT_ID) -> dict[str, Any]:
+    ticket = support.get_ticket(request.user, support_id)  # type: ignore[arg-type]
+    support.close(ticket)
+    return support_request_details(ticket)
+
+
+ATTACHMENT = {
+    "description": "The file, as it was sent.",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    "headers": {
+        "Content-Disposition": {
+            "description": "`attachment` and the file's name, without any folder.",
+            "schema": {"type": "string"},
+        }
+    },
+}
+
+
+@api.get(
+    "/support/{support_id}/files/{attachment_id}",
+    response={200: None} | errors(404, 422),
+    operation_id="downloadSupportAttachment",
+    tags=["Support"],
+    summary="A file of a support request",
+    description="A file attached to one of the request's messages, yours or support's (another "
+    "account's request is a 404). Its `url` in the request's messages leads here.",
+    openapi_extra={"responses": {200: ATTACHMENT}},
+)
+def download_support_attachment(
+    request: HttpRequest,
+    support_id: int = SUPPORT_ID,
+    attachment_id: int = Path(..., description="The file's id."),  # noqa: B008
+) -> FileResponse:
+    ticket = support.get_ticket(request.user, support_id)  # type: ignore[arg-type]
+    attachment = Attachment.objects.filter(message__ticket=ticket, pk=attachment_id).first()
+    if attachment is None:
+        raise Http404(f"No file {attachment_id} in the support request {ticket.number}.")
+    try:
+        stored = attachment.file.open("rb")
+    except FileNotFoundError:
+        raise Http404(f"The file “{attachment.name}” is no longer stored.") from None
+    # Never shown inline: a customer's file is not a page of this site.
+    return FileResponse(
+        stored,
+        as_attachment=True,
+        filename=attachment.name,
+        content_type="application/octet-stream",
+    )
