@@ -40,7 +40,7 @@ from tenantry.databases.models import Database, Membership
 from tenantry.engines.fleet import engine_for
 from tenantry.operations.models import Operation
 from tenantry.operations.sweep import sweep
-from tenantry.settings import _backup_storage
+from tenantry.settings import _storage
 from tenantry.workspace import releases, tenant
 from tests.conftest import api, client_for, make_account, reauthenticate
 from tests.helpers import run_pending
@@ -321,7 +321,7 @@ def bucket(s3_endpoint: str) -> Iterator[Bucket]:
     client.create_bucket(Bucket=name)
     url = f"s3://key:secret@{name}/prefix?endpoint_url={s3_endpoint}&region=us-east-1"
     assert isinstance(store.storage(), FileSystemStorage)
-    with override_settings(STORAGES={**settings.STORAGES, "backups": _backup_storage(url)}):
+    with override_settings(STORAGES={**settings.STORAGES, "backups": _storage(url)}):
         # The setting_changed signal drops the storages made before: this one is new.
         s3 = store.storage()
         assert isinstance(s3, S3Storage)

@@ -19,6 +19,7 @@ from tenantry.support.models import Ticket
 from tests.browser import TIMEOUT_MS, Console, Worker, confirm_password, manage, new_page, sign_in
 from tests.conftest import make_account
 from tests.smtp import SMTPServer
+from tests.test_browser_look import NAME, SCREENS, WIDTHS, assert_no_sideways_scroll, show
 
 pytestmark = pytest.mark.slow
 
@@ -98,4 +99,44 @@ def test_a_request_from_the_manager_answered_on_the_desk_and_replied_to(
     # The customer's activity page says who extended the trial: support.
     customer.goto(f"{portal}/databases/acme/activity/")
     expect(customer.locator("body")).to_contain_text("support")
+    assert not console.errors, console.errors
+
+
+def test_the_support_pages_fit_a_desktop_and_a_phone(
+    portal: str, browser: Browser, worker: Worker, tmp_path: Path
+) -> None:
+    """Contact support with a database of the longest name, the request, My requests and the
+    desk at 1280 and 390 px: nothing scrolls sideways; screenshots for a person."""
+    expect.set_options(timeout=TIMEOUT_MS)
+    console = Console()
+    owner = make_account(OWNER)
+    make_account(AGENT)
+    call_command("staff", "add", AGENT)
+    lifecycle.create(NAME, by=owner)
+    customer = new_page(browser, console)
+    sign_in(customer, portal, OWNER)
+    customer.goto(f"{portal}/support/new/?database={NAME}")
+    customer.get_by_label("Subject").fill(
+        "A subject long enough to wrap on a phone's narrow screen"
+    )
+    customer.get_by_label("Description").fill("Line one.\n" * 5)
+    customer.get_by_role("button", name="Send request").click()
+    ticket = Ticket.objects.get()
+    agent = new_page(browser, console)
+    sign_in(agent, portal, AGENT)
+    agent.goto(f"{portal}/desk/")
+    confirm_password(agent, portal)
+    SCREENS.mkdir(exist_ok=True)
+    pages = [
+        (customer, f"/support/new/?database={NAME}", "support-new"),
+        (customer, f"/support/{ticket.pk}/", "support-request"),
+        (customer, "/support/", "support-requests"),
+        (agent, "/desk/", "desk"),
+        (agent, f"/desk/{ticket.pk}/", "desk-request"),
+    ]
+    for page, path, name in pages:
+        for width in WIDTHS:
+            show(page, width, f"{portal}{path}")
+            assert_no_sideways_scroll(page)
+            page.screenshot(path=str(SCREENS / f"{name}-{width}.png"), full_page=True)
     assert not console.errors, console.errors

@@ -404,3 +404,21 @@ def test_an_accounts_deletion_takes_its_requests_files(
     assert storage.exists(name)
     alice.delete()
     assert not Ticket.objects.exists() and not storage.exists(name)
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_staff_reach_requests_only_at_the_desk_and_no_databases_data(
+    shop: Database, owner: User, staff: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    ticket = _ticket_about(shop, owner, django_capture_on_commit_callbacks)
+    client = desk_client(staff)
+    assert client.get(f"/support/{ticket.pk}/").status_code == 404  # the customer's page
+    for path in [
+        "/databases/shop/users/",
+        "/databases/shop/activity/",
+        "/databases/shop/download/",
+    ]:
+        assert client.get(path).status_code == 404
+    assert client.post("/databases/shop/connect/").status_code == 404
+    page = text(client.get(f"/desk/{ticket.pk}/"))
+    assert "Connect to" not in page and "/databases/shop/" not in page

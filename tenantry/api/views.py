@@ -1238,9 +1238,14 @@ class TooManySupportMessages(Exception):
     """The account sent as many support requests and replies as it may for now."""
 
 
-def count_support_message(request: HttpRequest) -> None:
-    if not consume_rate_limit(request, action=SUPPORT_RATE, user=request.user):
+def refuse_past_support_rate(request: HttpRequest) -> None:
+    """Before the verb; it counts once sent (count_support_message): a refusal spends none."""
+    if not consume_rate_limit(request, action=SUPPORT_RATE, user=request.user, dry_run=True):
         raise TooManySupportMessages()
+
+
+def count_support_message(request: HttpRequest) -> None:
+    consume_rate_limit(request, action=SUPPORT_RATE, user=request.user)
 
 
 def span(seconds: int) -> str:
@@ -1344,7 +1349,7 @@ def open_support_request(request: HttpRequest) -> Status:
     database = None
     if form.database and form.database.strip():
         database, _ = get_database(user, normalize_name(form.database))
-    count_support_message(request)
+    refuse_past_support_rate(request)
     ticket = support.open_request(
         user,
         subject=form.subject,
@@ -1353,6 +1358,7 @@ def open_support_request(request: HttpRequest) -> Status:
         database=database,
         files=files,
     )
+    count_support_message(request)
     return Status(201, support_request_details(ticket))
 
 
@@ -1406,8 +1412,9 @@ def reply_support_request(request: HttpRequest, support_id: int = SUPPORT_ID) ->
     user: User = request.user  # type: ignore[assignment]
     ticket = support.get_ticket(user, support_id)
     form, files = support_form(request, s.ReplySupportRequest)
-    count_support_message(request)
+    refuse_past_support_rate(request)
     support.reply(ticket, user, form.body, files)
+    count_support_message(request)
     return Status(201, support_request_details(ticket))
 
 

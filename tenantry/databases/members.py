@@ -295,6 +295,8 @@ def change_login(database: Database, account: User, login: str, *, by: User | No
             validate_email(login)
         except ValidationError:
             raise ValidationError(f"“{login}” is not an email address: a login is one.")
+        if len(login) > 254:
+            raise ValidationError("A login has at most 254 characters.")
         if not database.memberships.filter(user=account).exists():  # type: ignore[attr-defined]
             raise ValidationError(f"{account.email} is not a user of “{database.name}”.")
         with tenant.using(database) as db:

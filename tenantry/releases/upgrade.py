@@ -99,14 +99,17 @@ def start(
 def retry(database: Database, *, by: User | None) -> Operation:
     """Support lifts a failed automatic upgrade and starts it again, to the latest release; if
     it fails again, the database waits for support again."""
-    if database.upgrade_failed_at is None:
-        raise ValidationError(
-            f"The automatic upgrade of “{database.name}” has not failed.", code="invalid"
-        )
-    with transaction.atomic():
-        operation = start(database, by=by, automatic=True)
-        database.upgrade_failed_at = None
-        database.save(update_fields=["upgrade_failed_at"])
+    with activity.refusals(database, activity.Kind.UPGRADE, by=by, detail="started again"):
+        if database.upgrade_failed_at is None:
+            raise ValidationError(
+                f"The automatic upgrade of “{database.name}” has not failed.", code="invalid"
+            )
+    # Not one transaction with start(), which would undo its refusal's entry with it. Lifted
+    # after the start: a failure between the two leaves the upgrade running, and its success
+    # lifts the failure too.
+    operation = start(database, by=by, automatic=True)
+    Database.objects.filter(pk=database.pk).update(upgrade_failed_at=None)
+    database.upgrade_failed_at = None
     return operation
 
 

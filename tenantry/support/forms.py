@@ -67,7 +67,7 @@ class LoginForm(forms.Form):
     """Support changes a database user's sign-in login (product.md section 2)."""
 
     account = forms.ChoiceField(label="User")
-    login = forms.EmailField(label="New login")
+    login = forms.EmailField(label="New login", max_length=254)  # the database's column
 
     def __init__(self, emails: list[str], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

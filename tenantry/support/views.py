@@ -17,6 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db import DatabaseError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 
@@ -38,6 +39,12 @@ RATE_LIMITED = (
 
 def _sentence(error: ValidationError | EngineError) -> str:
     return " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+
+
+def _refuse_past_rate(request: HttpRequest) -> None:
+    """Only what is sent counts (after the verb): a refused message spends nothing."""
+    if not ratelimit.consume(request, action="support", user=request.user, dry_run=True):
+        raise ValidationError(RATE_LIMITED)
 
 
 def _names(user: User) -> list[str]:
@@ -71,12 +78,12 @@ def new_request(request: HttpRequest) -> HttpResponse:
         if data["database"]:
             database = Database.objects.for_account(user).get(name=data["database"])
         try:
-            if not ratelimit.consume(request, action="support", user=user):
-                raise ValidationError(RATE_LIMITED)
+            _refuse_past_rate(request)
             ticket = verbs.open_request(
                 user, subject=data["subject"], body=data["description"],
                 category=data["category"], database=database, files=data["attachments"],
             )  # fmt: skip
+            ratelimit.consume(request, action="support", user=user)
         except ValidationError as error:
             form.add_error(None, _sentence(error))
         else:
@@ -104,10 +111,10 @@ def request_page(request: HttpRequest, ticket_id: int) -> HttpResponse:
                 return redirect("support_request", ticket.pk)
             form = ReplyForm(request.POST, request.FILES)
             if form.is_valid():
-                if not ratelimit.consume(request, action="support", user=user):
-                    raise ValidationError(RATE_LIMITED)
+                _refuse_past_rate(request)
                 data = form.cleaned_data
                 verbs.reply(ticket, user, data["body"], data["attachments"])
+                ratelimit.consume(request, action="support", user=user)
                 messages.success(request, "Your reply is sent.")
                 return redirect("support_request", ticket.pk)
         except ValidationError as error:
@@ -155,10 +162,9 @@ def staff_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpR
     else the desk does not exist (404)."""
     recent = reauthentication_required(view)
 
-    @login_required
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if not request.user.is_staff:
+        if not (request.user.is_authenticated and request.user.is_staff):
             raise Http404("No such page.")
         return recent(request, *args, **kwargs)  # type: ignore[no-any-return]
 
@@ -265,9 +271,12 @@ def _staff_action(
 
 
 def _logins(database: Database | None) -> dict[str, str]:
+    """None for a database being made, moved or upgraded: it may not be there to open."""
+    if database is None or database.status != Database.Status.ACTIVE:
+        return {}
     try:
-        return members.logins(database) if database else {}
-    except EngineError:  # being moved or upgraded: the page shows none
+        return members.logins(database)
+    except (EngineError, DatabaseError):
         return {}
 
 

@@ -29,7 +29,8 @@ class Command(BaseCommand):
             self.stdout.write(email)
 
     def _account(self, email: str) -> User:
-        user = User.objects.filter(email__iexact=email).first()
+        # Stored lowercased (Python's lower(): SQLite's iexact folds ASCII letters only).
+        user = User.objects.filter(email=email.strip().lower()).first()
         if user is None:
             raise CommandError(f"There is no account {email}: sign up first.")
         return user
