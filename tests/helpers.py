@@ -13,18 +13,20 @@ import subprocess
 import sys
 import time
 from contextlib import AbstractContextManager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from django.contrib.auth.hashers import make_password
 from django.test import Client, TestCase
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from tenantry.accounts.models import User
 from tenantry.billing import subscriptions
 from tenantry.billing.models import Plan, Subscription
 from tenantry.databases.models import Database
+from tenantry.operations import due
 from tenantry.operations.models import Operation
 from tenantry.operations.tasks import recover, run_operation
 from tenantry.workspace import models as ws
@@ -38,6 +40,15 @@ def run_pending() -> None:
     """What the worker does: run every operation that waits."""
     for operation in Operation.objects.filter(state="queued"):
         run_operation.call(operation.pk)
+
+
+def run_due_jobs(now: datetime) -> None:
+    """The databases' scheduled jobs due by `now`, as the sweep hands them to the workers
+    (operations.due) and a worker runs them; the other tasks wait."""
+    due.claim(now)
+    for result in DBTaskResult.objects.ready().filter(task_path__endswith=".run_jobs"):
+        result.task.call(*result.args_kwargs["args"], **result.args_kwargs["kwargs"])
+        result.delete()
 
 
 def killed_while_holding(hold: AbstractContextManager[None]) -> None:

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Database, Membership
 from tenantry.engines.fleet import engine_for
-from tenantry.operations.models import Operation
+from tenantry.operations.due import backup_time
+from tenantry.operations.models import Due, Operation
 from tenantry.operations.sweep import sweep
 from tenantry.settings import _storage
 from tenantry.workspace import releases, tenant
@@ -143,10 +145,14 @@ def test_the_sweep_backs_up_every_live_database_once_a_day(shop: Database, owner
         assert json.loads(archive.read("manifest.json"))["database"] == "shop"
         assert b"Ada Lovelace" in archive.read("dump.sql")
 
-    # Later the same day: nothing to do; a day later: the next one.
-    sweep(now + timedelta(hours=23, minutes=59))
+    # The next one at the database's own time of day (operations.due.next_backup), more than
+    # 12 hours later: nothing before it.
+    due_at = Due.objects.get(database=shop, job=Due.Job.BACKUP).due_at
+    assert now + timedelta(hours=12) < due_at <= now + timedelta(hours=36)
+    assert due_at - due_at.replace(hour=0, minute=0, second=0, microsecond=0) == backup_time(shop)
+    sweep(due_at - timedelta(minutes=1))
     assert run_daily_backups() == []
-    sweep(now + timedelta(days=1, minutes=1))
+    sweep(due_at)
     (second,) = run_daily_backups()
     assert second.database == shop and second.state == Backup.State.READY
     assert files_under(shop.physical_name) == {backup.path, second.path}
@@ -182,6 +188,9 @@ def test_four_months_of_daily_backups_keep_7_daily_4_weekly_and_3_monthly(
     shop: Database,
 ) -> None:
     start = datetime(2025, 1, 1, 3, 30, tzinfo=UTC)
+    # Its backups' time of day is 03:30 (from its uuid), and the first is due at the start.
+    Database.objects.filter(pk=shop.pk).update(uuid=uuid.UUID(int=3 * 3600 + 30 * 60))
+    Due.objects.filter(database=shop, job=Due.Job.BACKUP).update(due_at=start)
     written: dict[str, date] = {}
     for n in range(120):
         now = start + timedelta(days=n)
@@ -337,6 +346,7 @@ def test_daily_backups_in_a_bucket_are_downloaded_restored_and_pruned(
     shop: Database, owner: User, bucket: Bucket
 ) -> None:
     now = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
+    Due.objects.filter(database=shop, job=Due.Job.BACKUP).update(due_at=now)
     sweep(now)
     (backup,) = run_daily_backups()
     key = bucket.prefix + backup.path
@@ -653,7 +663,9 @@ def test_a_daily_backup_that_fails_is_tried_again_a_day_later(shop: Database) ->
     DBTaskResult.objects.all().delete()
     sweep(now + timedelta(hours=12))  # not a dump attempt every minute
     assert not Backup.objects.filter(state=Backup.State.WRITING).exists()
-    sweep(now + timedelta(days=1, minutes=1))
+    due_at = Due.objects.get(database=shop, job=Due.Job.BACKUP).due_at
+    assert due_at > now + timedelta(hours=12)  # the next day, at its own time
+    sweep(due_at)
     assert Backup.objects.filter(state=Backup.State.WRITING).count() == 1
     assert not Backup.objects.filter(state=Backup.State.FAILED).exists()
     client = client_for(Database.objects.get(pk=shop.pk).created_by)  # type: ignore[arg-type]

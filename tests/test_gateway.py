@@ -25,7 +25,6 @@ from tenantry.engines import filestore, sqlite
 from tenantry.engines.fleet import engine_for
 from tenantry.gateway import sites
 from tenantry.operations.models import Operation
-from tenantry.operations.sweep import sweep
 from tenantry.operations.tasks import run_operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import releases, tenant
@@ -37,6 +36,7 @@ from tests.helpers import (
     connect_token,
     enable_totp,
     host,
+    run_due_jobs,
     set_db_password,
     sign_in_db,
     signed_in,
@@ -374,7 +374,7 @@ def test_unused_and_half_written_files_are_removed_after_a_day(acme: Database, o
     for path in (unused[0], killed[0]):
         os.utime(path, (two_days_ago, two_days_ago))
 
-    sweep(timezone.now() + timedelta(days=1, minutes=1))  # the daily job is due
+    run_due_jobs(timezone.now() + timedelta(days=1, minutes=1))  # the daily job is due
     left = sorted(p.name for p in root.rglob("*") if p.is_file())
     with tenant.using(acme) as db:
         in_use = ws.Attachment.objects.using(db).get().sha256
@@ -467,7 +467,7 @@ def test_queued_mail_is_sent_except_from_a_neutralized_copy(
         queue_mail(db, "customer@example.com", "From the copy", "Hello")
         assert set(ws.Mail.objects.using(db).values_list("state", flat=True)) == {"held"}
 
-    sweep(timezone.now() + timedelta(minutes=2))
+    run_due_jobs(timezone.now() + timedelta(minutes=2))
     smtp_mail.wait_for("customer@example.com", skip=1)
     subjects = sorted(m.subject for m in smtp_mail.messages)
     assert subjects == ["Before the copy", "From the original"]
@@ -478,7 +478,7 @@ def test_queued_mail_is_sent_except_from_a_neutralized_copy(
     with tenant.using(copy) as db:
         assert set(ws.Mail.objects.using(db).values_list("state", flat=True)) == {"held"}
     # Sent once: the next run finds nothing queued.
-    sweep(timezone.now() + timedelta(minutes=4))
+    run_due_jobs(timezone.now() + timedelta(minutes=4))
     assert len(smtp_mail.messages) == 2
 
 
@@ -496,7 +496,7 @@ def test_a_mail_whose_headers_would_break_neither_injects_nor_blocks_the_others(
     with tenant.using(acme) as db:
         queue_mail(db, "grace@example.com", "After them", "Hello")
 
-    sweep(timezone.now() + timedelta(minutes=2))
+    run_due_jobs(timezone.now() + timedelta(minutes=2))
     smtp_mail.wait_for("grace@example.com")
     [ada] = smtp_mail.messages_to("ada@example.com")
     assert ada.message["Subject"] == "Hi Bcc: evil@example.com"  # one line: no header added

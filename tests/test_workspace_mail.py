@@ -25,7 +25,7 @@ from tenantry.workspace import models as ws
 from tenantry.workspace.mail import queue_mail
 from tenantry.workspace.releases import model
 from tests.conftest import client_for
-from tests.helpers import host, run_pending, signed_in
+from tests.helpers import host, run_due_jobs, run_pending, signed_in
 from tests.smtp import SMTPServer
 
 CUSTOMER = "customer@example.com"
@@ -55,7 +55,7 @@ def states(database: Database) -> dict[str, str]:
 
 def run_jobs(days: int) -> None:
     """The scheduled jobs of every live database, `days` ahead: each job is due by then."""
-    jobs.run_everywhere(timezone.now() + timedelta(days=days))
+    run_due_jobs(timezone.now() + timedelta(days=days))
 
 
 def add_user(database: Database, user: User) -> None:

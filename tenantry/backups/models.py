@@ -31,7 +31,9 @@ class Backup(models.Model):
         "databases.Database", models.CASCADE, null=True, blank=True, related_name="backups"
     )
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.WRITING)
+    state = models.CharField(
+        max_length=10, choices=State.choices, default=State.WRITING, db_index=True
+    )
     # The file's name in the backup storage.
     path = models.CharField(max_length=300, unique=True)
     size = models.BigIntegerField(default=0)

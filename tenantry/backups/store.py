@@ -7,6 +7,7 @@ storage chunk by chunk; nothing is staged on local disk first.
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import secrets
@@ -18,7 +19,6 @@ from typing import IO, TYPE_CHECKING, Any
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.http import FileResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.tasks import task
@@ -28,6 +28,8 @@ from tenantry.backups import archive
 from tenantry.backups.models import Backup
 from tenantry.billing import quotas
 from tenantry.databases import activity
+from tenantry.engines.base import EngineError
+from tenantry.operations.models import Due
 
 if TYPE_CHECKING:
     from tenantry.accounts.models import User
@@ -43,6 +45,7 @@ RETENTION: tuple[tuple[int, Callable[[datetime], tuple[int, ...]]], ...] = (
     (4, lambda t: tuple(t.isocalendar())[:2]),
     (3, lambda t: (t.year, t.month)),
 )
+FULL = "The backup storage is full: the backup was not kept, and nothing else was changed."
 # Backups taken before a restore or an upgrade are kept this long.
 BEFORE_KEPT = timedelta(days=30)
 # A backup being written touches its record this often; one quiet for STALE was abandoned.
@@ -125,8 +128,10 @@ def write(backup: Backup, content: File | Iterator[bytes]) -> None:
     try:
         backup.path = storage().save(backup.path, content)
         backup.size = storage().size(backup.path)
-    except BaseException:
+    except BaseException as error:
         discard(backup)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise EngineError(FULL) from error
         raise
     backup.state = Backup.State.READY
     backup.save(update_fields=["path", "size", "state"])
@@ -198,6 +203,37 @@ def remove_all(database: Database) -> None:
         discard(backup)
 
 
+def start_daily(due_id: int, now: datetime) -> None:
+    """The daily backup of a database whose time has come (operations.due claimed it): its
+    record now, written by a worker."""
+    from tenantry.operations import due
+
+    row = Due.objects.select_related("database").filter(pk=due_id).first()
+    if row is None:
+        return
+    database = row.database
+    if database.name is None:  # deleted
+        row.delete()
+        return
+    writing = Backup.objects.filter(
+        database=database, kind=Backup.Kind.DAILY, state=Backup.State.WRITING
+    )
+    if database.status != database.Status.ACTIVE or writing.exists():  # one at a time
+        due.done(row.pk, now + due.LATER)
+        return
+    backup = new_backup(database, Backup.Kind.DAILY, created_at=now)
+    write_daily.enqueue(backup.pk)
+
+
+def _next_daily(database: Database, made_at: datetime) -> None:
+    """The daily backup's next time, made or failed: a day later, at its own time of day."""
+    from tenantry.operations import due
+
+    rows = Due.objects.filter(database=database, job=Due.Job.BACKUP)
+    for pk in rows.values_list("pk", flat=True):
+        due.done(pk, due.next_backup(database, made_at))
+
+
 @task
 def write_daily(backup_id: int) -> None:
     backup = Backup.objects.filter(pk=backup_id, state=Backup.State.WRITING).first()
@@ -206,13 +242,17 @@ def write_daily(backup_id: int) -> None:
         return
     if database is None or database.status != database.Status.ACTIVE or database.name is None:
         discard(backup)
+        if database is not None:
+            _next_daily(database, backup.created_at)
         return
     Backup.objects.filter(pk=backup.pk).update(heartbeat_at=timezone.now())
     with activity.channel(activity.Activity.Channel.SWEEP):
         try:
             write(backup, archive.stream(database))
         except Exception as error:
-            logger.exception("The daily backup of %s failed", database.name)
+            _next_daily(database, backup.created_at)
+            # One line, not a traceback: the reason is in the record and the activity.
+            logger.warning("The daily backup of %s failed: %s", database.name, error)
             with transaction.atomic():
                 Backup.objects.create(
                     database=database, kind=backup.kind, state=Backup.State.FAILED,
@@ -224,25 +264,10 @@ def write_daily(backup_id: int) -> None:
                 )  # fmt: skip
             raise
         activity.record(database, activity.Kind.BACKUP, by=None, detail="daily")
+    _next_daily(database, backup.created_at)
     prune(database, backup.created_at)
     # The manager's size and the storage limits' usage, measured again once a day.
     quotas.measure(database)
-
-
-def schedule_daily(now: datetime) -> int:
-    """Queue a backup of every live database whose last daily backup is a day old."""
-    from tenantry.databases.models import Database
-
-    recent = Backup.objects.filter(
-        database=OuterRef("pk"), kind=Backup.Kind.DAILY, created_at__gt=now - DAY
-    )
-    due = Database.objects.filter(status=Database.Status.ACTIVE, name__isnull=False)
-    count = 0
-    for database in due.exclude(Exists(recent)):
-        backup = new_backup(database, Backup.Kind.DAILY, created_at=now)
-        write_daily.enqueue(backup.pk)
-        count += 1
-    return count
 
 
 def remove_abandoned(now: datetime) -> None:

@@ -60,7 +60,7 @@ class Subscription(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
     created_at = models.DateTimeField(default=timezone.now)
     # The end of the period paid for: the next invoice is issued then.
-    renews_at = models.DateTimeField()
+    renews_at = models.DateTimeField(db_index=True)
     # Cancelled by its owner: it ends at renews_at instead of renewing.
     cancel_at_period_end = models.BooleanField(default=False)
 
@@ -98,7 +98,7 @@ class Invoice(models.Model):
     users = models.PositiveIntegerField()
     unit_price = models.DecimalField(max_digits=10, decimal_places=2)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
-    paid_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-issued_at", "-pk"]

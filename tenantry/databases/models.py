@@ -6,7 +6,7 @@ import math
 import re
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -98,13 +98,15 @@ class Database(models.Model):
         "engines.Server", models.PROTECT, null=True, blank=True, related_name="databases"
     )
     release = models.CharField(max_length=20)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CREATING)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.CREATING, db_index=True
+    )
     source = models.ForeignKey(
         "self", models.SET_NULL, null=True, blank=True, related_name="copies"
     )
     is_test_copy = models.BooleanField(default=False)
     # A copy's end (15 days), or a trial's, while no subscription pays for the database.
-    expires_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     expiry_warned_at = models.DateTimeField(null=True, blank=True)
     # Set by the sweep once expires_at has passed (by the sweep's clock, which `tenantry sweep
     # --at` moves), or when its subscription ends; cleared when a live subscription takes it.
@@ -155,7 +157,11 @@ class Database(models.Model):
 
     @property
     def is_expired(self) -> bool:
-        return self.expired or (self.expires_at is not None and self.expires_at <= timezone.now())
+        return self.expired_at(timezone.now())
+
+    def expired_at(self, now: datetime) -> bool:
+        """Expired by then (the sweep asks with its own clock)."""
+        return self.expired or (self.expires_at is not None and self.expires_at <= now)
 
     @property
     def is_trial(self) -> bool:
@@ -274,7 +280,7 @@ class ConnectToken(models.Model):
     database = models.ForeignKey(Database, models.CASCADE, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="+")
     token_hash = models.CharField(max_length=64, unique=True)
-    expires_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
 
     def __str__(self) -> str:
         return f"Connect token for {self.user_id} to {self.database_id}"
@@ -316,7 +322,7 @@ class Invitation(models.Model):
         settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -8,4 +8,7 @@ class OperationsConfig(AppConfig):
     label = "operations"
 
     def ready(self) -> None:
-        from tenantry.operations import checks  # noqa: F401  (registers them)
+        from tenantry.operations import (
+            checks,  # noqa: F401  (registers them)
+            due,  # noqa: F401  (new databases' due work)
+        )

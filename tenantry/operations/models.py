@@ -64,7 +64,9 @@ class Operation(models.Model):
         "databases.Database", models.SET_NULL, null=True, blank=True, related_name="+"
     )
     params = models.JSONField(default=dict)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    state = models.CharField(
+        max_length=10, choices=State.choices, default=State.QUEUED, db_index=True
+    )
     progress = models.PositiveSmallIntegerField(default=0)
     step = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
@@ -146,3 +148,25 @@ class Operation(models.Model):
         limit = now - timedelta(seconds=settings.OPERATION_STALE_SECONDS)
         quiet = Q(heartbeat_at__lt=limit) | Q(heartbeat_at=None, created_at__lt=limit)
         return cls.objects.filter(quiet, state__in=ACTIVE_STATES)
+
+
+class Due(models.Model):
+    """When a database's periodic work is next due. The sweep finds what is due by this index
+    (a pass costs what is due, not the number of databases), claims it until `running_until`
+    and hands it to the workers as a task: a database's job never runs twice at once."""
+
+    class Job(models.TextChoices):
+        JOBS = "jobs", "Scheduled jobs"  # the workspace's own (its outgoing mail among them)
+        BACKUP = "backup", "Daily backup"
+
+    database = models.ForeignKey("databases.Database", models.CASCADE, related_name="+")
+    job = models.CharField(max_length=10, choices=Job.choices)
+    due_at = models.DateTimeField(db_index=True)
+    running_until = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveSmallIntegerField(default=0)  # in a row: the backoff grows
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["database", "job"], name="one_due_per_job")]
+
+    def __str__(self) -> str:
+        return f"{self.job} of {self.database_id} at {self.due_at}"  # type: ignore[attr-defined]

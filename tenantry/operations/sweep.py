@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from datetime import datetime, timedelta
 
@@ -20,10 +21,11 @@ EXPIRY_WARNING = timedelta(days=3)
 def sweep(now: datetime | None = None) -> None:
     """Renew, end and expire subscriptions and trials, warn of and remove expired copies,
     clear creations and template builds that never finished, remind of upgrade deadlines and
-    upgrade the databases past theirs, check custom domains' records, queue the daily
-    backups, clear abandoned backup files, purge expired invitations and sign-in tokens, run
-    the databases' scheduled jobs (their outgoing mail among them), and remove activity
-    entries past their time."""
+    upgrade the databases past theirs, check custom domains' records, clear abandoned backup
+    files, purge expired invitations and sign-in tokens, hand the databases' due work (their
+    scheduled jobs, their daily backups) to the workers, and remove activity entries past
+    their time. Each step finds what is due by an index: a pass costs what is due, not the
+    number of databases."""
     from tenantry.backups import store
     from tenantry.billing import subscriptions
     from tenantry.databases import activity, members
@@ -34,8 +36,8 @@ def sweep(now: datetime | None = None) -> None:
     )
     from tenantry.domains import verbs as domains
     from tenantry.engines.fleet import remove_abandoned_builds
+    from tenantry.operations import due
     from tenantry.releases import upgrade
-    from tenantry.workspace import jobs
 
     now = now or timezone.now()
     steps = [
@@ -44,12 +46,11 @@ def sweep(now: datetime | None = None) -> None:
         lambda: delete_expired_copies(now),
         lambda: remove_abandoned_creations(now),
         lambda: remove_abandoned_builds(now),
-        lambda: store.schedule_daily(now),
         lambda: store.remove_abandoned(now),
         lambda: members.purge_expired(now),
         lambda: upgrade.sweep(now),
         lambda: domains.sweep(now),
-        lambda: jobs.run_everywhere(now),
+        lambda: due.claim(now),
         lambda: activity.purge(now),
     ]
     # One step that fails (a server down, a database that cannot be dropped) stops no other.
@@ -61,10 +62,35 @@ def sweep(now: datetime | None = None) -> None:
                 logger.exception("A step of the sweep failed; it runs again at the next sweep")
 
 
+# One pass at a time across all workers: the lock in the shared cache lasts this long at most
+# (a pass takes milliseconds to seconds: the work itself is tasks), and the pass that holds it
+# gives it back when it ends. The next pass starts INTERVAL_SECONDS after the last one began.
+LOCK = "tenantry:sweep"
+LOCK_SECONDS = 600
+LAST = "tenantry:sweep-last"
+
+
+def sweep_once() -> bool:
+    """The sweep, if no other worker runs it and its time has come; whether it ran."""
+    token = secrets.token_hex(8)
+    if not cache.add(LOCK, token, timeout=LOCK_SECONDS):
+        return False
+    try:
+        last = cache.get(LAST)
+        now = timezone.now()
+        if last is not None and now - last < timedelta(seconds=INTERVAL_SECONDS - 1):
+            return False
+        cache.set(LAST, now, timeout=None)
+        sweep(now)
+        return True
+    finally:
+        if cache.get(LOCK) == token:  # not another's, taken once this one's time ran out
+            cache.delete(LOCK)
+
+
 def run_periodically() -> None:
     """The loop beside each worker: it takes over dead workers' operations as soon as they
-    go quiet, and runs the sweep once a minute across all workers (a lock in the shared
-    cache)."""
+    go quiet, and runs the sweep once a minute across all workers."""
     from tenantry.operations.tasks import recover
 
     tick = max(1.0, min(INTERVAL_SECONDS, settings.OPERATION_STALE_SECONDS / 2))
@@ -72,8 +98,7 @@ def run_periodically() -> None:
         close_old_connections()
         try:
             recover()
-            if cache.add("tenantry:sweep", "1", timeout=INTERVAL_SECONDS - 5):
-                sweep()
+            sweep_once()
         except Exception:
             logger.exception("The sweep failed; it runs again soon")
         threading.Event().wait(tick)

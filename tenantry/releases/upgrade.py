@@ -32,6 +32,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.recorder import MigrationRecorder
+from django.db.models import Exists, OuterRef, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -40,7 +41,7 @@ from tenantry.backups import store
 from tenantry.backups.models import Backup
 from tenantry.databases import activity, lifecycle
 from tenantry.databases.models import Database, Membership, validate_name
-from tenantry.operations.models import KINDS, Kind, Operation, finished
+from tenantry.operations.models import ACTIVE_STATES, KINDS, Kind, Operation, finished
 from tenantry.releases.models import Published, Release, Upgrade, latest, major, version_key
 from tenantry.workspace import tenant
 from tenantry.workspace.releases import RELEASES
@@ -173,24 +174,31 @@ def sweep(now: datetime) -> None:
     if target is None:
         return
     below = [v for v in RELEASES if major(v) < major(target.version)]
-    due = (
+    by = published.deadline(below[0]) if below else None
+    if by is None or now < by - timedelta(days=max(REMINDERS)):
+        return  # one deadline for all: nobody to remind or upgrade yet
+    candidates = (
         Database.objects.filter(
-            status=Database.Status.ACTIVE, release__in=below, is_test_copy=False
+            status=Database.Status.ACTIVE, release__in=below, is_test_copy=False, expired=False
         )
         .exclude(name=None)
         .exclude(expires_at__lte=now)
-        .exclude(expired=True)
     )
-    for database in due:
-        by = deadline(database, published)
-        assert by is not None
-        if now < by:
+    if now < by:
+        # Those not yet reminded this close to it: a pass costs the reminders it sends.
+        days = min(d for d in REMINDERS if by - now <= timedelta(days=d))
+        reminded = Q(reminded_for=target.version, reminded_days__lte=days)
+        for database in candidates.exclude(reminded):
             _remind(database, by, target.version, now)
-        elif database.upgrade_failed_at is None:
-            try:
-                start(database, by=None, automatic=True)
-            except ValidationError as error:  # busy: the next sweep tries again
-                logger.info("No automatic upgrade of %s yet: %s", database.name, error.messages)
+        return
+    upgrading = Operation.objects.filter(
+        database=OuterRef("pk"), kind="upgrade", state__in=ACTIVE_STATES
+    )
+    for database in candidates.filter(upgrade_failed_at=None).exclude(Exists(upgrading)):
+        try:
+            start(database, by=None, automatic=True)
+        except ValidationError as error:  # busy: the next sweep tries again
+            logger.info("No automatic upgrade of %s yet: %s", database.name, error.messages)
 
 
 def _remind(database: Database, by: datetime, target: str, now: datetime) -> None:

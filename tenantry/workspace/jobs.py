@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from django.tasks import task
 from django.utils import timezone
 
 from tenantry.engines import filestore
@@ -50,27 +51,28 @@ JOBS: dict[str, Callable[[str, Database, datetime], None]] = {
 }
 
 
-def run_due(database: Database, now: datetime | None = None) -> None:
+def run_due(database: Database, now: datetime | None = None) -> datetime | None:
+    """Its due jobs; returns when the next one is due (None: it has none active)."""
     now = now or timezone.now()
     with tenant.using(database) as db:
-        due = ws.ScheduledJob.objects.using(db).filter(active=True, next_run_at__lte=now)
-        for job in due:
+        jobs = ws.ScheduledJob.objects.using(db).filter(active=True)
+        for job in jobs.filter(next_run_at__lte=now):
             run = JOBS.get(job.name)
             if run is not None:
                 run(db, database, now)
             job.next_run_at = now + timedelta(minutes=job.interval_minutes)
             job.save(using=db, update_fields=["next_run_at"])
+        return jobs.order_by("next_run_at").values_list("next_run_at", flat=True).first()
 
 
-def run_everywhere(now: datetime) -> None:
-    """Every live database's due jobs; one failing database does not stop the others."""
+@task
+def send_now(database_id: int) -> None:
+    """Mail a workspace has just queued: sent within seconds, not at its job's next run (each
+    mail is claimed before it goes: never sent twice, whoever else sends)."""
     from tenantry.databases.models import Database
 
-    live = Database.objects.filter(status=Database.Status.ACTIVE).exclude(name=None)
-    for database in live.select_related("server"):
-        if database.is_expired:
-            continue
-        try:
-            run_due(database, now)
-        except Exception:
-            logger.exception("Scheduled jobs failed in %s", database.name)
+    database = Database.objects.select_related("server").filter(pk=database_id).first()
+    if database is None or database.name is None or database.status != Database.Status.ACTIVE:
+        return
+    with tenant.using(database) as db:
+        send_queued(db, sender_for(database.name))

@@ -62,17 +62,29 @@ def send_queued(db: str, sender: str) -> int:
         queued.update(state=ws.Mail.State.HELD)
         return 0
     sent = 0
-    for mail in queued:
+    for mail in queued.iterator():
+        # Claimed first: marked sent by this sender only, so no other worker sends it too. A
+        # worker that dies between the claim and the send loses that one mail, rather than
+        # two workers sending it twice.
+        claim = ws.Mail.objects.using(db).filter(pk=mail.pk, state=ws.Mail.State.QUEUED)
+        if not claim.update(state=ws.Mail.State.SENT, sent_at=timezone.now()):
+            continue
         subject = " ".join(mail.subject.split())  # a header is one line
         try:
             EmailMessage(subject, mail.body, sender, [mail.to]).send()
         except ValueError:  # an address no header can hold: the others still go
             logger.warning("Mail %s to %r cannot be sent; it stays queued", mail.pk, mail.to)
+            _unclaim(db, mail)
             continue
-        mail.state, mail.sent_at = ws.Mail.State.SENT, timezone.now()
-        mail.save(using=db, update_fields=["state", "sent_at"])
+        except Exception:  # the mail server: this one and the rest wait for the next run
+            _unclaim(db, mail)
+            raise
         sent += 1
     return sent
+
+
+def _unclaim(db: str, mail: ws.Mail) -> None:
+    ws.Mail.objects.using(db).filter(pk=mail.pk).update(state=ws.Mail.State.QUEUED, sent_at=None)
 
 
 def sender_for(name: str) -> str:

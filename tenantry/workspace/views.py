@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 from django.db.models import Count, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
@@ -35,7 +35,7 @@ from tenantry.engines import filestore
 from tenantry.engines.base import DatabaseHeld, EngineError
 from tenantry.gateway.middleware import page as page_html
 from tenantry.gateway.middleware import portal_hosts
-from tenantry.workspace import auth, releases, tenant
+from tenantry.workspace import auth, jobs, releases, tenant
 from tenantry.workspace import models as ws
 from tenantry.workspace.forms import (
     CodeForm,
@@ -239,6 +239,8 @@ def contact(request: HttpRequest, pk: int) -> HttpResponse:
                     "external mail is off.",
                 )
             else:
+                database_id = request.database.pk  # type: ignore[attr-defined]
+                transaction.on_commit(lambda: jobs.send_now.enqueue(database_id), using=db)
                 messages.success(request, f"The message to {found.email} is queued.")
             return redirect("ws_contact", pk=pk)
     ctx = {"form": form, "message": message, "contact": found}
