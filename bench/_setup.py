@@ -42,13 +42,16 @@ def workdir() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def setup_django(data_dir: Path) -> None:
-    """Django on a fresh data dir (settings read it at import), control plane migrated."""
+def setup_django(data_dir: Path, control_url: str | None = None) -> None:
+    """Django on a fresh data dir (settings read it at import), control plane migrated: the
+    SQLite one in the data dir, or a fresh PostgreSQL database at `control_url`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ["TENANTRY_DATA_DIR"] = str(data_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "tenantry.settings"
-    # A control plane elsewhere would not be fresh: always the SQLite one in the data dir.
+    # A control plane elsewhere would not be fresh: the one given, else SQLite in the data dir.
     os.environ.pop("TENANTRY_DATABASE_URL", None)
+    if control_url:
+        os.environ["TENANTRY_DATABASE_URL"] = control_url
 
     import django
     from django.core.management import call_command
