@@ -2,6 +2,12 @@
 
 Load with `pytest_plugins = ["tests.redis_server"]`, then use the `redis_url` fixture: one
 server for the session, on 127.0.0.1 only, keeping nothing on disk, flushed before each test.
+
+The `both_caches` fixture runs a test twice: with the caches in the control database (the
+embedded default), then in Redis (production's TENANTRY_CACHE_URL=redis://...). The modules
+and tests whose behaviour lives in the caches (the gateway's lookups, rate limits and
+lock-outs, used 2FA codes, idempotency keys) ask for it with
+`pytest.mark.usefixtures("both_caches")`.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from pytest_django.fixtures import Settings
 
+from tenantry.settings import caches_for
 from tests.postgres import HOST, free_port
 
 
@@ -50,3 +58,12 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def redis_url(redis_server: str) -> str:
     redis.Redis.from_url(redis_server).flushdb()
     return redis_server
+
+
+@pytest.fixture(params=["database", "redis"])
+def both_caches(request: pytest.FixtureRequest, settings: Settings) -> str:
+    """The caches in the control database (emptied with each test's transaction), or in a
+    Redis flushed before the test; which one."""
+    if request.param == "redis":
+        settings.CACHES = caches_for(request.getfixturevalue("redis_url"))
+    return request.param  # type: ignore[no-any-return]

@@ -107,6 +107,7 @@ def test_openapi_lists_every_error_with_its_schema(db: None) -> None:
                 assert "403" in answers, where  # for members who are not administrators
 
 
+@pytest.mark.usefixtures("both_caches")  # in the caches: also on Redis
 def test_too_many_wrong_keys_from_one_address_hold_it_off_a_minute(
     owner: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,6 +143,7 @@ def test_too_many_wrong_keys_from_one_address_hold_it_off_a_minute(
     assert good.get("/api/v1/me", REMOTE_ADDR="203.0.113.7").status_code == 200
 
 
+@pytest.mark.usefixtures("both_caches")  # in the caches: also on Redis
 def test_a_good_key_does_not_clear_the_failures_of_its_address(owner: User) -> None:
     good = api(owner)
     guesser = Client(headers={"Authorization": "Bearer tnt_guess"}, REMOTE_ADDR="203.0.113.9")

@@ -23,6 +23,10 @@ from tenantry.operations.models import Operation
 from tests.conftest import api, run_tasks
 from tests.helpers import run_pending
 
+# Its lookups and limits live in the caches: each test runs with them in the control
+# database, then in Redis (tests/redis_server.py).
+pytestmark = pytest.mark.usefixtures("both_caches")
+
 sqlite = pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
 JSON = "application/json; charset=utf-8"
 MADE_ID = re.compile(r"[0-9a-f]{32}")

@@ -400,6 +400,7 @@ def test_the_list_is_the_accounts_requests_last_updated_first_in_pages(
 # Limits and retries
 
 
+@pytest.mark.usefixtures("both_caches")  # in the caches: also on Redis
 def test_an_account_sends_30_requests_and_replies_an_hour_then_429(
     owner: User, outsider: User
 ) -> None:

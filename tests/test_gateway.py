@@ -44,6 +44,10 @@ from tests.helpers import (
 )
 from tests.smtp import SMTPServer
 
+# Its lookups and limits live in the caches: each test runs with them in the control
+# database, then in Redis (tests/redis_server.py).
+pytestmark = pytest.mark.usefixtures("both_caches")
+
 
 def is_signed_in(client: Client) -> bool:
     response = client.get("/")

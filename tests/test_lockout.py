@@ -33,6 +33,10 @@ from tests.conftest import (
 )
 from tests.helpers import DB_PASSWORD, enable_totp
 
+# Its lookups and limits live in the caches: each test runs with them in the control
+# database, then in Redis (tests/redis_server.py).
+pytestmark = pytest.mark.usefixtures("both_caches")
+
 OWNER_ADDRESS = "198.51.100.7"
 ATTACKER_ADDRESS = "203.0.113.66"
 

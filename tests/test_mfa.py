@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from allauth.mfa.adapter import get_adapter as get_mfa_adapter
 from allauth.mfa.models import Authenticator
 from django.test import Client
@@ -56,6 +57,7 @@ def test_sign_in_with_2fa_needs_the_code(alice_client: Client, alice: User) -> N
     assert SecurityEvent.objects.filter(kind="sign_in_failed", detail="wrong 2FA code").exists()
 
 
+@pytest.mark.usefixtures("both_caches")  # in the caches: also on Redis
 def test_a_replayed_totp_code_is_refused(alice_client: Client, alice: User) -> None:
     reauthenticate(alice_client)
     secret = enable_totp(alice_client)
@@ -82,6 +84,7 @@ def test_a_recovery_code_signs_in_once(alice_client: Client, alice: User) -> Non
     assert again.get("/account/security/").status_code == 302
 
 
+@pytest.mark.usefixtures("both_caches")  # in the caches: also on Redis
 def test_wrong_2fa_codes_are_rate_limited(alice_client: Client, alice: User) -> None:
     reauthenticate(alice_client)
     secret = enable_totp(alice_client)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from allauth.usersessions.models import UserSession
 from django.test import Client
 
@@ -29,6 +30,7 @@ def test_a_wrong_password_is_refused_and_recorded(alice: User) -> None:
     assert SecurityEvent.objects.filter(user=alice, kind="sign_in_failed").exists()
 
 
+@pytest.mark.usefixtures("both_caches")  # in the caches: also on Redis
 def test_failed_sign_ins_are_rate_limited_even_with_the_right_password(alice: User) -> None:
     client = Client()
     for _ in range(5):

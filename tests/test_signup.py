@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from django.contrib.auth.hashers import identify_hasher
 from django.core import mail
 from django.test import Client
@@ -72,6 +73,7 @@ def test_an_email_already_taken_makes_no_account_and_does_not_reveal_it(alice: U
     assert "already" in mail.outbox[-1].body
 
 
+@pytest.mark.usefixtures("both_caches")  # in the caches: also on Redis
 def test_sign_up_rate_limit(db: None, settings) -> None:  # type: ignore[no-untyped-def]
     client = Client()
     for i in range(20):

@@ -190,6 +190,7 @@ def test_my_requests_a_reply_and_closing_and_nobody_elses(
     assert "This field is required." in text(empty) or "Write a message." in text(empty)
 
 
+@pytest.mark.usefixtures("both_caches")  # in the caches: also on Redis
 def test_sending_too_many_is_refused_for_an_hour(
     alice: User, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:

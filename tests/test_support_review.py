@@ -184,6 +184,7 @@ def test_a_long_file_name_keeps_its_extension(
     assert stored.name.endswith(".pdf"), stored.name[-10:]
 
 
+@pytest.mark.usefixtures("both_caches")  # in the caches: also on Redis
 def test_a_refused_request_does_not_spend_the_hours_allowance(
     alice: User, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
