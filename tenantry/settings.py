@@ -37,6 +37,8 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = env("DEBUG") == "1"
+# bench/load.py's baseline: a trivial page at /bench/ping, served only when this is 1.
+BENCH = env("BENCH") == "1"
 
 # The portal's public address: links in emails point there, and an https address turns on
 # secure cookies, HSTS and the proxy's X-Forwarded-Proto (production sits behind Caddy).
@@ -86,16 +88,18 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that every answer carries its X-Request-Id, the gateway's own pages too.
     "tenantry.api.middleware.RequestIdMiddleware",
-    "tenantry.gateway.middleware.GatewayMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    # Before the gateway: its own pages (an unknown host, an expired database) get the policy
+    # and the security headers too.
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tenantry.gateway.middleware.GatewayMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
     "tenantry.databases.activity.middleware",
@@ -116,7 +120,6 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
-                "django.template.context_processors.csp",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
@@ -141,6 +144,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 DATABASE_ROUTERS = ["tenantry.workspace.routers.TenantRouter"]
+# Idle sessions to PostgreSQL tenant databases that a process keeps for its next requests
+# (engines/backends/postgresql/pool.py); 0: a session per request.
+TENANT_CONNECTIONS = max(0, int(env("TENANT_CONNECTIONS", "20")))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -324,10 +330,14 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# No inline script anywhere, so no nonce and no 'unsafe-inline': every script is a static file
+# (allauth's and ninja's pages pass their settings as JSON data blocks, which are not run).
+# Styles come from static files only; the gateway's pages on a database's host take the
+# portal's stylesheet from the portal (templates/standalone.html).
 SECURE_CSP = {
     "default-src": [CSP.SELF],
-    "script-src": [CSP.SELF, CSP.NONCE],
-    "style-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, f"{_portal.scheme}://{_portal.netloc}"],
     "img-src": [CSP.SELF, "data:"],
     "frame-ancestors": [CSP.NONE],
     # Connect posts a sign-in token from the portal to the database's own host.

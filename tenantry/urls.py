@@ -3,6 +3,7 @@ from __future__ import annotations
 from allauth.account import views as account_views
 from allauth.mfa.base import views as mfa_views
 from allauth.mfa.totp import views as totp_views
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.decorators.debug import sensitive_post_parameters
@@ -52,3 +53,6 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("tenantry.api.urls")),
 ]
+
+if settings.BENCH:
+    urlpatterns.append(path("bench/ping", portal.ping))

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 from pathlib import Path
@@ -20,28 +19,41 @@ from tenantry.databases import lifecycle
 from tenantry.settings import caches_for
 from tests.conftest import PASSWORD, make_account, reauthenticate, sign_in, totp_code
 from tests.helpers import TENANTRY, enable_totp, env_for
+from tests.postgres import PostgresServer
 
 
-def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("control", ["sqlite", "postgresql"])
+def test_check_deploy_is_clean_with_production_settings(
+    tmp_path: Path, control: str, request: pytest.FixtureRequest
+) -> None:
     env = env_for(tmp_path)
     env.update(
         TENANTRY_PORTAL_URL="https://portal.example.com",
         TENANTRY_EMAIL_URL="smtp://mailer:pw@mail.example.com:587?tls=1",
-        TENANTRY_SECRET_KEY=os.urandom(32).hex() + "-Production-Secret-Key",
+        TENANTRY_SECRET_KEY=secrets.token_urlsafe(48),  # 64 random characters
     )
+    if control == "postgresql":  # production's control plane; its checks run against it
+        pg: PostgresServer = request.getfixturevalue("pg_server")
+        env["TENANTRY_DATABASE_URL"] = pg.url
     result = subprocess.run(
-        [TENANTRY, "check", "--deploy", "--fail-level", "WARNING"],
+        [TENANTRY, "check", "--deploy", "--database", "default", "--fail-level", "WARNING"],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "no issues" in result.stdout
+    # Nothing silenced either: SILENCED_SYSTEM_CHECKS stays empty.
+    assert "System check identified no issues (0 silenced)." in result.stdout, result.stdout
 
 
-def test_pages_send_secure_headers(db: None) -> None:
-    response = Client().get("/accounts/login/")
+@pytest.mark.parametrize(
+    "host", ["testserver", "unknown.example.net", "no-such-database.localhost"]
+)
+def test_pages_send_secure_headers(db: None, host: str) -> None:
+    """The portal's pages, and the gateway's own answers on other hosts, alike."""
+    response = Client(HTTP_HOST=host).get("/accounts/login/")
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"

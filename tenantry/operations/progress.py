@@ -33,8 +33,9 @@ def run_in_terminal(operation: Operation, out: Any) -> Operation:
             out.write(line + "\n")
             out.flush()
             last = line
-        # A worker may have taken the operation first: then follow it to its end.
-        if not thread.is_alive() and not operation.is_active:
+        # A worker may have taken the operation first: then follow it to its end. One that
+        # failed and waits for its server to undo what it began is left to the workers.
+        if not thread.is_alive() and (not operation.is_active or operation.error):
             break
     if operation.state != Operation.State.DONE:
         raise CommandError(operation.error or "The operation did not finish.")

@@ -11,6 +11,8 @@ from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.tasks import task
 from django.utils import timezone
+from psycopg import InterfaceError as PgInterfaceError
+from psycopg import OperationalError as PgOperationalError
 
 from tenantry.engines.base import EngineError
 from tenantry.operations.models import KINDS, Operation
@@ -60,7 +62,28 @@ def reason(error: BaseException) -> str:
         return " ".join(error.messages)
     if isinstance(error, EngineError):
         return str(error)
+    if server_unreachable(error):
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+        return f"A database server stopped answering ({detail}). Try again once it is back."
     return f"An unexpected error stopped the operation ({type(error).__name__}). It was undone."
+
+
+# PostgreSQL's codes for a connection that failed or ended: class 08, and the server shutting
+# down (57P01-57P03). psycopg gives none when it cannot connect or the server goes silent.
+_GONE = ("08", "57P01", "57P02", "57P03")
+
+
+def server_unreachable(error: BaseException) -> bool:
+    """Whether a database server stopped answering (down, restarting): a fault that passes,
+    unlike a refusal or a bug."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and cause not in chain:  # what it was raised from, or during
+        chain.append(cause)
+        if isinstance(cause, PgOperationalError | PgInterfaceError):
+            return cause.sqlstate is None or cause.sqlstate.startswith(_GONE)
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 @task
@@ -85,7 +108,16 @@ def run_operation(operation_id: int) -> None:
         operation.save(update_fields=["error"])
         try:
             kind.undo(operation)
-        except Exception:
+        except Exception as undo_error:
+            if server_unreachable(undo_error):
+                # What it began stays until its server answers: the operation stays running
+                # without a heartbeat, so recover() hands it out again and the undo is retried
+                # (see operation.error above), rather than leaving it half-made for good.
+                logger.warning("Undoing operation %s waits for its server: %s", operation.pk,
+                               reason(undo_error))  # fmt: skip
+                operation.step = "Stopped: undoing what it began once the server answers"
+                operation.save(update_fields=["step"])
+                return
             logger.exception("Undoing operation %s failed", operation.pk)
         operation.finish(Operation.State.FAILED, operation.error)
     else:

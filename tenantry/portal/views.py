@@ -18,3 +18,9 @@ def admin_login(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         raise PermissionDenied("These pages are for Tenantry's staff.")
     return redirect_to_login(request.GET.get("next", "/admin/"), "account_login")
+
+
+def ping(request: HttpRequest) -> HttpResponse:
+    """The cheapest page the whole middleware stack serves: bench/load.py's baseline (only
+    with TENANTRY_BENCH=1)."""
+    return HttpResponse("pong", content_type="text/plain")
