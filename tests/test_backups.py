@@ -155,7 +155,10 @@ def test_the_sweep_backs_up_every_live_database_once_a_day(shop: Database, owner
     sweep(due_at)
     (second,) = run_daily_backups()
     assert second.database == shop and second.state == Backup.State.READY
-    assert files_under(shop.physical_name) == {backup.path, second.path}
+    # The newest of each day is kept: the first too, unless both fell on one calendar day.
+    same_day = backup.created_at.date() == second.created_at.date()
+    kept = {second.path} if same_day else {backup.path, second.path}
+    assert files_under(shop.physical_name) == kept
     assert not Backup.objects.exclude(database=shop).exists()
 
 
@@ -667,6 +670,22 @@ def test_a_daily_backup_that_fails_is_tried_again_a_day_later(shop: Database) ->
     assert due_at > now + timedelta(hours=12)  # the next day, at its own time
     sweep(due_at)
     assert Backup.objects.filter(state=Backup.State.WRITING).count() == 1
+    sweep(now + timedelta(days=1, minutes=1))  # the failure's record goes once a day old
     assert not Backup.objects.filter(state=Backup.State.FAILED).exists()
     client = client_for(Database.objects.get(pk=shop.pk).created_by)  # type: ignore[arg-type]
     assert "Failed" not in client.get("/databases/shop/backups/").content.decode()
+
+
+@sqlite_only
+def test_the_retention_keeps_a_backup_that_a_restore_under_way_reads(shop: Database) -> None:
+    now = timezone.now()
+    older = store.make(shop, Backup.Kind.DAILY)
+    Operation.objects.create(
+        kind="restore", database=shop, database_name="shop", params={"backup": older.pk}
+    )
+    newer = store.new_backup(shop, Backup.Kind.DAILY, created_at=now + timedelta(minutes=1))
+    store.write_daily.call(newer.pk)  # the newest of the day: the older one is not retained
+    assert set(Backup.objects.values_list("pk", flat=True)) == {older.pk, newer.pk}
+    Operation.objects.filter(kind="restore").update(state="done")
+    store.prune(shop, now + timedelta(minutes=2))
+    assert set(Backup.objects.values_list("pk", flat=True)) == {newer.pk}

@@ -188,14 +188,23 @@ def retained(backups: list[Backup]) -> set[int]:
 
 
 def prune(database: Database, now: datetime) -> None:
+    """What the retention does not keep, but for the backups a restore under way reads."""
     daily = list(database.backups.filter(kind=Backup.Kind.DAILY, state=Backup.State.READY))  # type: ignore[attr-defined]
-    keep = retained(daily)
+    keep = retained(daily) | restoring()
     old = database.backups.filter(  # type: ignore[attr-defined]
         kind__in=(Backup.Kind.BEFORE_RESTORE, Backup.Kind.BEFORE_UPGRADE),
         created_at__lt=now - BEFORE_KEPT,
     )
-    for backup in [b for b in daily if b.pk not in keep] + list(old):
+    for backup in [b for b in daily if b.pk not in keep] + [b for b in old if b.pk not in keep]:
         discard(backup)
+
+
+def restoring() -> set[int]:
+    """The backups that restores under way read."""
+    from tenantry.operations.models import ACTIVE_STATES, Operation
+
+    waiting = Operation.objects.filter(kind="restore", state__in=ACTIVE_STATES)
+    return {pk for pk in waiting.values_list("params__backup", flat=True) if pk}
 
 
 def remove_all(database: Database) -> None:
@@ -220,6 +229,17 @@ def start_daily(due_id: int, now: datetime) -> None:
     )
     if database.status != database.Status.ACTIVE or writing.exists():  # one at a time
         due.done(row.pk, now + due.LATER)
+        return
+    # One made lately (a daily one restored from, or one of its copy's source): the next at
+    # its time after that one.
+    last = (
+        database.backups.filter(kind=Backup.Kind.DAILY, state=Backup.State.READY)  # type: ignore[attr-defined]
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if last is not None and due.next_backup(database, last) > now:
+        due.done(row.pk, due.next_backup(database, last))
         return
     backup = new_backup(database, Backup.Kind.DAILY, created_at=now)
     write_daily.enqueue(backup.pk)
@@ -278,11 +298,7 @@ def remove_abandoned(now: datetime) -> None:
         heartbeat_at=None, created_at__lt=now - DAY
     ):
         discard(backup)
-    from tenantry.operations.models import ACTIVE_STATES, Operation
-
-    waiting = Operation.objects.filter(kind="restore", state__in=ACTIVE_STATES)
-    needed = [operation.params.get("backup") for operation in waiting]
     stale = Backup.objects.filter(kind=Backup.Kind.UPLOAD, created_at__lt=now - DAY)
-    for backup in stale.exclude(pk__in=needed):  # not while a restore waits for it
+    for backup in stale.exclude(pk__in=restoring()):  # not while a restore waits for it
         discard(backup)
     Backup.objects.filter(state=Backup.State.FAILED, created_at__lt=now - DAY).delete()
