@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -75,6 +77,11 @@ def browser() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+            # Django keeps connections per context (contextvars), and inside sync_playwright()
+            # the test runs in a context of Playwright's: the connections of its ORM calls are
+            # reachable only here, to be closed. (A PostgreSQL control plane cannot drop the
+            # test database while one is open.)
+            connections.close_all()
 
 
 def new_page(browser: Browser, console: Console, timeout_ms: int = TIMEOUT_MS) -> Page:
@@ -97,6 +104,24 @@ def portal(live_server: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> 
     yield live_server.url
     for database in Database.objects.all():
         lifecycle.drop_storage(database)
+
+
+# The look of pages at a desktop's and a phone's width, screenshots kept for a person.
+WIDTHS = (1280, 390)
+SCREENS = Path("/tmp/tenantry-screens")  # noqa: S108 (for a person to look at, not read back)
+Box = dict[str, float]
+
+
+def show(page: Page, width: int, path: str) -> Box:
+    """The page at `path`, `width` px wide; returns the viewport as a box."""
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(path)
+    return {"x": 0, "y": 0, "width": width, "height": 900}
+
+
+def assert_no_sideways_scroll(page: Page) -> None:
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"the page scrolls sideways at {page.viewport_size}: {widths}"
 
 
 def sign_in(page: Page, base: str, email: str) -> None:
@@ -160,8 +185,17 @@ class Worker:
     def start(self) -> None:
         assert self.thread is None, "the worker is already running"
         self.worker = make_worker()  # a stopped worker does not start again
-        self.thread = threading.Thread(target=self.worker.run, name="test-worker", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="test-worker", daemon=True)
         self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        finally:
+            # As Django's live server thread does: a thread's connections are otherwise closed
+            # only when garbage collection gets to them, and a PostgreSQL control plane cannot
+            # drop the test database while one is open.
+            connections.close_all()
 
     def stop(self) -> None:
         """Ends the worker's loop (within its 1 s poll interval, or after the running task)."""

@@ -34,6 +34,14 @@ pytest_plugins = [
 PASSWORD = "correct horse battery staple"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that drives Chromium carries the `browser` marker (it asks for the `browser`
+    fixture), so a run may leave them out: -m "not browser"."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
 def make_account(email: str, password: str = PASSWORD, verified: bool = True) -> User:
     user = User.objects.create_user(email, password)
     EmailAddress.objects.create(user=user, email=email, primary=True, verified=verified)

@@ -8,15 +8,20 @@ another name and tie the two files' edits together.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from django.contrib.auth.hashers import make_password
 from django.test import Client, TestCase
 from django.utils import timezone
@@ -32,6 +37,7 @@ from tenantry.operations.tasks import recover, run_operation
 from tenantry.workspace import models as ws
 from tenantry.workspace import releases, tenant
 from tests.conftest import PASSWORD, totp_code
+from tests.postgres import control_url, copy_control_database
 
 # Operations
 
@@ -172,7 +178,33 @@ TENANTRY = str(Path(sys.executable).parent / "tenantry")
 def env_for(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DJANGO_"))}
     env.update(TENANTRY_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT))
+    # With a PostgreSQL control plane (TENANTRY_TEST_CONTROL), the commands' is one too: a
+    # database of the data dir's own on the same server.
+    if (url := control_url(data_dir)) is not None:
+        env["TENANTRY_DATABASE_URL"] = url
     return env
+
+
+def copy_data_dir(source: Path, target: Path) -> None:
+    """A copy of a data dir that commands made, their control database with it."""
+    shutil.copytree(source, target)
+    copy_control_database(source, target)
+
+
+@contextmanager
+def control_db(data_dir: Path) -> Iterator[sqlite3.Connection | psycopg.Connection[Any]]:
+    """A connection to the control database of the commands run on `data_dir`, to read it
+    directly (`db.execute(sql).fetchone()`) while they run; each read sees the latest commit."""
+    url = control_url(data_dir)
+    db = (
+        sqlite3.connect(data_dir / "tenantry.sqlite3", timeout=5)
+        if url is None
+        else psycopg.connect(url, autocommit=True)
+    )
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 def tenantry(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -8,23 +8,32 @@ on 127.0.0.1, with trust authentication for the superuser `postgres` and durabil
 
 PostgreSQL refuses to run as root. When the tests run as root, the servers run as an unprivileged
 system user instead: `postgres` if it exists, else `tenantry-pg` (created on first use).
+
+With TENANTRY_TEST_CONTROL=postgresql, tests/settings.py starts one more server for the control
+plane (`start_control`), and each data dir that the tests' commands run on gets a control
+database of its own there (`control_url`). As settings.py imports this module before pytest loads
+it as a plugin, too late for pytest to rewrite its asserts (it has none), PYTEST_DONT_REWRITE
+spares the warning.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import pwd
 import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import pytest
 
 HOST = "127.0.0.1"
@@ -139,8 +148,9 @@ class PostgresServer:
     Connect as the superuser `postgres`, without a password, through `url`.
     """
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, settings: dict[str, str] | None = None) -> None:
         self.base = base
+        self.settings = {**SETTINGS, **(settings or {})}
         self.bin_dir = find_bin_dir()
         self.data_dir = base / "data"
         self.socket_dir = base / "sock"  # short: a socket path may be at most 107 bytes
@@ -174,7 +184,7 @@ class PostgresServer:
             "--no-sync",
             "--no-instructions",
         )  # fmt: skip
-        settings = {**SETTINGS, "unix_socket_directories": str(self.socket_dir)}
+        settings = {**self.settings, "unix_socket_directories": str(self.socket_dir)}
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# Added by tests/postgres.py\n")
             for name, value in settings.items():
@@ -230,12 +240,65 @@ _running: set[PostgresServer] = set()
 
 
 @atexit.register
-def _stop_leftovers() -> None:
+def _stop_leftovers(pid: int = os.getpid()) -> None:
+    if os.getpid() != pid:  # a child that a test forked: the servers are its parent's
+        return
     for server in list(_running):
         try:
             server.stop()
         except Exception as error:  # keep stopping the others
             print(f"Could not stop {server!r}: {error}")
+
+
+# The control plane's own server, with TENANTRY_TEST_CONTROL=postgresql (tests/settings.py).
+# The live server's threads, the in-process workers and the tests' own connections add up; 100
+# is PostgreSQL's default.
+CONTROL_SETTINGS = {"max_connections": "300"}
+control: PostgresServer | None = None
+_control_databases: set[str] = set()
+
+
+def start_control() -> PostgresServer:
+    """Start the control plane's server; it stops, and its folder goes, at exit."""
+    global control
+    base = Path(tempfile.mkdtemp(prefix="tenantry-control-pg-"))
+    control = PostgresServer(base, settings=CONTROL_SETTINGS).start()
+    atexit.register(_stop_control, control, os.getpid())
+    return control
+
+
+def _stop_control(server: PostgresServer, pid: int) -> None:
+    if os.getpid() == pid:  # not in a child that a test forked
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+def _control_name(data_dir: Path) -> str:
+    return "data_" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:24]
+
+
+def control_url(data_dir: Path) -> str | None:
+    """The control database of the commands a test runs on `data_dir` (tests/helpers.py
+    env_for), or None when the control plane is SQLite (a file in `data_dir`). It is a database
+    of its own on the control server, made on first use."""
+    if control is None:
+        return None
+    name = _control_name(data_dir)
+    if name not in _control_databases:
+        with psycopg.connect(control.url, autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}"')
+        _control_databases.add(name)
+    return control.url_for(name)
+
+
+def copy_control_database(source: Path, target: Path) -> None:
+    """Give `target` a copy of `source`'s control database (nothing with a SQLite control plane:
+    the file is in the data dir). Nobody may be connected to `source`'s."""
+    if control is not None:
+        name = _control_name(target)
+        with psycopg.connect(control.url, autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_control_name(source)}"')
+        _control_databases.add(name)
 
 
 @pytest.fixture(scope="session")

@@ -92,10 +92,24 @@ def key_for(user: User) -> str:
     return ApiKey.objects.issue(user, "generated client")[1]
 
 
+# The clients a test made, closed after it: a kept-alive connection keeps its live server
+# thread, and that thread its control-plane connection (CONN_MAX_AGE), past the session's end.
+_clients: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _clients:
+        _clients.pop().get_httpx_client().close()
+
+
 def api_client(base: str, user: User | None, token: str = "") -> Any:
     client_module = importlib.import_module(f"{PACKAGE}.client")
     token = token or key_for(user)  # type: ignore[arg-type]
-    return client_module.AuthenticatedClient(base_url=base, token=token, timeout=60)
+    client = client_module.AuthenticatedClient(base_url=base, token=token, timeout=60)
+    _clients.append(client)
+    return client
 
 
 def test_the_operations_are_named_by_their_ids_in_modules_named_by_their_tags(

@@ -6,15 +6,22 @@ person to look at.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, expect
 
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Database
 from tenantry.operations.tasks import run_operation
-from tests.browser import Console, new_page, sign_in
+from tests.browser import (
+    SCREENS,
+    WIDTHS,
+    Box,
+    Console,
+    assert_no_sideways_scroll,
+    new_page,
+    show,
+    sign_in,
+)
 from tests.conftest import make_account
 
 pytestmark = pytest.mark.slow
@@ -22,10 +29,6 @@ pytestmark = pytest.mark.slow
 OWNER = "owner@example.com"
 NAME = "northwind-trading-international-warehouse-logistics-and-finance"
 COPY = "northwind-trading-international-warehouse-logistics-staging-eur"
-WIDTHS = (1280, 390)
-SCREENS = Path("/tmp/tenantry-screens")  # noqa: S108 (for a person to look at, not read back)
-
-Box = dict[str, float]
 
 
 def box(locator: Locator) -> Box:
@@ -39,18 +42,6 @@ def assert_inside(inner: Box, outer: Box, what: str) -> None:
     assert inner["x"] >= outer["x"] - 0.5, f"{what} sticks out on the left: {inner} {outer}"
     right, outer_right = inner["x"] + inner["width"], outer["x"] + outer["width"]
     assert right <= outer_right + 0.5, f"{what} sticks out on the right: {inner} {outer}"
-
-
-def assert_no_sideways_scroll(page: Page) -> None:
-    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert widths[0] <= widths[1], f"the page scrolls sideways at {page.viewport_size}: {widths}"
-
-
-def show(page: Page, width: int, path: str) -> Box:
-    """The page at `path`, `width` px wide; returns the viewport as a box."""
-    page.set_viewport_size({"width": width, "height": 900})
-    page.goto(path)
-    return {"x": 0, "y": 0, "width": width, "height": 900}
 
 
 def lines_end_only_where_full(link: Locator) -> list[str]:

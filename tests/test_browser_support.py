@@ -16,14 +16,26 @@ from playwright.sync_api import Browser, expect
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Activity
 from tenantry.support.models import Ticket
-from tests.browser import TIMEOUT_MS, Console, Worker, confirm_password, manage, new_page, sign_in
+from tests.browser import (
+    SCREENS,
+    TIMEOUT_MS,
+    WIDTHS,
+    Console,
+    Worker,
+    assert_no_sideways_scroll,
+    confirm_password,
+    manage,
+    new_page,
+    show,
+    sign_in,
+)
 from tests.conftest import make_account
 from tests.smtp import SMTPServer
-from tests.test_browser_look import NAME, SCREENS, WIDTHS, assert_no_sideways_scroll, show
 
 pytestmark = pytest.mark.slow
 
 OWNER, AGENT, SUPPORT = "olga@example.com", "agent@tenantry.test", "help@tenantry.test"
+NAME = "northwind-trading-international-warehouse-logistics-and-finance"  # 63: the longest
 
 
 def test_a_request_from_the_manager_answered_on_the_desk_and_replied_to(

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.helpers import TENANTRY, env_for, tenantry
+from tests.helpers import TENANTRY, control_db, copy_data_dir, env_for, tenantry
 from tests.postgres import PostgresServer
 
 pytestmark = pytest.mark.slow
@@ -86,9 +84,9 @@ def start_worker(data_dir: Path) -> subprocess.Popen[bytes]:
 
 
 def wait_for(data_dir: Path, condition: Callable[[str, int], bool], timeout: float = 180) -> None:
-    """Poll the control database (SQLite) directly: fast enough to catch a step as it runs."""
+    """Poll the control database directly: fast enough to catch a step as it runs."""
     deadline = time.monotonic() + timeout
-    with sqlite3.connect(data_dir / "tenantry.sqlite3", timeout=5) as db:
+    with control_db(data_dir) as db:
         while time.monotonic() < deadline:
             row = db.execute("SELECT state, progress FROM operations_operation").fetchone()
             if row and condition(*row):
@@ -112,7 +110,7 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def setup(request: pytest.FixtureRequest, migrated: Path, tmp_path: Path) -> Iterator[Path]:
     """A data dir with an account and a database `acme` holding data and many files."""
     data_dir = tmp_path / "data"
-    shutil.copytree(migrated, data_dir)
+    copy_data_dir(migrated, data_dir)
     if request.param == "postgresql":
         pg: PostgresServer = request.getfixturevalue("pg_server")
         assert (

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.helpers import TENANTRY, env_for
+from tests.helpers import TENANTRY, control_db, env_for
 from tests.postgres import PostgresServer
 
 pytestmark = pytest.mark.slow
@@ -62,7 +61,7 @@ print(json.dumps({
 
 
 def step(data_dir: Path) -> str:
-    with sqlite3.connect(data_dir / "tenantry.sqlite3", timeout=5) as db:
+    with control_db(data_dir) as db:
         row = db.execute("SELECT step FROM operations_operation WHERE kind = 'upgrade'").fetchone()
     return row[0] if row else ""
 
