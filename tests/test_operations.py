@@ -200,3 +200,37 @@ def test_an_operation_kind_without_a_runner_fails_the_system_check(
     assert [e.msg for e in every_kind_has_a_runner()] == [
         "The operation kind “move” has no runner."
     ]
+
+
+def test_a_worker_that_went_quiet_and_was_replaced_stops_without_finishing_or_undoing(
+    owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frozen process (a paused machine) wakes after another worker took its operation
+    over: its writes are refused, and it neither finishes nor undoes what the other runs."""
+    shop = lifecycle.create("shop", by=owner)
+    undone: list[int] = []
+    taken: list[Operation] = []
+
+    def run(operation: Operation) -> None:
+        operation.advance(10, "Copying")
+        # Meanwhile: this worker went quiet; recover() handed the operation to another.
+        stale = timezone.now() - timedelta(hours=1)
+        Operation.objects.filter(pk=operation.pk).update(heartbeat_at=stale)
+        assert recover() == 1
+        other = claim(operation.pk)
+        assert other is not None
+        taken.append(other)
+        operation.advance(50, "Still copying")  # the woken worker's next write
+
+    monkeypatch.setitem(KINDS, "duplicate", Kind("Duplicate", run, lambda op: undone.append(op.pk)))
+    operation = Operation.start("duplicate", shop, by=owner)
+    run_operation.call(operation.pk)
+    operation.refresh_from_db()
+    assert (operation.state, operation.attempt, operation.step) == ("running", 2, "Copying")
+    assert undone == [] and operation.finished_at is None
+    # The other worker's own writes go through, to the end.
+    [other] = taken
+    other.advance(90, "Almost")
+    other.finish(Operation.State.DONE)
+    operation.refresh_from_db()
+    assert operation.state == "done"

@@ -27,6 +27,11 @@ class OperationBusy(ValidationError):
         super().__init__(message, code="busy")
 
 
+class TakenOver(Exception):
+    """Another worker took the operation over (this one went quiet for too long: a frozen
+    process, a paused machine): this one must stop, writing nothing more."""
+
+
 # Sent when an operation ends (done or failed): the activity entry of its action takes the end.
 finished = Signal()
 
@@ -75,6 +80,9 @@ class Operation(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Each claim by a worker counts one: a worker writes only while the attempt is still its
+    # own (see save), so one that went quiet and was replaced cannot finish or undo it too.
+    attempt = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -93,6 +101,21 @@ class Operation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} {self.database_name} ({self.get_state_display()})"
+
+    # Set by the worker that claimed it (operations.tasks.claim): its saves are fenced.
+    owned = False
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.owned:
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic():
+            mine = Operation.objects.select_for_update().filter(
+                pk=self.pk, attempt=self.attempt, state=self.State.RUNNING
+            )
+            if not mine.exists():
+                raise TakenOver(f"Operation {self.pk} was taken over by another worker.")
+            super().save(*args, **kwargs)
 
     @property
     def label(self) -> str:
@@ -130,7 +153,8 @@ class Operation(models.Model):
         self.save(update_fields=["progress", "step", "heartbeat_at"])
 
     def beat(self) -> None:
-        Operation.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now())
+        mine = Operation.objects.filter(pk=self.pk, attempt=self.attempt, state=self.State.RUNNING)
+        mine.update(heartbeat_at=timezone.now())
 
     def finish(self, state: str, error: str = "") -> None:
         self.state, self.error, self.finished_at = state, error, timezone.now()

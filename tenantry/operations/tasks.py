@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.tasks import task
 from django.utils import timezone
@@ -15,7 +15,7 @@ from psycopg import InterfaceError as PgInterfaceError
 from psycopg import OperationalError as PgOperationalError
 
 from tenantry.engines.base import EngineError
-from tenantry.operations.models import KINDS, Operation
+from tenantry.operations.models import KINDS, Kind, Operation, TakenOver
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -42,7 +42,7 @@ def claim(operation_id: int) -> Operation | None:
             Operation.objects.filter(pk=operation_id, state=Operation.State.QUEUED)
             .annotate(running=Coalesce(Subquery(its_account_running), 0))
             .filter(Q(created_by=None) | Q(running__lt=settings.OPERATIONS_PER_ACCOUNT))
-            .update(state=Operation.State.RUNNING, heartbeat_at=now)
+            .update(state=Operation.State.RUNNING, heartbeat_at=now, attempt=F("attempt") + 1)
         )
     if not taken:
         # Queued still (its turn comes when one of its account's ends), and not stalled.
@@ -51,6 +51,7 @@ def claim(operation_id: int) -> Operation | None:
         )
         return None
     operation = Operation.objects.get(pk=operation_id)
+    operation.owned = True
     if operation.started_at is None:
         operation.started_at = now
         operation.save(update_fields=["started_at"])
@@ -96,9 +97,26 @@ def run_operation(operation_id: int) -> None:
     heart = threading.Thread(target=_heartbeat, args=(operation, stop), daemon=True)
     heart.start()
     try:
+        _run(operation, kind)
+    except TakenOver:
+        # It went quiet too long and another worker has it now: that one finishes or undoes
+        # it; this one writes nothing more (its saves are refused).
+        logger.warning(
+            "Operation %s was taken over by another worker; this one stops", operation.pk
+        )
+    finally:
+        stop.set()
+        heart.join()
+        hand_on_turn(operation)
+
+
+def _run(operation: Operation, kind: Kind) -> None:
+    try:
         if operation.error:  # its worker was killed while undoing it: undo, for that reason
             raise ValidationError(operation.error)
         kind.run(operation)
+    except TakenOver:
+        raise
     except Exception as error:
         if isinstance(error, ValidationError | EngineError):  # with its sentence (a bad backup...)
             logger.info("Operation %s refused: %s", operation.pk, reason(error))
@@ -108,6 +126,8 @@ def run_operation(operation_id: int) -> None:
         operation.save(update_fields=["error"])
         try:
             kind.undo(operation)
+        except TakenOver:
+            raise
         except Exception as undo_error:
             if server_unreachable(undo_error):
                 # What it began stays until its server answers: the operation stays running
@@ -122,10 +142,6 @@ def run_operation(operation_id: int) -> None:
         operation.finish(Operation.State.FAILED, operation.error)
     else:
         operation.finish(Operation.State.DONE)
-    finally:
-        stop.set()
-        heart.join()
-        hand_on_turn(operation)
 
 
 def hand_on_turn(operation: Operation) -> None:
