@@ -217,18 +217,14 @@ def start_daily(due_id: int, now: datetime) -> None:
     record now, written by a worker."""
     from tenantry.operations import due
 
-    row = Due.objects.select_related("database").filter(pk=due_id).first()
-    if row is None:
-        return
-    database = row.database
-    if database.name is None:  # deleted
-        row.delete()
+    database = due.ready(due_id, now)
+    if database is None:
         return
     writing = Backup.objects.filter(
         database=database, kind=Backup.Kind.DAILY, state=Backup.State.WRITING
     )
-    if database.status != database.Status.ACTIVE or writing.exists():  # one at a time
-        due.done(row.pk, now + due.LATER)
+    if writing.exists():  # one at a time
+        due.done(due_id, now + due.LATER)
         return
     # One made lately (a daily one restored from, or one of its copy's source): the next at
     # its time after that one.
@@ -239,7 +235,7 @@ def start_daily(due_id: int, now: datetime) -> None:
         .first()
     )
     if last is not None and due.next_backup(database, last) > now:
-        due.done(row.pk, due.next_backup(database, last))
+        due.done(due_id, due.next_backup(database, last))
         return
     backup = new_backup(database, Backup.Kind.DAILY, created_at=now)
     write_daily.enqueue(backup.pk)

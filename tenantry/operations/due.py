@@ -100,27 +100,32 @@ def failed(pk: int, now: datetime) -> None:
         )
 
 
-def soon(database: Database) -> None:
-    """Its scheduled jobs are due now (something was queued for them)."""
-    Due.objects.filter(database=database, job=Due.Job.JOBS).update(due_at=timezone.now())
+def ready(pk: int, now: datetime) -> Database | None:
+    """The database of a claimed row, if its job may run now: a deleted database's row goes,
+    and one being made or changed is looked at again a little later."""
+    from tenantry.databases.models import Database
+
+    row = Due.objects.select_related("database__server").filter(pk=pk).first()
+    if row is None:
+        return None
+    database = row.database
+    if database.name is None:  # deleted
+        row.delete()
+        return None
+    if database.status != Database.Status.ACTIVE:
+        done(pk, now + LATER)
+        return None
+    return database
 
 
 @task
 def run_jobs(pk: int, now_text: str) -> None:
     """A database's due scheduled jobs, then the time its next one is due."""
-    from tenantry.databases.models import Database
     from tenantry.workspace import jobs
 
     now = datetime.fromisoformat(now_text)
-    row = Due.objects.select_related("database__server").filter(pk=pk).first()
-    if row is None:
-        return
-    database = row.database
-    if database.name is None:  # deleted
-        row.delete()
-        return
-    if database.status != Database.Status.ACTIVE:
-        done(pk, now + LATER)
+    database = ready(pk, now)
+    if database is None:
         return
     if database.expired_at(now):
         done(pk, now + EXPIRED_LATER)
