@@ -281,11 +281,17 @@ def run_move(operation: Operation) -> None:
     new = Server.objects.get(pk=operation.params["to"])
     if database.server_id != new.pk:
         operation.advance(10, f"Copying to {new.name}")
-        # Read-only meanwhile: no write may land in the copy being left.
+        # Read-only meanwhile: no write may land in the copy being left. A write refused
+        # meanwhile waits for the switch, then is done on the new server (workspace.views.page).
         with old.read_only(database.physical_name):
             old.move(database.physical_name, server_engine(new))
             Database.objects.filter(pk=database.pk).update(server=new)
-    operation.advance(90, "Removing the old copy")
+            operation.advance(90, "Removing the old copy")
+            # Still read-only: a request that found the record before the switch may yet open a
+            # session there. The drop lets the readers finish (see PostgreSQLEngine.drop).
+            old.drop(database.physical_name)
+        return
+    operation.advance(90, "Removing the old copy")  # the switch was made by a worker that died
     old.drop(database.physical_name)
 
 

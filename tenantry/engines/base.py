@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from typing import IO, Any
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.db.utils import load_backend
 from django.utils.connection import ConnectionDoesNotExist
@@ -117,6 +118,7 @@ class Engine(ABC):
 
         Tenant connections are made per thread and closed by whoever opened them (see
         workspace.tenant.using): there may be thousands of databases, never all in settings.
+        Their sessions may outlive them (disconnect's `keep`), shared by the process's threads.
         """
         alias = TENANT_PREFIX + self.key(physical)
         try:
@@ -128,15 +130,29 @@ class Engine(ABC):
             connections[alias] = load_backend(config["ENGINE"]).DatabaseWrapper(config, alias)
         return alias
 
-    def disconnect(self, physical: str) -> None:
-        """Close this thread's connection, before the database is copied, moved or dropped."""
+    def disconnect(self, physical: str, *, keep: bool = False) -> None:
+        """Close this thread's connection to the database.
+
+        `keep`: a request is done with it, and its session may serve a later one (the
+        PostgreSQL engine keeps it: see backends/postgresql/pool.py). Without it the session
+        ends, as it must before the database is copied, moved or dropped.
+        """
         alias = TENANT_PREFIX + self.key(physical)
         try:
             connection = connections[alias]
         except ConnectionDoesNotExist:
             return
+        try:
+            if keep:
+                self._keep(connection)
+            else:
+                connection.close()
+        finally:
+            del connections[alias]
+
+    def _keep(self, connection: BaseDatabaseWrapper) -> None:
+        """Close a connection whose session may serve a later request: this engine keeps none."""
         connection.close()
-        del connections[alias]
 
     def key(self, physical: str) -> str:
         return f"{self.kind}:{physical}"

@@ -15,8 +15,11 @@ from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg
+from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql
 
+from tenantry.engines.backends.postgresql import pool
+from tenantry.engines.backends.postgresql.base import DatabaseWrapper
 from tenantry.engines.base import (
     LOAD_BYTES_PER_SECOND,
     LOAD_SECONDS,
@@ -24,6 +27,7 @@ from tenantry.engines.base import (
     Engine,
     EngineError,
 )
+from tenantry.workspace.routers import TENANT_PREFIX
 
 
 def pg_bin(program: str) -> str:
@@ -45,7 +49,8 @@ def _version(path: str) -> int:
 # Dumps and loads flow through pieces of this size.
 CHUNK = 1024 * 1024
 
-# How long a clone lets the source's open sessions finish before ending them.
+# How long a clone, a move or a drop lets the requests in flight finish before ending their
+# sessions (parked sessions, which serve none, are ended at once).
 DRAIN_SECONDS = 10
 # A request waits this long for a lock (an upgrade holds its tables' for its whole transaction)
 # before it fails, with the "being upgraded" page (workspace.tenant), instead of hanging.
@@ -89,6 +94,17 @@ class PostgreSQLEngine(Engine):
 
     def key(self, physical: str) -> str:
         return f"{self.kind}:{self.name}:{physical}"
+
+    def disconnect(self, physical: str, *, keep: bool = False) -> None:
+        super().disconnect(physical, keep=keep)
+        if not keep:  # the database is to be copied, moved or dropped: no session of it stays
+            pool.discard(TENANT_PREFIX + self.key(physical))
+
+    def _keep(self, connection: BaseDatabaseWrapper) -> None:
+        if isinstance(connection, DatabaseWrapper):
+            connection.park()
+        else:
+            connection.close()
 
     def django_settings(self, physical: str) -> dict[str, Any]:
         return {
@@ -189,11 +205,22 @@ class PostgreSQLEngine(Engine):
             self._copy(source, target)
 
     def _end_sessions(self, db: psycopg.Connection[Any], physical: str) -> None:
+        """Once new sessions are held back: end the parked ones at once (kept between
+        requests, they serve none; see backends/postgresql/pool.py), and give those serving a
+        request DRAIN_SECONDS to finish before ending them too."""
+        parked = (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+            "AND application_name = %s AND state = 'idle' AND pid <> pg_backend_pid()"
+        )
         others = (
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
         )
         deadline = time.monotonic() + DRAIN_SECONDS
-        while db.execute(others, [physical]).fetchone()[0]:  # type: ignore[index]
+        while True:
+            # Each turn: a request that ends meanwhile parks its session.
+            db.execute(parked, [physical, pool.PARKED])
+            if not db.execute(others, [physical]).fetchone()[0]:  # type: ignore[index]
+                return
             if time.monotonic() > deadline:
                 db.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -232,9 +259,15 @@ class PostgreSQLEngine(Engine):
                 self._end_sessions(db, physical)
                 yield
             finally:
-                db.execute(
-                    sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(name)
-                )
+                # Unless the block dropped it: a move drops the copy it leaves while it is
+                # still read-only (a request that found it before the switch writes nothing).
+                found = "SELECT 1 FROM pg_database WHERE datname = %s"
+                if db.execute(found, [physical]).fetchone():
+                    db.execute(
+                        sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(
+                            name
+                        )
+                    )
 
     def held(self, physical: str) -> AbstractContextManager[None]:
         return self.read_only(physical)
@@ -424,14 +457,17 @@ class PostgreSQLEngine(Engine):
     def drop(self, physical: str) -> None:
         self.disconnect(physical)
         with self.admin() as db:
-            template = "SELECT 1 FROM pg_database WHERE datname = %s AND datistemplate"
-            if db.execute(template, [physical]).fetchone():  # a restore cut short may leave it so
-                db.execute(
-                    sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(physical))
-                )
-            db.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(physical))
-            )
+            name = sql.Identifier(physical)
+            found = "SELECT datistemplate FROM pg_database WHERE datname = %s"
+            row = db.execute(found, [physical]).fetchone()
+            if row is not None:
+                if row[0]:  # a restore cut short may leave it so
+                    db.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(name))
+                # The requests still reading it (the copy a move leaves) finish first; new ones
+                # wait, then find it gone (workspace.views.page takes them where it went).
+                db.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
+                self._end_sessions(db, physical)
+            db.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
             # Left by a restore that stopped half way (it owned nothing else).
             db.execute(
                 sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(self._load_role(physical)))

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 @contextmanager
 def using(database: Database, physical: str = "") -> Iterator[str]:
-    """The Django alias of the database's tenant connection, closed again afterwards
-    (`physical`: another physical database of the same engine, a restore being made)."""
+    """The Django alias of the database's tenant connection, closed again afterwards, its
+    session kept for the next request where the engine keeps sessions (`physical`: another
+    physical database of the same engine, a restore being made)."""
     engine = engine_for(database)
     physical = physical or database.physical_name
     alias = engine.connect(physical)
@@ -40,7 +41,7 @@ def using(database: Database, physical: str = "") -> Iterator[str]:
             ) from error
         raise
     finally:
-        engine.disconnect(physical)
+        engine.disconnect(physical, keep=True)
 
 
 def _being_upgraded(database: Database) -> bool:

@@ -9,6 +9,7 @@ database's release (see releases.py): a database at 1.1 has no companies table.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connections, transaction
 from django.db.models import Count, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
@@ -30,11 +31,12 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from tenantry.billing import quotas
-from tenantry.databases.models import ConnectToken
+from tenantry.databases.models import ConnectToken, Database
 from tenantry.engines import filestore
 from tenantry.engines.base import DatabaseHeld, EngineError
 from tenantry.gateway.middleware import page as page_html
 from tenantry.gateway.middleware import portal_hosts
+from tenantry.operations.models import Operation
 from tenantry.workspace import auth, jobs, releases, tenant
 from tenantry.workspace import models as ws
 from tenantry.workspace.forms import (
@@ -52,40 +54,107 @@ from tenantry.workspace.mail import discard_held, is_on, queue_mail, release_hel
 View = Callable[..., HttpResponseBase]
 logger = logging.getLogger(__name__)
 UNREACHABLE = "This database cannot be reached right now. Try again in a few minutes."
+# A write refused while its database moves waits this long for the switch (then the 503).
+MOVE_WAIT_SECONDS = 60
 SENT_SHOWN = 50  # the outgoing mail page lists the latest sent mails, not years of them
 
 
 def page(view: View | None = None, *, admin: bool = False, public: bool = False) -> Any:
-    """Open the database for the request; ask for sign-in unless `public`."""
+    """Open the database for the request; ask for sign-in unless `public`.
+
+    A request that finds its database moved (another server, or another physical database
+    after a restore) runs again, once, where it now is: a write refused while the database
+    moves waits for the switch first, as a request waits for a duplicate.
+    """
 
     def decorate(view: View) -> View:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            database = request.database  # type: ignore[attr-defined]
-            try:
-                with tenant.using(database) as db:
-                    request.db = db  # type: ignore[attr-defined]
-                    user = auth.current_user(request, db)
-                    request.ws_user = user  # type: ignore[attr-defined]
-                    request.manager_url = _manager_url(request)  # type: ignore[attr-defined]
-                    # The menu links the companies page only where there is one.
-                    request.has_companies = company_kind(database.release) == "row"  # type: ignore[attr-defined]
-                    if user is None and not public:
-                        return redirect(f"/login/?next={quote(request.path)}")
-                    if admin and not (user and user.is_admin):
-                        return HttpResponse(
-                            "Only administrators of this database see this.", status=403
-                        )
-                    return view(request, *args, **kwargs)
-            except DatabaseHeld as error:
-                return _unavailable(database, str(error))
-            except (EngineError, OperationalError):
-                logger.exception("Database %s unreachable", database)
-                return _unavailable(database, UNREACHABLE)
+            for again in (False, True):
+                database = request.database  # type: ignore[attr-defined]
+                try:
+                    return _serve(request, view, args, kwargs, admin=admin, public=public)
+                except DatabaseHeld as error:
+                    # Safe to run again: a session refused a write because it was opened once
+                    # the database was read-only, so every write of it was refused (one opened
+                    # before was waited for, or ended, before the copy began), and the view
+                    # stopped at the first.
+                    moved = None if again else _moved(database, wait=True)
+                    if moved is None:
+                        return _unavailable(database, str(error))
+                except (_NotOpened, EngineError, OperationalError) as error:
+                    # Safe to run again only if the connection never opened: nothing ran.
+                    opened = not isinstance(error, _NotOpened)
+                    moved = None if again or opened else _moved(database, wait=False)
+                    if moved is None:
+                        logger.exception("Database %s unreachable", database)
+                        return _unavailable(database, UNREACHABLE)
+                request.database = moved  # type: ignore[attr-defined]
+            raise AssertionError("unreachable: the second attempt returns")
 
         return wrapper
 
     return decorate(view) if view else decorate
+
+
+class _NotOpened(Exception):
+    """The database's connection could not be opened: nothing of the view ran."""
+
+
+def _serve(
+    request: HttpRequest,
+    view: View,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    admin: bool,
+    public: bool,
+) -> HttpResponseBase:
+    database = request.database  # type: ignore[attr-defined]
+    with tenant.using(database) as db:
+        try:
+            # Opened first: a failure to open it is told apart from one in the view.
+            connections[db].ensure_connection()
+        except OperationalError as error:
+            raise _NotOpened(str(error)) from error
+        request.db = db  # type: ignore[attr-defined]
+        user = auth.current_user(request, db)
+        request.ws_user = user  # type: ignore[attr-defined]
+        request.manager_url = _manager_url(request)  # type: ignore[attr-defined]
+        # The menu links the companies page only where there is one.
+        request.has_companies = company_kind(database.release) == "row"  # type: ignore[attr-defined]
+        if user is None and not public:
+            return redirect(f"/login/?next={quote(request.path)}")
+        if admin and not (user and user.is_admin):
+            return HttpResponse("Only administrators of this database see this.", status=403)
+        return view(request, *args, **kwargs)
+
+
+def _moved(database: Database, *, wait: bool) -> Database | None:
+    """The database's record if it is no longer where the request found it; with `wait`,
+    once the move that holds it has switched it to its new server, or ended. None when it did
+    not move, no move holds it, or the move outlasts MOVE_WAIT_SECONDS."""
+    deadline, waited = time.monotonic() + MOVE_WAIT_SECONDS, False
+    while True:
+        found = Database.objects.select_related("server").filter(
+            pk=database.pk, status=Database.Status.ACTIVE
+        )
+        fresh = found.first()
+        if fresh is None:
+            return None
+        if (fresh.server_id, fresh.physical_name) != (database.server_id, database.physical_name):
+            return fresh
+        if not wait:
+            return None
+        moving = Operation.objects.filter(
+            database=database.pk, kind="move", state=Operation.State.RUNNING
+        )
+        if not moving.exists():  # none, or it ended without a switch (the source is writable)
+            return fresh if waited else None
+        if time.monotonic() > deadline:
+            return None
+        waited = True
+        time.sleep(0.1)
 
 
 def _unavailable(database: Any, message: str) -> HttpResponse:
