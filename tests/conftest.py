@@ -125,6 +125,17 @@ def outsider(db: None) -> User:
     return make_account("outsider@example.com")
 
 
+@pytest.fixture
+def staff(db: None) -> User:
+    """A member of Tenantry's staff (the support desk), made so by its command."""
+    from django.core.management import call_command
+
+    user = make_account("agent@tenantry.test")
+    call_command("staff", "add", user.email)
+    user.refresh_from_db()
+    return user
+
+
 def client_for(user: User) -> Client:
     """A portal client signed in as `user`, without the sign-in form: tests of signing in (2FA,
     lock-outs, the sessions list) call sign_in(), which goes through allauth's flow."""

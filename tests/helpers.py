@@ -48,6 +48,27 @@ def run_pending() -> None:
         run_operation.call(operation.pk)
 
 
+# Support requests and the support desk
+
+
+def send_request(client: Client, capture: Any, **fields: Any) -> Any:
+    """Post the Contact support form (its mails queued on commit: `capture` is pytest-django's
+    django_capture_on_commit_callbacks)."""
+    data = {"category": "technical", "subject": "It is slow", "description": "Since Monday."}
+    with capture(execute=True):
+        return client.post("/support/new/", data | fields)
+
+
+def desk_client(user: User, *, raise_errors: bool = True) -> Client:
+    """A staff member at the desk: signed in, the password confirmed just now (without
+    `raise_errors`, a 500 is an answer, as a browser gets it)."""
+    client = Client(raise_request_exception=raise_errors)
+    client.force_login(user)
+    response = client.post("/accounts/reauthenticate/", {"password": PASSWORD})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    return client
+
+
 def run_due_jobs(now: datetime) -> None:
     """The databases' scheduled jobs due by `now`, as the sweep hands them to the workers
     (operations.due) and a worker runs them; the other tasks wait."""

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.test import Client
 from django.utils import timezone
 
 from tenantry.accounts.models import User
@@ -20,8 +19,15 @@ from tenantry.databases.models import Activity, Database
 from tenantry.operations.models import Operation
 from tenantry.releases import models as releases
 from tenantry.support.models import Attachment, Ticket
-from tests.conftest import PASSWORD, client_for, make_account, reauthenticate, run_tasks
-from tests.helpers import run_pending, sign_in_db, subscribed, visitor
+from tests.conftest import PASSWORD, client_for, run_tasks
+from tests.helpers import (
+    desk_client,
+    run_pending,
+    send_request,
+    sign_in_db,
+    subscribed,
+    visitor,
+)
 from tests.smtp import SMTPServer
 
 SUPPORT = "help@tenantry.test"
@@ -34,26 +40,6 @@ def shop(engine_kind: str, owner: User, member: User) -> Database:
     invitation = database.invitations.get()  # type: ignore[attr-defined]
     members.accept(invitation, member)
     return database
-
-
-@pytest.fixture
-def staff(db: None) -> User:
-    user = make_account("agent@tenantry.test")
-    call_command("staff", "add", user.email)
-    user.refresh_from_db()
-    return user
-
-
-def desk_client(user: User) -> Client:
-    client = client_for(user)
-    reauthenticate(client)
-    return client
-
-
-def send(client: Client, django_capture_on_commit_callbacks: Any, **fields: Any) -> Any:
-    data = {"category": "technical", "subject": "It is slow", "description": "Since Monday."}
-    with django_capture_on_commit_callbacks(execute=True):
-        return client.post("/support/new/", data | fields)
 
 
 def text(response: Any) -> str:
@@ -76,7 +62,7 @@ def test_a_request_carries_its_databases_details_from_the_record_and_is_mailed(
     assert str(shop.uuid) in page and subscription.code in page and shop.url in page
     assert form.context["form"].initial["category"] == "billing"
     # Details posted by the client are not read: they come from the record.
-    response = send(
+    response = send_request(
         client, django_capture_on_commit_callbacks, database="shop",
         details="uuid: 000", size="1 TB",
         attachments=[SimpleUploadedFile("trace.log", b"Traceback ...")],
@@ -107,7 +93,7 @@ def test_nobody_asks_about_a_database_they_do_not_belong_to(
     client = client_for(outsider)
     page = text(client.get("/support/new/?database=shop"))
     assert str(shop.uuid) not in page and "database-details" not in page
-    response = send(client, django_capture_on_commit_callbacks, database="shop")
+    response = send_request(client, django_capture_on_commit_callbacks, database="shop")
     assert response.status_code == 200
     assert "Choose one of your databases." in text(response)
     assert not Ticket.objects.exists()
@@ -117,7 +103,7 @@ def test_nobody_asks_about_a_database_they_do_not_belong_to(
 def test_a_member_who_is_no_administrator_may_ask_too(
     shop: Database, member: User, django_capture_on_commit_callbacks: Any
 ) -> None:
-    send(client_for(member), django_capture_on_commit_callbacks, database="shop")
+    send_request(client_for(member), django_capture_on_commit_callbacks, database="shop")
     assert Ticket.objects.get().details["name"] == "shop"
 
 
@@ -135,7 +121,7 @@ def test_attachments_are_limited_in_number_and_size_and_never_empty(
         ),
     ]
     for files, sentence in cases:
-        response = send(client, django_capture_on_commit_callbacks, attachments=files)
+        response = send_request(client, django_capture_on_commit_callbacks, attachments=files)
         assert response.status_code == 200
         assert sentence in text(response)
     assert not Ticket.objects.exists() and not Attachment.objects.exists()
@@ -149,7 +135,7 @@ def test_a_files_name_keeps_no_folder_and_it_downloads_as_a_file(
         SimpleUploadedFile("../../etc/passwd", b"root:x"),
         SimpleUploadedFile("C:\\Users\\me\\report.html", b"<script>alert(1)</script>"),
     ]
-    send(client, django_capture_on_commit_callbacks, attachments=files)
+    send_request(client, django_capture_on_commit_callbacks, attachments=files)
     ticket = Ticket.objects.get()
     stored = list(Attachment.objects.order_by("id"))
     assert [a.name for a in stored] == ["passwd", "report.html"]
@@ -166,7 +152,7 @@ def test_my_requests_a_reply_and_closing_and_nobody_elses(
     alice: User, bob: User, django_capture_on_commit_callbacks: Any
 ) -> None:
     client = client_for(alice)
-    send(client, django_capture_on_commit_callbacks, subject="Where is my invoice?")
+    send_request(client, django_capture_on_commit_callbacks, subject="Where is my invoice?")
     ticket = Ticket.objects.get()
     listing = text(client.get("/support/"))
     assert "Where is my invoice?" in listing and f"#{ticket.pk}" in listing
@@ -197,8 +183,8 @@ def test_sending_too_many_is_refused_for_an_hour(
     settings.ACCOUNT_RATE_LIMITS = settings.ACCOUNT_RATE_LIMITS | {"support": "2/h/user"}
     client = client_for(alice)
     for _ in range(2):
-        assert send(client, django_capture_on_commit_callbacks).status_code == 302
-    refused = send(client, django_capture_on_commit_callbacks)
+        assert send_request(client, django_capture_on_commit_callbacks).status_code == 302
+    refused = send_request(client, django_capture_on_commit_callbacks)
     assert "many times in the last hour" in text(refused)
     assert Ticket.objects.count() == 2
 
@@ -206,7 +192,7 @@ def test_sending_too_many_is_refused_for_an_hour(
 def test_the_desk_is_for_staff_who_signed_in_again(
     alice: User, staff: User, django_capture_on_commit_callbacks: Any
 ) -> None:
-    send(client_for(alice), django_capture_on_commit_callbacks, subject="Help")
+    send_request(client_for(alice), django_capture_on_commit_callbacks, subject="Help")
     ticket = Ticket.objects.get()
     customer = desk_client(alice)
     for path in ["/desk/", f"/desk/{ticket.pk}/"]:
@@ -230,8 +216,12 @@ def test_the_desk_filters_answers_and_closes_and_the_customer_is_mailed(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     client = client_for(alice)
-    send(client, django_capture_on_commit_callbacks, subject="Billing question", category="billing")
-    send(client, django_capture_on_commit_callbacks, subject="Cannot sign in", category="account")
+    send_request(
+        client, django_capture_on_commit_callbacks, subject="Billing question", category="billing"
+    )
+    send_request(
+        client, django_capture_on_commit_callbacks, subject="Cannot sign in", category="account"
+    )
     billing, account = Ticket.objects.order_by("id")
     desk = desk_client(staff)
     listed = text(desk.get("/desk/?category=billing"))
@@ -258,7 +248,7 @@ def test_the_desk_filters_answers_and_closes_and_the_customer_is_mailed(
 
 
 def _ticket_about(database: Database, owner: User, capture: Any) -> Ticket:
-    send(client_for(owner), capture, database=database.name)
+    send_request(client_for(owner), capture, database=database.name)
     return Ticket.objects.get()
 
 
@@ -399,7 +389,7 @@ def test_an_accounts_deletion_takes_its_requests_files(
     alice: User, django_capture_on_commit_callbacks: Any
 ) -> None:
     attachment = SimpleUploadedFile("notes.txt", b"private")
-    send(client_for(alice), django_capture_on_commit_callbacks, attachments=[attachment])
+    send_request(client_for(alice), django_capture_on_commit_callbacks, attachments=[attachment])
     stored = Attachment.objects.get()
     storage, name = stored.file.storage, stored.file.name
     assert storage.exists(name)

@@ -22,8 +22,8 @@ from tenantry.releases import upgrade
 from tenantry.support.models import Attachment, Ticket
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
-from tests.conftest import PASSWORD, client_for, make_account, reauthenticate, run_tasks
-from tests.helpers import sign_in_db, visitor
+from tests.conftest import PASSWORD, client_for, make_account, run_tasks
+from tests.helpers import desk_client, send_request, sign_in_db, visitor
 from tests.smtp import SMTPServer
 
 SUPPORT = "help@tenantry.test"
@@ -38,31 +38,11 @@ def shop(engine_kind: str, owner: User, member: User) -> Database:
     return database
 
 
-@pytest.fixture
-def staff(db: None) -> User:
-    user = make_account("agent@tenantry.test")
-    call_command("staff", "add", user.email)
-    user.refresh_from_db()
-    return user
-
-
 def quiet(user: User) -> Client:
     """A signed-in client that gets a 500 as a response, as a browser would."""
     client = Client(raise_request_exception=False)
     client.force_login(user)
     return client
-
-
-def desk_client(user: User) -> Client:
-    client = quiet(user)
-    reauthenticate(client)
-    return client
-
-
-def send(client: Client, capture: Any, **fields: Any) -> Any:
-    data = {"category": "technical", "subject": "It is slow", "description": "Since Monday."}
-    with capture(execute=True):
-        return client.post("/support/new/", data | fields)
 
 
 def text(response: Any) -> str:
@@ -83,10 +63,10 @@ def test_a_long_login_at_the_desk_is_a_form_error_not_a_500(
     """An address Django's EmailField would accept (up to 320 characters) but longer than the
     database's login column (254): a form error on both engines, never a 500 (PostgreSQL's
     DataError) or a login nobody can type (SQLite)."""
-    send(client_for(owner), django_capture_on_commit_callbacks, database="shop")
+    send_request(client_for(owner), django_capture_on_commit_callbacks, database="shop")
     ticket = Ticket.objects.get()
     login = "a" * 250 + "@example.com"  # 262 characters, a valid address
-    response = desk_client(staff).post(
+    response = desk_client(staff, raise_errors=False).post(
         f"/desk/{ticket.pk}/", {"action": "login", "account": member.email, "login": login}
     )
     assert response.status_code != 500, "a 500 (PostgreSQL's DataError)"
@@ -107,10 +87,10 @@ def test_the_desk_page_of_a_request_about_a_database_still_being_created_opens(
     database = lifecycle.reserve("newshop", by=owner)
     Membership.objects.create(database=database, user=owner, role=Membership.Role.ADMIN)
     assert database.status == Database.Status.CREATING
-    send(client_for(owner), django_capture_on_commit_callbacks, database="newshop")
+    send_request(client_for(owner), django_capture_on_commit_callbacks, database="newshop")
     ticket = Ticket.objects.get()
     assert ticket.details["status"] == "Being created"
-    response = desk_client(staff).get(f"/desk/{ticket.pk}/")
+    response = desk_client(staff, raise_errors=False).get(f"/desk/{ticket.pk}/")
     assert response.status_code == 200, response.status_code
 
 
@@ -127,10 +107,12 @@ def test_mail_subjects_carry_the_subject_as_typed_not_html_escaped(
     support subjects turn it off (as invitation_subject.txt does)."""
     settings.SUPPORT_EMAIL = SUPPORT
     subject = 'Can\'t pay: "Visa" & <Amex> refused'
-    send(client_for(owner), django_capture_on_commit_callbacks, subject=subject)
+    send_request(client_for(owner), django_capture_on_commit_callbacks, subject=subject)
     ticket = Ticket.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
-        desk_client(staff).post(f"/desk/{ticket.pk}/", {"action": "answer", "body": "Done."})
+        desk_client(staff, raise_errors=False).post(
+            f"/desk/{ticket.pk}/", {"action": "answer", "body": "Done."}
+        )
     run_tasks()
     to_support = smtp_mail.wait_for(SUPPORT)
     answer = next(m for m in smtp_mail.messages if "Answer to your request" in m.subject)
@@ -147,9 +129,11 @@ def test_a_refused_retry_of_the_upgrade_is_written_in_the_activity(
     """A refused retry is in the activity, as a refused start() is (not undone with a
     transaction around both)."""
     Database.objects.filter(pk=shop.pk).update(upgrade_failed_at=timezone.now())
-    send(client_for(owner), django_capture_on_commit_callbacks, database="shop")
+    send_request(client_for(owner), django_capture_on_commit_callbacks, database="shop")
     ticket = Ticket.objects.get()
-    page = desk_client(staff).post(f"/desk/{ticket.pk}/", {"action": "upgrade"}, follow=True)
+    page = desk_client(staff, raise_errors=False).post(
+        f"/desk/{ticket.pk}/", {"action": "upgrade"}, follow=True
+    )
     assert "is already at release" in text(page)  # refused (no newer release), and said so
     refused = Activity.objects.filter(database=shop, kind="upgrade", result="refused")
     after_retry = refused.count()
@@ -175,7 +159,7 @@ def test_a_long_file_name_keeps_its_extension(
     """(A control: Django's UploadedFile cuts a name longer than 255 before clean_name does,
     keeping its extension.)"""
     name = "r" * 300 + ".pdf"
-    send(
+    send_request(
         client_for(alice), django_capture_on_commit_callbacks,
         attachments=[SimpleUploadedFile(name, b"%PDF-1.4")],
     )  # fmt: skip
@@ -194,9 +178,9 @@ def test_a_refused_request_does_not_spend_the_hours_allowance(
     client = client_for(alice)
     for _ in range(2):
         empty = SimpleUploadedFile("empty.txt", b"")
-        refused = send(client, django_capture_on_commit_callbacks, attachments=[empty])
+        refused = send_request(client, django_capture_on_commit_callbacks, attachments=[empty])
         assert "is empty" in text(refused)
-    response = send(client, django_capture_on_commit_callbacks)
+    response = send_request(client, django_capture_on_commit_callbacks)
     assert response.status_code == 302, "many times in the last hour" in text(response)
 
 
@@ -206,11 +190,11 @@ def test_a_refused_request_does_not_spend_the_hours_allowance(
 def test_nobody_reaches_another_accounts_request_or_its_files(
     alice: User, bob: User, staff: User, django_capture_on_commit_callbacks: Any
 ) -> None:
-    send(
+    send_request(
         client_for(alice), django_capture_on_commit_callbacks,
         attachments=[SimpleUploadedFile("alice.txt", b"alice's")],
     )  # fmt: skip
-    send(
+    send_request(
         client_for(bob), django_capture_on_commit_callbacks,
         attachments=[SimpleUploadedFile("bob.txt", b"bob's")],
     )  # fmt: skip
@@ -225,7 +209,7 @@ def test_nobody_reaches_another_accounts_request_or_its_files(
         f"/desk/{mine.pk}/",
     ]:
         assert client.get(path).status_code == 404, path
-    desk = desk_client(staff)
+    desk = desk_client(staff, raise_errors=False)
     assert desk.get(f"/desk/{mine.pk}/files/{their_file.pk}/").status_code == 404
     assert desk.get(f"/desk/{theirs.pk}/files/{their_file.pk}/").status_code == 200
 
@@ -234,7 +218,7 @@ def test_nobody_reaches_another_accounts_request_or_its_files(
 def test_every_post_needs_its_csrf_token(
     shop: Database, owner: User, staff: User, django_capture_on_commit_callbacks: Any
 ) -> None:
-    send(client_for(owner), django_capture_on_commit_callbacks, database="shop")
+    send_request(client_for(owner), django_capture_on_commit_callbacks, database="shop")
     ticket = Ticket.objects.get()
     customer = Client(enforce_csrf_checks=True)
     customer.force_login(owner)
@@ -274,7 +258,7 @@ def reauthenticate_with_token(client: Client) -> None:
 def test_a_staff_account_that_did_not_sign_in_again_cannot_act(
     shop: Database, owner: User, staff: User, django_capture_on_commit_callbacks: Any
 ) -> None:
-    send(client_for(owner), django_capture_on_commit_callbacks, database="shop")
+    send_request(client_for(owner), django_capture_on_commit_callbacks, database="shop")
     ticket = Ticket.objects.get()
     stale = client_for(staff)
     for data in [{"action": "extend", "days": "5"}, {"action": "answer", "body": "x"}]:
@@ -293,7 +277,7 @@ def test_what_a_customer_types_is_escaped_on_their_pages_and_the_desk(
     shop: Database, owner: User, staff: User, django_capture_on_commit_callbacks: Any
 ) -> None:
     evil = "<script>alert(1)</script>"
-    send(
+    send_request(
         client_for(owner), django_capture_on_commit_callbacks, database="shop",
         subject=f"S{evil}", description=f"B{evil}",
         attachments=[SimpleUploadedFile(f"n{evil}.txt", b"x")],
@@ -302,8 +286,8 @@ def test_what_a_customer_types_is_escaped_on_their_pages_and_the_desk(
     pages = [
         client_for(owner).get("/support/"),
         client_for(owner).get(f"/support/{ticket.pk}/"),
-        desk_client(staff).get("/desk/"),
-        desk_client(staff).get(f"/desk/{ticket.pk}/"),
+        desk_client(staff, raise_errors=False).get("/desk/"),
+        desk_client(staff, raise_errors=False).get(f"/desk/{ticket.pk}/"),
     ]
     for page in pages:
         assert evil not in text(page) and "&lt;script&gt;" in text(page)
@@ -313,7 +297,7 @@ def test_a_newline_in_the_subject_adds_no_mail_header(
     alice: User, smtp_mail: SMTPServer, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     settings.SUPPORT_EMAIL = SUPPORT
-    send(
+    send_request(
         client_for(alice), django_capture_on_commit_callbacks,
         subject="Help\r\nBcc: victim@example.com\r\nX-Evil: 1",
     )  # fmt: skip
@@ -333,7 +317,7 @@ def test_odd_file_names_become_plain_names(
         "a\x00b.txt": "ab.txt",  # a NUL byte
     }
     files = [SimpleUploadedFile(name, b"x") for name in names]
-    send(client_for(alice), django_capture_on_commit_callbacks, attachments=files)
+    send_request(client_for(alice), django_capture_on_commit_callbacks, attachments=files)
     stored = list(Attachment.objects.order_by("id"))
     assert [a.name for a in stored] == list(names.values())
     assert all(str(a.file.name).count("/") == 2 and "CON" not in str(a.file.name) for a in stored)
@@ -343,7 +327,9 @@ def test_five_files_of_exactly_ten_megabytes_are_taken(
     alice: User, django_capture_on_commit_callbacks: Any
 ) -> None:
     files = [SimpleUploadedFile(f"f{i}.bin", b"x" * (10 * 1024 * 1024)) for i in range(5)]
-    response = send(client_for(alice), django_capture_on_commit_callbacks, attachments=files)
+    response = send_request(
+        client_for(alice), django_capture_on_commit_callbacks, attachments=files
+    )
     assert response.status_code == 302
     assert sorted(Attachment.objects.values_list("size", flat=True)) == [10 * 1024 * 1024] * 5
 
@@ -353,7 +339,7 @@ def test_a_removed_member_no_longer_asks_about_the_database(
     shop: Database, owner: User, member: User, django_capture_on_commit_callbacks: Any
 ) -> None:
     members.remove(shop, [member], by=owner)
-    response = send(client_for(member), django_capture_on_commit_callbacks, database="shop")
+    response = send_request(client_for(member), django_capture_on_commit_callbacks, database="shop")
     assert "Choose one of your databases." in text(response)
     assert not Ticket.objects.exists()
 
@@ -367,9 +353,9 @@ def test_the_login_of_a_non_member_is_not_changed(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     other = lifecycle.create("other", by=outsider)
-    send(client_for(owner), django_capture_on_commit_callbacks, database="shop")
+    send_request(client_for(owner), django_capture_on_commit_callbacks, database="shop")
     ticket = Ticket.objects.get()
-    response = desk_client(staff).post(
+    response = desk_client(staff, raise_errors=False).post(
         f"/desk/{ticket.pk}/",
         {"action": "login", "account": outsider.email, "login": "new@example.com"},
     )
@@ -388,9 +374,9 @@ def test_a_login_differing_only_in_case_from_anothers_is_refused(
     staff: User,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    send(client_for(owner), django_capture_on_commit_callbacks, database="shop")
+    send_request(client_for(owner), django_capture_on_commit_callbacks, database="shop")
     ticket = Ticket.objects.get()
-    response = desk_client(staff).post(
+    response = desk_client(staff, raise_errors=False).post(
         f"/desk/{ticket.pk}/",
         {"action": "login", "account": member.email, "login": owner.email.upper()},
     )
@@ -407,7 +393,7 @@ def test_a_request_survives_a_mail_server_that_is_down(
             "OPTIONS": {"host": "127.0.0.1", "port": 9, "timeout": 2},
         }
     }
-    response = send(client_for(alice), django_capture_on_commit_callbacks)
+    response = send_request(client_for(alice), django_capture_on_commit_callbacks)
     assert response.status_code == 302
     with pytest.raises(OSError):
         run_tasks()  # the worker's task fails; the request stays
@@ -419,9 +405,11 @@ def test_extend_refuses_a_database_being_changed(
     shop: Database, owner: User, staff: User, django_capture_on_commit_callbacks: Any
 ) -> None:
     Database.objects.filter(pk=shop.pk).update(status=Database.Status.CREATING)
-    send(client_for(owner), django_capture_on_commit_callbacks, database="shop")
+    send_request(client_for(owner), django_capture_on_commit_callbacks, database="shop")
     ticket = Ticket.objects.get()
-    response = desk_client(staff).post(f"/desk/{ticket.pk}/", {"action": "extend", "days": "5"})
+    response = desk_client(staff, raise_errors=False).post(
+        f"/desk/{ticket.pk}/", {"action": "extend", "days": "5"}
+    )
     assert "is being changed" in text(response)
 
 
@@ -440,9 +428,9 @@ def test_the_staff_command_finds_an_account_whatever_the_case_of_its_address(
 def test_the_desk_says_a_deleted_database_is_gone_and_acts_on_nothing(
     shop: Database, owner: User, staff: User, django_capture_on_commit_callbacks: Any
 ) -> None:
-    send(client_for(owner), django_capture_on_commit_callbacks, database="shop")
+    send_request(client_for(owner), django_capture_on_commit_callbacks, database="shop")
     ticket = Ticket.objects.get()
     Database.objects.filter(pk=shop.pk).update(name=None, status=Database.Status.DELETING)
-    desk = desk_client(staff)
+    desk = desk_client(staff, raise_errors=False)
     assert "no longer exists" in text(desk.get(f"/desk/{ticket.pk}/"))
     assert desk.post(f"/desk/{ticket.pk}/", {"action": "extend", "days": "5"}).status_code == 404
