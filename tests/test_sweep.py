@@ -45,8 +45,10 @@ def idle_pass_queries(count: int, owner: User) -> int:
         for job in Due.Job.values
     )
     Due.objects.exclude(database__name__startswith="idle").update(due_at=later)
+    now = timezone.now()
+    sweeping.sweep(now)  # the hourly steps run at one pass of the hour: not this one
     with CaptureQueriesContext(connection) as queries:
-        sweeping.sweep(timezone.now())
+        sweeping.sweep(now)
     return len(queries)
 
 
@@ -169,3 +171,25 @@ def test_one_sweep_at_a_time_and_once_a_minute(
     assert sweeping.sweep_once() is False  # the next one a minute after this one began
     cache.set(sweeping.LAST, timezone.now() - timedelta(seconds=sweeping.INTERVAL_SECONDS))
     assert sweeping.sweep_once() is True and len(passes) == 2
+
+
+def test_template_builds_a_dead_process_left_are_removed_hourly(
+    db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tenantry.engines import fleet
+
+    engine = fleet.sqlite_engine()
+    engine.root.mkdir(parents=True, exist_ok=True)
+    name = f"{engine.template_name('1.1')}_b{int(timezone.now().timestamp()) - 7200}_dead"
+    engine.path(name).write_bytes(b"half a template")
+    listed: list[int] = []
+    real = type(engine)._templates
+    monkeypatch.setattr(type(engine), "_templates", lambda self: listed.append(1) or real(self))
+    cache.delete("tenantry:sweep-builds")
+    now = timezone.now()
+    sweeping.sweep(now)
+    assert not engine.path(name).exists() and len(listed) == 1
+    sweeping.sweep(now + timedelta(minutes=30))  # the folder is not listed at every pass
+    assert len(listed) == 1
+    sweeping.sweep(now + timedelta(hours=1))
+    assert len(listed) == 2

@@ -380,7 +380,13 @@ class SQLiteEngine(Engine):
             db.close()
 
     def _templates(self) -> list[str]:
-        return [path.stem for path in self.root.glob(f"{TEMPLATE_PREFIX}*.sqlite3")]
+        # Read as a stream: the folder holds every database's file too.
+        with os.scandir(self.root) as entries:
+            return [
+                entry.name.removesuffix(".sqlite3")
+                for entry in entries
+                if entry.name.startswith(TEMPLATE_PREFIX) and entry.name.endswith(".sqlite3")
+            ]
 
     def write_was_held(self, error: Exception) -> bool:
         # A writer waited for the lock that held() or a duplicate keeps.

@@ -45,7 +45,8 @@ def sweep(now: datetime | None = None) -> None:
         lambda: warn_of_expiry(now, EXPIRY_WARNING),
         lambda: delete_expired_copies(now),
         lambda: remove_abandoned_creations(now),
-        lambda: remove_abandoned_builds(now),
+        # Hourly: it lists every engine's databases (a folder of files, a server's catalogue).
+        lambda: remove_abandoned_builds(now) if hourly("builds", now) else None,
         lambda: store.remove_abandoned(now),
         lambda: members.purge_expired(now),
         lambda: upgrade.sweep(now),
@@ -86,6 +87,16 @@ def sweep_once() -> bool:
     finally:
         if cache.get(LOCK) == token:  # not another's, taken once this one's time ran out
             cache.delete(LOCK)
+
+
+def hourly(step: str, now: datetime) -> bool:
+    """Whether a step that needs no more than an hour's precision runs in this pass."""
+    key = f"tenantry:sweep-{step}"
+    last = cache.get(key)
+    if last is not None and last <= now < last + timedelta(hours=1):
+        return False
+    cache.set(key, now, timeout=None)
+    return True
 
 
 def run_periodically() -> None:
