@@ -202,8 +202,9 @@ def test_an_operation_kind_without_a_runner_fails_the_system_check(
     ]
 
 
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
 def test_a_worker_that_went_quiet_and_was_replaced_stops_without_finishing_or_undoing(
-    owner: User, monkeypatch: pytest.MonkeyPatch
+    engine_kind: str, owner: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A frozen process (a paused machine) wakes after another worker took its operation
     over: its writes are refused, and it neither finishes nor undoes what the other runs."""

@@ -90,8 +90,9 @@ def test_daily_backups_are_spread_over_the_day(owner: User) -> None:
     assert len(set(hours)) >= 20 and max(hours.count(h) for h in set(hours)) <= 30
 
 
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
 def test_a_database_without_its_storage_logs_a_line_and_waits_longer_each_time(
-    owner: User, caplog: pytest.LogCaptureFixture
+    engine_kind: str, owner: User, caplog: pytest.LogCaptureFixture
 ) -> None:
     shop = lifecycle.create("shop", by=owner)
     Due.objects.filter(database=shop, job=Due.Job.BACKUP).update(
@@ -112,7 +113,10 @@ def test_a_database_without_its_storage_logs_a_line_and_waits_longer_each_time(
     assert row.failures == 2 and row.due_at == now + timedelta(hours=3)
 
 
-def test_the_passs_clock_decides_what_has_expired(owner: User, smtp_mail: SMTPServer) -> None:
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_the_passs_clock_decides_what_has_expired(
+    engine_kind: str, owner: User, smtp_mail: SMTPServer
+) -> None:
     shop = lifecycle.create("shop", by=owner)
     with tenant.using(shop) as db:
         queue_mail(db, "customer@example.com", "Hello", "Hi")
@@ -141,8 +145,12 @@ def test_a_mail_is_claimed_before_it_is_sent_so_two_senders_send_it_once(
     assert sorted(m.subject for m in smtp_mail.messages) == ["Mail 0", "Mail 1", "Mail 2"]
 
 
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
 def test_a_message_written_in_the_workspace_leaves_within_seconds(
-    owner: User, smtp_mail: SMTPServer, django_capture_on_commit_callbacks: Any
+    engine_kind: str,
+    owner: User,
+    smtp_mail: SMTPServer,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     shop = lifecycle.create("shop", by=owner)
     contact = releases.model(shop.release, "Contact")
