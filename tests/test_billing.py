@@ -5,12 +5,14 @@ the users a subscription pays for; the operator's commands."""
 from __future__ import annotations
 
 import io
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -165,6 +167,35 @@ def test_renewals_invoice_each_period_with_the_users_of_the_day_and_a_cancel_end
     subscriptions.pay(invoice)
     subscription.refresh_from_db()
     assert subscription.state == "active"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_renewals_at_once_invoice_one_period(engine_kind: str, owner: User, plan: Plan) -> None:
+    """Two requests of one double click, each with the renewal date its page showed, and each
+    with the subscription read before the other renews: one renews, the other is told."""
+    subscription = subscriptions.subscribe(owner, plan, by=owner)
+    seen = subscription.renews_at
+    both = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def renew() -> None:
+        read = Subscription.objects.get(pk=subscription.pk)
+        both.wait()
+        try:
+            subscriptions.renew(read, by=owner, seen=seen)
+            outcomes.append("renewed")
+        except ValidationError as error:
+            outcomes.append(str(error.code))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=renew) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["renewed", "stale"]
+    assert subscription.invoices.count() == 2  # type: ignore[attr-defined]
 
 
 def test_linking_refuses_what_cannot_be_with_a_sentence(

@@ -291,11 +291,18 @@ def test_each_refusal_to_change_is_a_form_error_and_changes_nothing(
     assert fresh(paid).users == 3
 
 
+def renew_form(client: Client, subscription: Subscription) -> dict[str, str]:
+    """The Renew form as the subscription's page shows it."""
+    page = client.get(f"/subscriptions/{subscription.code}/").content.decode()
+    shown = re.search(r'name="renews_at" value="([^"]+)"', page)
+    assert shown is not None
+    return {"action": "renew", "renews_at": html.unescape(shown[1])}
+
+
 def test_renew_now_invoices_the_next_period(paid: Subscription, owner: User) -> None:
     ends = paid.renews_at
-    response = client_for(owner).post(
-        f"/subscriptions/{paid.code}/", {"action": "renew"}, follow=True
-    )
+    client = client_for(owner)
+    response = client.post(f"/subscriptions/{paid.code}/", renew_form(client, paid), follow=True)
     paid.refresh_from_db()
     assert paid.renews_at > ends and paid.invoices.count() == 2  # type: ignore[attr-defined]
     newest = paid.invoices.first()  # type: ignore[attr-defined]
@@ -303,9 +310,38 @@ def test_renew_now_invoices_the_next_period(paid: Subscription, owner: User) -> 
     assert f"renewed until {paid.renews_at:%Y-%m-%d}: {newest.number} is issued." in text(response)
 
 
+def test_a_double_click_on_renew_invoices_once(paid: Subscription, owner: User) -> None:
+    """Both posts carry the renewal date the page showed: the second finds it moved."""
+    client = client_for(owner)
+    form = renew_form(client, paid)
+    assert client.post(f"/subscriptions/{paid.code}/", form).status_code == 302
+    again = client.post(f"/subscriptions/{paid.code}/", form)
+    paid.refresh_from_db()
+    assert paid.invoices.count() == 2  # type: ignore[attr-defined]
+    assert (
+        f"The subscription {paid.code} was renewed meanwhile, until "
+        f"{paid.renews_at:%Y-%m-%d}: nothing more was invoiced." in errors(again)
+    )
+    # The page it answers with shows the new date: renewing from it is one more period.
+    assert client.post(f"/subscriptions/{paid.code}/", renew_form(client, paid)).status_code == 302
+    assert paid.invoices.count() == 3  # type: ignore[attr-defined]
+
+
+def test_renew_without_the_date_shown_is_refused(paid: Subscription, owner: User) -> None:
+    client = client_for(owner)
+    for posted in ({}, {"renews_at": "soon"}):
+        response = client.post(f"/subscriptions/{paid.code}/", {"action": "renew", **posted})
+        assert "The page did not say which period it showed: reload it and renew again." in errors(
+            response
+        )
+    assert paid.invoices.count() == 1  # type: ignore[attr-defined]
+
+
 def test_renew_is_refused_once_expired(paid: Subscription, owner: User) -> None:
+    client = client_for(owner)
+    form = renew_form(client, paid)
     Subscription.objects.filter(pk=paid.pk).update(state=Subscription.State.EXPIRED)
-    response = client_for(owner).post(f"/subscriptions/{paid.code}/", {"action": "renew"})
+    response = client.post(f"/subscriptions/{paid.code}/", form)
     assert (
         f"The subscription {paid.code} has expired: pay its invoices to bring it back."
         in errors(response)
@@ -324,7 +360,8 @@ def test_an_ended_subscription_can_be_renewed_from_its_page(
     page = text(client.get(f"/subscriptions/{paid.code}/"))
     assert f"Ended on {paid.renews_at:%Y-%m-%d}" in page and "Renew now" in page
     assert 'value="users"' not in page and "/cancel/" not in page
-    response = client.post(f"/subscriptions/{paid.code}/", {"action": "renew"}, follow=True)
+    form = renew_form(client, paid)
+    response = client.post(f"/subscriptions/{paid.code}/", form, follow=True)
     assert "renewed until" in text(response)
     assert fresh(paid).state == "past_due"  # until the renewal's invoice is paid
 
@@ -345,7 +382,7 @@ def test_cancel_asks_first_then_ends_with_the_period(paid: Subscription, owner: 
     response = client.post(f"/subscriptions/{paid.code}/cancel/")
     assert f"The subscription {paid.code} is already cancelled or over." in errors(response)
     # Renewing takes the cancellation back.
-    client.post(f"/subscriptions/{paid.code}/", {"action": "renew"})
+    client.post(f"/subscriptions/{paid.code}/", renew_form(client, paid))
     assert not fresh(paid).cancel_at_period_end
 
 
@@ -441,7 +478,7 @@ def test_every_post_needs_the_csrf_token(paid: Subscription, owner: User, plan: 
     path = f"/subscriptions/{paid.code}/"
     posts = [
         (path, {"action": "users", "users": "9"}),
-        (path, {"action": "renew"}),
+        (path, {"action": "renew", "renews_at": paid.renews_at.isoformat()}),
         (path, {"action": "unlink", "database": "acme"}),
         (f"{path}cancel/", {}),
         ("/subscriptions/new/", {"plan": plan.pk, "period": "month", "users": "1"}),

@@ -75,6 +75,14 @@ class PlanForm(forms.Form):
     plan = PlanField()
 
 
+class RenewForm(forms.Form):
+    """Carries the renewal date the page showed: a second click (or a second tab) then finds
+    the subscription renewed already, and nothing is invoiced twice."""
+
+    AGAIN = "The page did not say which period it showed: reload it and renew again."
+    renews_at = forms.DateTimeField(error_messages={"required": AGAIN, "invalid": AGAIN})
+
+
 class LinkForm(forms.Form):
     def __init__(self, databases: list[str], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -92,6 +92,13 @@ def _invoice(
     return invoice
 
 
+def _lock(subscription: Subscription) -> None:
+    """Read it again, its row locked until the transaction ends, so that two renewals (a
+    double click, the sweep) never invoice one period twice. SQLite's transactions take the
+    write lock when they begin (settings: IMMEDIATE)."""
+    subscription.refresh_from_db(from_queryset=Subscription.objects.select_for_update())
+
+
 def _record(subscription: Subscription, detail: str, *, by: User | None) -> None:
     for database in subscription.databases.exclude(name=None):  # type: ignore[attr-defined]
         activity.record(database, activity.Kind.SUBSCRIPTION, by=by, detail=detail)
@@ -297,14 +304,27 @@ def change(
             _record(subscription, f"{subscription.code}: {', '.join(changes)}", by=by)
 
 
-def renew(subscription: Subscription, *, by: User | None, now: datetime | None = None) -> Invoice:
-    """Now: the next period is invoiced at once and the subscription goes on past it."""
-    if subscription.state == Subscription.State.EXPIRED:
-        raise ValidationError(
-            f"The subscription {subscription.code} has expired: pay its invoices to bring it back.",
-            code="invalid",
-        )
+def renew(
+    subscription: Subscription, *, by: User | None, now: datetime | None = None,
+    seen: datetime | None = None,
+) -> Invoice:  # fmt: skip
+    """Now: the next period is invoiced at once and the subscription goes on past it. `seen`
+    is the renewal date the person was shown: if it has moved since (a double click, another
+    tab, the sweep), nothing is invoiced again."""
     with transaction.atomic():
+        _lock(subscription)
+        if seen is not None and subscription.renews_at != seen:
+            raise ValidationError(
+                f"The subscription {subscription.code} was renewed meanwhile, until "
+                f"{subscription.renews_at:%Y-%m-%d}: nothing more was invoiced.",
+                code="stale",
+            )
+        if subscription.state == Subscription.State.EXPIRED:
+            raise ValidationError(
+                f"The subscription {subscription.code} has expired: pay its invoices to bring "
+                "it back.",
+                code="invalid",
+            )
         invoice = _invoice(subscription, max(subscription.renews_at, now or timezone.now()))
         unpaid = subscription.invoices.filter(paid_at=None).exists()  # type: ignore[attr-defined]
         subscription.state = Subscription.State.PAST_DUE if unpaid else Subscription.State.ACTIVE
@@ -388,6 +408,9 @@ def sweep(now: datetime) -> None:
         renews_at__lte=now,
     ):
         with transaction.atomic():
+            _lock(subscription)  # as it is now: renewed by its owner since it was read?
+            if subscription.renews_at > now or subscription.state not in LIVE_STATES:
+                continue
             if subscription.cancel_at_period_end:
                 _end(subscription, Subscription.State.CANCELLED, "cancelled: its period ended")
             else:

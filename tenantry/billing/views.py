@@ -22,6 +22,7 @@ from tenantry.billing.forms import (
     LinkForm,
     PlanForm,
     RefreshForm,
+    RenewForm,
     StagingForm,
     SubscribeForm,
     UnlinkForm,
@@ -145,7 +146,7 @@ def subscription(request: HttpRequest, code: str) -> HttpResponse:
     actions: dict[str, forms.Form] = {
         "users": UsersForm(data("users"), initial={"users": found.users}),
         "plan": PlanForm(data("plan"), initial={"plan": found.plan_id}),  # type: ignore[attr-defined]
-        "renew": forms.Form(data("renew")),
+        "renew": RenewForm(data("renew"), initial={"renews_at": found.renews_at}),
         "link": LinkForm(names, data("link"), initial={"database": chosen}),
         "unlink": UnlinkForm(data("unlink")),
     }
@@ -184,7 +185,7 @@ def _act(subscription: Subscription, action: str, data: dict[str, Any], *, by: U
         subscriptions.change(subscription, plan=data["plan"], by=by)
         return f"{code} is now on the {subscription.plan.name} plan: the next invoice shows it."
     if action == "renew":
-        invoice = subscriptions.renew(subscription, by=by)
+        invoice = subscriptions.renew(subscription, by=by, seen=data["renews_at"])
         return (
             f"{code} is renewed until {subscription.renews_at:%Y-%m-%d}: "
             f"{invoice.number} is issued."
