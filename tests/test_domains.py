@@ -17,6 +17,7 @@ from tenantry.databases import lifecycle
 from tenantry.databases.models import Activity, Database
 from tenantry.domains import verbs
 from tenantry.domains.models import Domain
+from tests.conftest import client_for
 from tests.dnsserver import Zone
 
 pytestmark = pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
@@ -133,6 +134,44 @@ def test_the_sweep_retries_pending_ones_for_a_week_and_drops_lost_ones_after_thr
         "[Tenantry] shop.example.com no longer leads to “shop”"
     ]
     assert mailoutbox[0].to == [owner.email]
+
+
+def test_a_renamed_database_keeps_its_domains_and_is_told_to_update_the_cname(
+    shop: Database, owner: User, dns_server: Zone, mailoutbox: list
+) -> None:
+    """The customer's CNAME names the former name: still this database's domain (the host
+    leads to this server, and the database holds the domain), never dropped after three days;
+    the domain says what to change."""
+    served = verbs.add(shop, "shop.example.com", by=owner)
+    dns_server.set("shop.example.com", "CNAME", "shop.localhost")
+    start = verbs.verify(served).checked_at
+    assert start is not None
+    page = client_for(owner).get("/databases/shop/rename/").content.decode()
+    assert "Its domains (shop.example.com)\n    go on serving it." in page
+    assert 'href="/databases/shop/domains/"' in page
+    lifecycle.rename(shop, "boutique", by=owner)
+    for day in (1, 2, 3, 4, 5):
+        verbs.sweep(start + timedelta(days=day, minutes=day))
+    served.refresh_from_db()
+    assert (served.state, served.lost_since) == ("verified", None)
+    assert served.reason == (
+        "the CNAME points to shop.localhost, the database's former name: change it to "
+        "boutique.localhost"
+    )
+    assert mailoutbox == []
+    page = Client(HTTP_HOST="shop.example.com").get("/login/")
+    assert page.status_code == 200 and b"Sign in" in page.content
+    # The customer changes it: nothing more to say.
+    dns_server.set("shop.example.com", "CNAME", "boutique.localhost")
+    verbs.sweep(start + timedelta(days=6, minutes=6))
+    served.refresh_from_db()
+    assert (served.state, served.reason, served.target) == ("verified", "", "boutique.localhost")
+    # The former name proves nothing for a domain not yet verified.
+    late = verbs.add(shop, "late.example.com", by=owner)
+    dns_server.set("late.example.com", "CNAME", "shop.localhost")
+    assert verbs.verify(late).reason == (
+        "the CNAME points to shop.localhost, not to boutique.localhost"
+    )
 
 
 def test_a_deleted_database_frees_its_domains_at_once(shop: Database, owner: User) -> None:

@@ -32,6 +32,8 @@ class Domain(models.Model):
     checked_at = models.DateTimeField(null=True, blank=True)
     checks = models.PositiveIntegerField(default=0)  # checks while pending: the backoff's
     next_check_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The CNAME target it was last verified by: a rename's former name stays good for it.
+    target = models.CharField(max_length=253, blank=True)
     # A verified domain whose records are gone: since when (served again if they come back).
     lost_since = models.DateTimeField(null=True, blank=True)
 

@@ -153,14 +153,18 @@ def target(database: Database) -> str:
 
 
 def records_reason(domain: Domain) -> str:
-    """Empty when the DNS points the domain at its database; else why not, in words."""
+    """Empty when the DNS points the domain at its database; else why not, in words. A
+    verified domain's CNAME may still name the database's former name (it was renamed): the
+    host it names leads to this server all the same, and the database holds the domain."""
     expected = target(domain.database)
     ask = resolver()
     missing_name = False
     try:
         answer = ask.resolve(domain.name, "CNAME")
         cname = str(answer[0].target).rstrip(".").lower()  # type: ignore[attr-defined]
-        if cname == expected:
+        former = domain.state == Domain.State.VERIFIED and cname == domain.target
+        if cname == expected or former:
+            domain.target = cname
             return ""
         cname_reason = f"the CNAME points to {cname}, not to {expected}"
     except dns.resolver.NXDOMAIN:
@@ -194,6 +198,11 @@ def verify(domain: Domain, *, by: User | None = None, now: datetime | None = Non
     domain.checked_at, domain.reason = now, reason
     if not reason:
         domain.state, domain.lost_since = Domain.State.VERIFIED, None
+        if domain.target not in ("", target(domain.database)):
+            domain.reason = (
+                f"the CNAME points to {domain.target}, the database's former name: change it "
+                f"to {target(domain.database)}"
+            )
         domain.verified_at = domain.verified_at if was == Domain.State.VERIFIED else now
         domain.next_check_at = now + RECHECK
     elif was == Domain.State.VERIFIED:
