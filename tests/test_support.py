@@ -17,8 +17,10 @@ from tenantry.accounts.models import User
 from tenantry.databases import lifecycle, members
 from tenantry.databases.models import Activity, Database
 from tenantry.operations.models import Operation
+from tenantry.operations.sweep import sweep
 from tenantry.releases import models as releases
-from tenantry.support.models import Attachment, Ticket
+from tenantry.support import verbs
+from tenantry.support.models import Attachment, Message, Ticket
 from tests.conftest import PASSWORD, client_for, run_tasks
 from tests.helpers import (
     desk_client,
@@ -28,7 +30,7 @@ from tests.helpers import (
     subscribed,
     visitor,
 )
-from tests.smtp import SMTPServer
+from tests.smtp import SMTPServer, free_port
 
 SUPPORT = "help@tenantry.test"
 
@@ -84,6 +86,71 @@ def test_a_request_carries_its_databases_details_from_the_record_and_is_mailed(
     ack = smtp_mail.wait_for(owner.email)
     assert ack.subject == f"[Tenantry] We received your request #{ticket.pk}"
     assert f"/support/{ticket.pk}/" in ack.text
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_mails_that_fail_are_sent_again_once_the_mail_server_answers(
+    shop: Database,
+    owner: User,
+    smtp_mail: SMTPServer,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.SUPPORT_EMAIL = SUPPORT
+    answering = settings.MAILERS
+    settings.MAILERS = mail_server_down()
+    send_request(client_for(owner), django_capture_on_commit_callbacks, database="shop")
+    run_tasks()
+    message = Message.objects.get()
+    assert (message.mailed_at, message.mail_tries) == (None, 1)
+    assert message.mail_due_at is not None
+    retry = message.mail_due_at
+    assert Ticket.objects.get().state == "open"  # kept, and on the desk
+    sweep(retry - timedelta(minutes=1))  # not yet
+    run_tasks()
+    assert Message.objects.get().mail_tries == 1
+    settings.MAILERS = answering
+    sweep(retry + timedelta(minutes=1))
+    sweep(retry + timedelta(minutes=2))  # queued once, however many passes meanwhile
+    run_tasks()
+    assert smtp_mail.wait_for(SUPPORT).subject.endswith("It is slow")
+    smtp_mail.wait_for(owner.email)
+    assert len(smtp_mail.messages) == 2
+    message.refresh_from_db()
+    assert message.mailed_at is not None and message.mail_due_at is None
+    # Sent: no pass sends it again, and a second task for it sends nothing.
+    sweep(retry + timedelta(days=1))
+    verbs.mail.call(message.pk)
+    run_tasks()
+    assert len(smtp_mail.messages) == 2
+
+
+def mail_server_down() -> dict[str, Any]:
+    """Django's mailer sending to a port where no server listens."""
+    options = {"host": "127.0.0.1", "port": free_port(), "timeout": 2}
+    return {
+        "default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": options}
+    }
+
+
+def test_mails_are_tried_for_days_then_left(
+    owner: User, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.MAILERS = mail_server_down()
+    send_request(client_for(owner), django_capture_on_commit_callbacks)
+    run_tasks()
+    waits = []
+    for _ in range(verbs.MAIL_TRIES - 1):
+        message = Message.objects.get()
+        assert message.mail_due_at is not None
+        waits.append(message.mail_due_at - timezone.now())
+        verbs.retry_mails(message.mail_due_at)
+        run_tasks()
+    message = Message.objects.get()
+    assert (message.mail_tries, message.mail_due_at) == (verbs.MAIL_TRIES, None)
+    assert waits[1] > waits[0] * 1.9 and timedelta(days=2) < sum(waits, timedelta()) < timedelta(
+        days=4
+    )
 
 
 @pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)

@@ -21,7 +21,8 @@ EXPIRY_WARNING = timedelta(days=3)
 def sweep(now: datetime | None = None) -> None:
     """Renew, end and expire subscriptions and trials, warn of and remove expired copies,
     clear creations and template builds that never finished, remind of upgrade deadlines and
-    upgrade the databases past theirs, check custom domains' records, clear abandoned backup
+    upgrade the databases past theirs, check custom domains' records, send again support mails
+    that failed, clear abandoned backup
     files, purge expired invitations and sign-in tokens, hand the databases' due work (their
     scheduled jobs, their daily backups) to the workers, and remove activity entries past
     their time. Each step finds what is due by an index: a pass costs what is due, not the
@@ -38,6 +39,7 @@ def sweep(now: datetime | None = None) -> None:
     from tenantry.engines.fleet import remove_abandoned_builds
     from tenantry.operations import due
     from tenantry.releases import upgrade
+    from tenantry.support import verbs as support
 
     now = now or timezone.now()
     steps = [
@@ -51,6 +53,7 @@ def sweep(now: datetime | None = None) -> None:
         lambda: members.purge_expired(now),
         lambda: upgrade.sweep(now),
         lambda: domains.sweep(now),
+        lambda: support.retry_mails(now),
         lambda: due.claim(now),
         lambda: activity.purge(now),
     ]

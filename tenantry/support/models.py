@@ -62,6 +62,11 @@ class Message(models.Model):
     by_staff = models.BooleanField(default=False)
     body = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
+    # Its mails: sent (or being sent) since; else when the sweep sends them again, if a try
+    # failed (the mail server down) or the task that sends them was lost.
+    mailed_at = models.DateTimeField(null=True, blank=True)
+    mail_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    mail_tries = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -8,8 +8,11 @@ files) and to the customer (the acknowledgement, then staff's answers).
 
 from __future__ import annotations
 
+import logging
 import re
+import smtplib
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from allauth.account.adapter import get_adapter
@@ -26,6 +29,8 @@ from django.utils import timezone
 from tenantry.accounts.models import User
 from tenantry.databases.models import Database
 from tenantry.support.models import Attachment, Message, Ticket
+
+logger = logging.getLogger(__name__)
 
 MAX_FILES = 5
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -119,8 +124,9 @@ def _add_message(
     by_staff: bool,
 ) -> Message:
     message = Message.objects.create(
-        ticket=ticket, author=author, body=body.strip(), by_staff=by_staff
-    )
+        ticket=ticket, author=author, body=body.strip(), by_staff=by_staff,
+        mail_due_at=timezone.now() + MAIL_RETRY,
+    )  # fmt: skip
     for file in files:
         attachment = Attachment(message=message, name=clean_name(file.name or ""), size=file.size)
         attachment.file.save(attachment.name, file, save=False)
@@ -183,13 +189,47 @@ def close(ticket: Ticket) -> None:
     ticket.save(update_fields=["state", "updated_at"])
 
 
+# A message's mails are tried again this long after a try that failed, doubled each time,
+# for MAIL_TRIES tries (three and a half days), then left: the request stays on the desk.
+MAIL_RETRY = timedelta(minutes=10)
+MAIL_TRIES = 10
+
+
 @task
 def mail(message_id: int) -> None:
+    """Send the message's mails, once: claimed first, so that two workers (the task and the
+    sweep's retry) never both send them; given back with a later try when sending fails."""
+    now = timezone.now()
+    if not Message.objects.filter(pk=message_id, mailed_at=None).update(mailed_at=now):
+        return  # sent, or being sent, or gone
+    message = Message.objects.select_related("ticket__account").get(pk=message_id)
+    try:
+        _send(message)
+    except (OSError, smtplib.SMTPException) as error:
+        tries = message.mail_tries + 1
+        logger.warning(
+            "Support mails of message %s not sent (try %s): %s", message.pk, tries, error
+        )
+        due = now + MAIL_RETRY * 2 ** (tries - 1) if tries < MAIL_TRIES else None
+        Message.objects.filter(pk=message.pk).update(
+            mailed_at=None, mail_tries=tries, mail_due_at=due
+        )
+        return
+    Message.objects.filter(pk=message.pk).update(mail_due_at=None)
+
+
+def retry_mails(now: datetime) -> None:
+    """The sweep's step: messages whose mails failed, or whose task was lost, are sent again."""
+    due = Message.objects.filter(mailed_at=None, mail_due_at__lte=now)
+    for pk in due.values_list("pk", flat=True)[:100]:
+        # Pushed on first, so that the next pass does not queue it again meanwhile.
+        Message.objects.filter(pk=pk).update(mail_due_at=now + MAIL_RETRY)
+        mail.enqueue(pk)
+
+
+def _send(message: Message) -> None:
     """The customer's messages to the support team, with their files; the acknowledgement of a
     new request and staff's answers to the customer."""
-    message = Message.objects.select_related("ticket__account").filter(pk=message_id).first()
-    if message is None:
-        return
     ticket = message.ticket
     context: dict[str, Any] = {
         "ticket": ticket,
