@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sqlite3
+import threading
 import time
 import uuid
 import zipfile
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connections, models
+from django.db import OperationalError, connections, models
 
 from tenantry.accounts.models import User
 from tenantry.backups import restore, store
@@ -23,6 +25,7 @@ from tenantry.backups.models import Backup
 from tenantry.databases import lifecycle
 from tenantry.databases.models import Database, Membership
 from tenantry.engines import filestore, postgresql, sqlite
+from tenantry.engines.base import DatabaseHeld
 from tenantry.engines.fleet import engine_for, sqlite_engine
 from tenantry.operations.models import Operation
 from tenantry.workspace import models as ws
@@ -120,6 +123,79 @@ def test_restore_over_a_database_backs_it_up_first_and_swaps_at_the_end(
     saved = shop.backups.get(kind=Backup.Kind.BEFORE_RESTORE)  # type: ignore[attr-defined]
     restore.start(saved, shop, by=owner)
     assert contents(restored("shop")) == after
+
+
+def test_no_write_reaches_the_replaced_database_after_the_swap(
+    shop: Database, owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that read the record before the swap writes into the replaced database:
+    refused while it is held, then it is gone (the workspace's page runs the request again
+    where the database now is). Were it let go before being dropped, the write would be lost
+    with it."""
+    backup = store.make(shop, Backup.Kind.DAILY)
+    stale = Database.objects.get(pk=shop.pk)  # as a request found it
+    Contact = releases.model(shop.release, "Contact")
+    tried: list[str] = []
+    advance = Operation.advance
+
+    def write_when_removing(self: Operation, progress: int, step: str) -> None:
+        if step == "Removing the replaced database":
+            try:
+                with tenant.using(stale) as db:
+                    Contact.objects.using(db).create(name="Written after the swap")
+                tried.append("written")
+            except DatabaseHeld:
+                tried.append("refused")
+        advance(self, progress, step)
+
+    monkeypatch.setattr(Operation, "advance", write_when_removing)
+    restore.start(backup, shop, by=owner, as_copy=False)
+    shop = restored("shop")
+    assert tried == ["refused"]
+    assert not engine_for(shop).exists(stale.physical_name)
+    with pytest.raises(OperationalError), tenant.using(stale) as db:  # the page runs it again
+        Contact.objects.using(db).create(name="Written after the drop")
+    with tenant.using(shop) as db:
+        assert not Contact.objects.using(db).filter(name__startswith="Written").exists()
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
+def test_a_sqlite_session_waiting_since_before_the_hold_cannot_write_into_the_dropped_file(
+    shop: Database, owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opened before the hold, a session waits up to the full busy timeout for the lock; it
+    gets it once the restore lets go of the dropped file, and its write is refused there."""
+    backup = store.make(shop, Backup.Kind.DAILY)
+    early = sqlite3.connect(
+        sqlite_engine().path(shop.physical_name), timeout=60, check_same_thread=False
+    )
+    early.execute("SELECT count(*) FROM workspace_contact").fetchone()  # its WAL opened
+    outcome: list[str] = []
+
+    def write() -> None:
+        try:
+            early.execute("BEGIN IMMEDIATE")  # waits for the hold's lock
+            early.execute("UPDATE workspace_contact SET notes = 'Lost?'")
+            early.execute("COMMIT")
+            outcome.append("written")
+        except sqlite3.Error as error:
+            outcome.append(str(error))
+
+    writer = threading.Thread(target=write)
+    advance = Operation.advance
+
+    def start_writing(self: Operation, progress: int, step: str) -> None:
+        if step == "Removing the replaced database":
+            writer.start()
+            time.sleep(0.5)  # waiting for the lock
+        advance(self, progress, step)
+
+    monkeypatch.setattr(Operation, "advance", start_writing)
+    restore.start(backup, shop, by=owner, as_copy=False)
+    restored("shop")
+    writer.join(timeout=30)
+    early.close()
+    assert outcome == [sqlite.DROPPED]
 
 
 def test_neutralized_restore(shop: Database, owner: User) -> None:

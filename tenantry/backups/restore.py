@@ -242,12 +242,12 @@ def run(operation: Operation) -> None:
     if not replace and database.status == Database.Status.ACTIVE:
         _forget_upload(operation)  # opened before a crash ended its worker
         return
-    if not (replace and database.physical_name == physical):  # else: swapped, finish up
+    engine = engine_for(database)
+    if not (replace and database.physical_name == physical):
         _load(operation, database)
-    if replace:
-        operation.advance(97, "Removing the replaced database")
-        engine_for(database).drop(params["old"])
-        filestore.remove(params["old"])
+    else:  # swapped, then its worker stopped: finish up
+        with engine.held(params["old"]) if engine.exists(params["old"]) else nullcontext():
+            _remove_replaced(operation, engine)
     _forget_upload(operation)
     database.refresh_from_db()
     quotas.measure(database)
@@ -282,6 +282,18 @@ def _load(operation: Operation, database: Database) -> None:
                     with zipped.open(name) as member:
                         filestore.store(physical, archive.chunks(member))
             _open(operation, database, manifest)
+            if replace:
+                _remove_replaced(operation, engine)
+
+
+def _remove_replaced(operation: Operation, engine: Engine) -> None:
+    """Dropped while still held: a request that found the database before the swap has its
+    write refused until then, and then finds the database gone (the workspace's page runs it
+    again where the database now is); released first, the replaced one would take a write
+    that is then dropped with it."""
+    operation.advance(97, "Removing the replaced database")
+    engine.drop(operation.params["old"])
+    filestore.remove(operation.params["old"])
 
 
 def _open(operation: Operation, database: Database, manifest: dict[str, Any]) -> None:

@@ -358,8 +358,10 @@ class SQLiteEngine(Engine):
         fail (a mark beside the file tells the connections opened meanwhile)."""
         self._held_mark(physical).touch()
         try:
-            with self._write_lock(physical):
+            with self._write_lock(physical) as lock:
                 yield
+                if not self.exists(physical):  # dropped while held (a restore's swap)
+                    _refuse_writes(lock)
         finally:
             self.release(physical)
 
@@ -367,15 +369,16 @@ class SQLiteEngine(Engine):
         self._held_mark(physical).unlink(missing_ok=True)  # the lock went with the process
 
     @contextmanager
-    def _write_lock(self, physical: str) -> Iterator[None]:
+    def _write_lock(self, physical: str) -> Iterator[sqlite3.Connection]:
         """The write lock, taken and kept: readers go on, writers wait (BUSY_TIMEOUT_MS)."""
         db = sqlite3.connect(
             self.path(physical), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
         )
         try:
             db.execute("BEGIN IMMEDIATE")
-            yield
-            db.execute("ROLLBACK")
+            yield db
+            if db.in_transaction:
+                db.execute("ROLLBACK")
         finally:
             db.close()
 
@@ -389,9 +392,12 @@ class SQLiteEngine(Engine):
             ]
 
     def write_was_held(self, error: Exception) -> bool:
-        # A writer waited for the lock that held() or a duplicate keeps.
+        # A writer waited for the lock that held() or a duplicate keeps, or wrote to a file
+        # dropped while held (_refuse_writes).
         cause = error.__cause__
-        return isinstance(cause, sqlite3.OperationalError) and str(cause) == "database is locked"
+        return (
+            isinstance(cause, sqlite3.OperationalError) and str(cause) == "database is locked"
+        ) or (isinstance(cause, sqlite3.IntegrityError) and str(cause) == DROPPED)
 
     def _copy_in(self, main: Path, wal: Path | None, target: str) -> None:
         # Copied under a temporary name and renamed: a crash never leaves a half file in place.
@@ -472,3 +478,24 @@ class SQLiteEngine(Engine):
     def size(self, physical: str) -> int:
         path = self.path(physical)
         return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+DROPPED = "the database was dropped while held"
+
+
+def _refuse_writes(lock: sqlite3.Connection) -> None:
+    """The held file is dropped, but a session opened before the hold began (its busy timeout
+    is long) may still be waiting for the lock: let go, it would write into the dropped file,
+    and the write would be lost with it. Every table refuses writes instead, as the hold did."""
+    tables = lock.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, 7) != 'sqlite_'"
+    ).fetchall()
+    for (table,) in tables:
+        quoted = '"' + table.replace('"', '""') + '"'
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            trigger = '"' + f"dropped_{table}_{event}".replace('"', '""') + '"'
+            lock.execute(
+                f"CREATE TRIGGER {trigger} BEFORE {event} ON {quoted} "
+                f"BEGIN SELECT RAISE(ABORT, '{DROPPED}'); END"
+            )
+    lock.execute("COMMIT")
