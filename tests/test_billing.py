@@ -22,7 +22,7 @@ from tenantry.billing.models import Invoice, Plan, Subscription
 from tenantry.databases import lifecycle, members
 from tenantry.databases.models import Activity, Database, Membership
 from tenantry.operations.sweep import sweep
-from tests.conftest import client_for, reauthenticate
+from tests.conftest import client_for, reauthenticate, run_tasks
 from tests.helpers import host, run_pending, signed_in
 
 pytestmark = pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True)
@@ -248,7 +248,7 @@ def test_linking_refuses_what_cannot_be_with_a_sentence(
 
 
 def test_the_users_of_its_databases_count_against_the_subscription(
-    engine_kind: str, owner: User, plan: Plan
+    engine_kind: str, owner: User, member: User, plan: Plan, mailoutbox: list
 ) -> None:
     shop = lifecycle.create("shop", by=owner)
     subscription = subscriptions.subscribe(owner, plan, users=2, by=owner)
@@ -271,6 +271,27 @@ def test_the_users_of_its_databases_count_against_the_subscription(
     assert Activity.objects.filter(
         database=shop, kind="subscription", detail=f"{subscription.code}: users 2 → 4"
     ).exists()
+    run_tasks()
+    assert [m.to for m in mailoutbox] == [
+        [e] for e in ("ada@example.com", "bob@example.com", "cy@example.com")
+    ]  # the owner grew it: no mail to the owner
+
+    # Another administrator grows it: the owner, who pays, is told.
+    Membership.objects.create(database=shop, user=member, role=Membership.Role.ADMIN)
+    members.invite(shop, ["dee@example.com"], "user", by=member)
+    subscription.refresh_from_db()
+    assert subscription.users == 6  # the member and Dee
+    run_tasks()
+    told = [m for m in mailoutbox if m.to == [owner.email]]
+    assert [m.subject for m in told] == [
+        f"[Tenantry] Your subscription {subscription.code} now pays for 6 users"
+    ]
+    assert (
+        f"{member.email} invited users to “shop”, which your subscription {subscription.code} "
+        "pays for. Its plan, Standard, grows with them: the subscription now pays for 6 users "
+        "instead of 4, and its next invoice is 75.00 a month." in " ".join(told[0].body.split())
+    )
+    assert f"/subscriptions/{subscription.code}/" in told[0].body
 
 
 def test_the_operator_s_commands(engine_kind: str, owner: User) -> None:

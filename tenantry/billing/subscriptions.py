@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.functions import Coalesce
+from django.tasks import task
 from django.utils import timezone
 
 from tenantry.accounts.models import User
@@ -269,6 +270,30 @@ def users_needed(database: Database, emails: list[str]) -> int:
         f"invitations would make {needed}. Raise its number of users on My subscriptions first.",
         code="limit",
     )
+
+
+def grow(subscription: Subscription, users: int, database: Database, *, by: User) -> None:
+    """Inside the invitation's transaction, on a plan that grows: the subscription takes the
+    users the invitations need, at once. Its owner is told when another administrator did it:
+    the next invoice is theirs to pay."""
+    before = subscription.users
+    change(subscription, users=users, by=by)
+    if by != subscription.owner:
+        mail_grown.enqueue(subscription.pk, database.pk, by.pk, before)
+
+
+@task
+def mail_grown(subscription_id: int, database_id: int, by_id: int, before: int) -> None:
+    subscription = Subscription.objects.select_related("owner", "plan").get(pk=subscription_id)
+    context: dict[str, Any] = {
+        "subscription": subscription,
+        "database": Database.objects.get(pk=database_id),
+        "by": User.objects.get(pk=by_id),
+        "before": before,
+        "amount": subscription.plan.price(subscription.period) * subscription.users,
+        "period": "year" if subscription.period == Subscription.Period.YEAR else "month",
+    }
+    get_adapter().send_mail("billing/email/users_grown", subscription.owner.email, context)
 
 
 def change(

@@ -90,7 +90,7 @@ def invite(database: Database, emails: list[str], role: str, *, by: User) -> lis
         subscriptions.lock(database)
         needed = _refuse_invitations(database, emails, role, by)
         if needed:  # a plan that grows: the subscription takes the users it needs
-            subscriptions.change(subscriptions.paying(database), users=needed, by=by)  # type: ignore[arg-type]
+            subscriptions.grow(subscriptions.paying(database), needed, database, by=by)  # type: ignore[arg-type]
         for email in emails:
             invitation = (
                 database.invitations.filter(email=email, accepted_at=None).first()  # type: ignore[attr-defined]
