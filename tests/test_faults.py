@@ -182,6 +182,7 @@ def readable(sentence: str) -> None:
     assert sentence and sentence[0].isupper(), sentence
     assert "Traceback" not in sentence and "Error)" not in sentence, sentence
     assert "unexpected error" not in sentence, sentence
+    assert "\n" not in sentence and "Is the server running" not in sentence, sentence  # one line
 
 
 def sweep_abandoned() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -127,7 +128,8 @@ class PostgreSQLEngine(Engine):
             try:
                 conn = psycopg.connect(dbname=self.maintenance_db, autocommit=True, **self.params)
             except psycopg.OperationalError as e:
-                raise EngineError(f"The PostgreSQL server {self.name} cannot be reached: {e}")
+                reason = _reason(str(e), "no answer")
+                raise EngineError(f"The PostgreSQL server {self.name} cannot be reached: {reason}")
         try:
             yield conn
         except BaseException:
@@ -303,8 +305,8 @@ class PostgreSQLEngine(Engine):
         _, dump_error = dump.communicate()
         if dump.returncode or restore.returncode:
             to.drop(physical)
-            lines = (dump_error or restore.stderr).decode().strip().splitlines()
-            raise EngineError(f"Moving the database failed: {lines[-1] if lines else 'no reason'}")
+            reason = _reason(dump_error or restore.stderr, "pg_dump or pg_restore stopped")
+            raise EngineError(f"Moving the database failed: {reason}")
 
     dump_format = "postgresql-plain-sql"
 
@@ -319,9 +321,9 @@ class PostgreSQLEngine(Engine):
         try:
             while chunk := process.stdout.read(CHUNK):
                 yield chunk
-            error = process.stderr.read().decode() if process.stderr else ""
+            error = process.stderr.read() if process.stderr else b""
             if process.wait():
-                raise EngineError(f"The dump failed: {error.strip() or 'pg_dump stopped'}")
+                raise EngineError(f"The dump failed: {_reason(error, 'pg_dump stopped')}")
         finally:
             if process.poll() is None:
                 process.kill()
@@ -443,8 +445,7 @@ class PostgreSQLEngine(Engine):
                 "size needs, so it was stopped."
             )
         if code:
-            lines = b"".join(errors).decode(errors="replace").strip().splitlines()
-            reason = lines[-1] if lines else f"psql stopped ({code})"
+            reason = _reason(b"".join(errors), f"psql stopped ({code})")
             raise EngineError(f"The PostgreSQL dump could not be loaded: {reason}")
 
     def _conninfo(self, physical: str, user: str = "") -> list[str]:
@@ -492,3 +493,14 @@ class PostgreSQLEngine(Engine):
                 "WHERE NOT datistemplate AND datallowconn"
             ).fetchall()
         return {name: int(size) for name, size in rows}
+
+
+def _reason(said: bytes | str, otherwise: str) -> str:
+    """What a PostgreSQL tool or libpq said went wrong, in one line: its first error (the
+    lines after it are details and hints, "Is the server running..."), without the tool's
+    name."""
+    text = said.decode(errors="replace") if isinstance(said, bytes) else said
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"\b(error|ERROR|FATAL|PANIC):", line)]
+    line = " ".join((errors or lines or [otherwise])[0].split())
+    return re.sub(r"^(pg_dump|pg_restore|psql)(:[^:]*:\d+)?: (error: )?", "", line)
