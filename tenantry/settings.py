@@ -94,6 +94,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tenantry.gateway.middleware.GatewayMiddleware",
+    # Before anything reads the request: a NUL character in it is a 400, not a 500 on a
+    # PostgreSQL control plane. After the gateway, which tells the API's requests (JSON answer).
+    "tenantry.api.middleware.NulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -1,6 +1,7 @@
 """What surrounds every answer of the REST API: a rate limit per API key with its RateLimit-*
 headers, POSTs made safe to retry by an Idempotency-Key (as Stripe's), and, for the whole site,
-an X-Request-Id that the log lines written while answering carry too.
+an X-Request-Id that the log lines written while answering carry too, and a 400 for text that
+holds a NUL character.
 
 Logging's configuration loads this module (for RequestIdFilter) before Django's apps are
 ready, so the models are imported inside the functions that need them.
@@ -23,7 +24,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.signals import request_finished
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 
@@ -284,3 +285,61 @@ class IdempotencyMiddleware:
             )
             cache.set(name, kept, KEPT_SECONDS)
         return response
+
+
+# NUL characters
+
+NUL = "\x00"
+
+
+def holds_nul(data: Any) -> bool:
+    """Whether a text in `data` (a string, or lists and dicts of them, keys too) holds a NUL."""
+    if isinstance(data, str):
+        return NUL in data
+    if isinstance(data, dict):
+        return any(holds_nul(key) or holds_nul(value) for key, value in data.items())
+    if isinstance(data, list | tuple):
+        return any(holds_nul(value) for value in data)
+    return False
+
+
+def nul_part(request: HttpRequest) -> str | None:
+    """Where the request holds a NUL character, for a person to read; None if nowhere. The
+    API's bodies are left to its schemas (schemas.RequestBody): reading them here would read
+    an upload before its API key is checked."""
+    if NUL in request.path:
+        return "its address"
+    if holds_nul(dict(request.GET.lists())):
+        return "its query string"
+    for key, value in request.META.items():
+        if key.startswith("HTTP_") and key != "HTTP_COOKIE" and NUL in value:
+            return f"its {key[5:].replace('_', '-').title()} header"
+    if request.method == "POST" and not is_api(request) and holds_nul(dict(request.POST.lists())):
+        return "a form field"
+    return None
+
+
+class NulMiddleware:
+    """A request with a NUL character in its address, query, headers or form gets a 400 that
+    says so, before anything looks it up: PostgreSQL's text cannot hold one, and a lookup or a
+    write of it would fail with a 500. Uploaded files may hold any bytes."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        try:
+            part = nul_part(request)
+        except BODY_ERRORS:
+            if not is_api(request):
+                raise  # Django's 400, as when the CSRF check reads the form next
+            return self.get_response(request)  # answered in JSON by the API's handlers
+        if part is not None:
+            detail = f"The request has a NUL character (U+0000) in {part}: no text may hold one."
+            if is_api(request):
+                return problem(detail, "invalid", 400)
+            return HttpResponseBadRequest(detail, content_type="text/plain; charset=utf-8")
+        # A cookie is the browser's, not typed: one holding a NUL (the cookie parser decodes
+        # "\000") is dropped, as Django drops a malformed session key, not answered with 400s.
+        request.COOKIES = {k: v for k, v in request.COOKIES.items() if not holds_nul([k, v])}
+        return self.get_response(request)

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 from ninja import Field, Schema
+from pydantic import field_validator
+from pydantic_core import PydanticCustomError
+
+from tenantry.api.middleware import holds_nul
 
 
 class ErrorCode(StrEnum):
@@ -331,7 +336,19 @@ class Operation(Schema):
     )
 
 
-class CreateDatabaseRequest(Schema):
+class RequestBody(Schema):
+    """What a request sends, as JSON or as a form: no text in it may hold a NUL character,
+    which PostgreSQL's text cannot (api.middleware refuses one in the address and query)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def refuse_nul(cls, value: Any) -> Any:
+        if holds_nul(value):
+            raise PydanticCustomError("nul", "No text may hold a NUL character (U+0000).")
+        return value
+
+
+class CreateDatabaseRequest(RequestBody):
     """The name of a new database."""
 
     name: str = Field(
@@ -340,13 +357,13 @@ class CreateDatabaseRequest(Schema):
     )
 
 
-class RenameDatabaseRequest(Schema):
+class RenameDatabaseRequest(RequestBody):
     """A database's new name."""
 
     name: str = Field(description="The new name, by the same rules.", examples=["acme-corp"])
 
 
-class DuplicateDatabaseRequest(Schema):
+class DuplicateDatabaseRequest(RequestBody):
     """The copy to make."""
 
     name: str = Field(description="The copy's name.", examples=["acme-test"])
@@ -357,7 +374,7 @@ class DuplicateDatabaseRequest(Schema):
     )
 
 
-class UpgradeDatabaseRequest(Schema):
+class UpgradeDatabaseRequest(RequestBody):
     """The release to upgrade to, and whether to test it on a copy first."""
 
     release: str | None = Field(
@@ -374,7 +391,7 @@ class UpgradeDatabaseRequest(Schema):
     )
 
 
-class RestoreDatabaseRequest(Schema):
+class RestoreDatabaseRequest(RequestBody):
     """A backup to restore: a ZIP sent as `file`, or a stored backup's id as `backup`."""
 
     backup: int | None = Field(
@@ -434,7 +451,7 @@ class UserList(Schema):
     next_cursor: str | None = NEXT_CURSOR
 
 
-class InviteUsersRequest(Schema):
+class InviteUsersRequest(RequestBody):
     """The people to invite: each gets a mail with a link that works once, for 7 days."""
 
     emails: list[str] = Field(
@@ -589,7 +606,7 @@ class SubscriptionList(Schema):
     next_cursor: str | None = NEXT_CURSOR
 
 
-class ChangeSubscriptionRequest(Schema):
+class ChangeSubscriptionRequest(RequestBody):
     """What to change in a subscription: at once, and the next invoice shows it."""
 
     users: int | None = Field(
@@ -606,7 +623,7 @@ class ChangeSubscriptionRequest(Schema):
     )
 
 
-class LinkDatabaseRequest(Schema):
+class LinkDatabaseRequest(RequestBody):
     """The database the subscription is to pay for."""
 
     name: str = Field(
@@ -704,7 +721,7 @@ class DomainList(Schema):
     next_cursor: str | None = NEXT_CURSOR
 
 
-class AddDomainRequest(Schema):
+class AddDomainRequest(RequestBody):
     """The domain to add to a database."""
 
     domain: str = Field(
@@ -733,7 +750,7 @@ class SupportAuthor(StrEnum):
     SUPPORT = "support"
 
 
-class OpenSupportRequest(Schema):
+class OpenSupportRequest(RequestBody):
     """A question for Tenantry's support team. As JSON, or as multipart/form-data with up to 5
     files in `attachments`."""
 
@@ -755,7 +772,7 @@ class OpenSupportRequest(Schema):
     )
 
 
-class ReplySupportRequest(Schema):
+class ReplySupportRequest(RequestBody):
     """A reply to a support request: as JSON, or as multipart/form-data with up to 5 files in
     `attachments`."""
 

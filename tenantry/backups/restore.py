@@ -69,6 +69,8 @@ def read_manifest(file: IO[bytes]) -> tuple[zipfile.ZipFile, dict[str, Any]]:
         not isinstance(files, dict)
         or "dump.sql" not in files
         or not all(isinstance(manifest.get(key), str) for key in strings)
+        # The release and engine are stored in the control plane: PostgreSQL's text holds no NUL.
+        or any("\x00" in manifest[key] for key in strings)
         or not isinstance(manifest.get("format"), int)
     ):
         raise ValidationError(NOT_A_BACKUP)

@@ -39,6 +39,9 @@ class Command(BaseCommand):
         password = sys.stdin.readline().rstrip("\n") if password_stdin else None
         if password_stdin and not password:
             raise CommandError("No password was given on standard input.")
+        if password and "\x00" in password:
+            # The sign-in form refuses it: the account could never sign in with it.
+            raise CommandError("The password holds a NUL character (U+0000): no password may.")
         if password:
             try:
                 validate_password(password, User(email=email))
