@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core import context as allauth_context
@@ -22,6 +23,16 @@ from tenantry.accounts.models import User
 ACCOUNT_FAILED = "login_failed_account"
 
 SITE = SimpleNamespace(name="Tenantry", domain=settings.PORTAL_URL.split("://", 1)[-1])
+# The links of allauth's mails (email confirmation, password reset, sign-up). allauth builds
+# them from the request's Host header, which anyone sends as another of the portal's hosts with
+# any port ("localhost:6666"): a mailed link is always at TENANTRY_PORTAL_URL.
+LINKS = ("activate_url", "password_reset_url", "signup_url")
+
+
+def _at_portal(url: str) -> str:
+    """The same path, query and fragment at the portal's address."""
+    parts, portal = urlsplit(url), urlsplit(settings.PORTAL_URL)
+    return urlunsplit((portal.scheme, portal.netloc, parts.path, parts.query, parts.fragment))
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -35,6 +46,9 @@ class AccountAdapter(DefaultAccountAdapter):
             "portal_url": settings.PORTAL_URL,
         }
         ctx.update(context)
+        for name in LINKS:
+            if isinstance(ctx.get(name), str):
+                ctx[name] = _at_portal(ctx[name])
         self.render_mail(template_prefix, email, ctx).send()
 
     def is_safe_url(self, url: str) -> bool:

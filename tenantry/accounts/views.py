@@ -10,8 +10,11 @@ from allauth.mfa.models import Authenticator
 from allauth.usersessions.internal.flows.sessions import end_other_sessions
 from allauth.usersessions.models import UserSession
 from django.contrib import messages
-from django.contrib.auth import logout, update_session_auth_hash
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
@@ -179,15 +182,24 @@ def delete_account(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     form = DeleteAccountForm(user, request.POST or None)
     if request.method == "POST" and form.is_valid():
-        email = user.email
-        for session in UserSession.objects.filter(user=user):
-            session.end()
-        logout(request)
-        # Deleting the user deletes its API keys, sessions and 2FA devices with it.
-        user.delete()
-        get_adapter().send_mail("account/email/account_deleted", email, {"email": email})
-        messages.success(request, "Your account was deleted.")
-        return redirect("account_login")
+        email, sessions = user.email, list(UserSession.objects.filter(user=user))
+        try:
+            # Deleting the user deletes its API keys, sessions and 2FA devices with it, and
+            # deactivates its users in its databases (databases.members), which may refuse.
+            with transaction.atomic():  # a refusal undoes all of it
+                user.delete()
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            for session in sessions:
+                session.end()
+            # Signed out without logout()'s signal: it would record a security event for an
+            # account that is no more.
+            request.session.flush()
+            request.user = AnonymousUser()
+            get_adapter().send_mail("account/email/account_deleted", email, {"email": email})
+            messages.success(request, "Your account was deleted.")
+            return redirect("account_login")
     return render(
         request, "accounts/delete.html", {"form": form, "refusals": user.deletion_refusals()}
     )

@@ -17,7 +17,7 @@ from django.db import transaction
 from tenantry.accounts.models import User
 from tenantry.billing import quotas
 from tenantry.billing.models import Project
-from tenantry.databases import activity, lifecycle
+from tenantry.databases import activity, lifecycle, members
 from tenantry.databases.models import Database
 from tenantry.engines import filestore
 from tenantry.engines.fleet import engine_for
@@ -89,6 +89,9 @@ def run_refresh(operation: Operation) -> None:
         with tenant.using(staging, params["physical"]) as db:
             tenant.set_identity(db, staging.uuid, True, None)
             tenant.neutralize(db)
+            # Production's users are the staging database's own again, as after a restore:
+            # someone removed from it (or never in it) does not get in with production's data.
+            members.link_members(db, staging)
         Database.objects.filter(pk=staging.pk).update(
             physical_name=params["physical"], release=production.release, is_test_copy=True
         )

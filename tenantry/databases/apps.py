@@ -8,8 +8,10 @@ class DatabasesConfig(AppConfig):
     label = "databases"
 
     def ready(self) -> None:
+        # lifecycle and members are imported for what they register: the operation kinds, and
+        # the receiver that deactivates a deleted account's users in its databases.
         from tenantry.accounts.models import DELETION_CHECKS
-        from tenantry.databases import lifecycle  # noqa: F401  (registers the operation kinds)
+        from tenantry.databases import lifecycle, members  # noqa: F401
         from tenantry.databases.models import sole_admin_refusal
 
         DELETION_CHECKS.append(sole_admin_refusal)

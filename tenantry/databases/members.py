@@ -13,7 +13,9 @@ from allauth.account.adapter import get_adapter
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.http import Http404
 from django.tasks import task
 from django.utils import timezone
@@ -22,6 +24,7 @@ from tenantry.accounts.models import User
 from tenantry.billing import subscriptions
 from tenantry.databases import activity
 from tenantry.databases.models import ConnectToken, Database, Invitation, Membership
+from tenantry.engines.base import EngineError
 from tenantry.workspace import models as ws
 from tenantry.workspace import tenant
 
@@ -245,6 +248,33 @@ def remove(database: Database, accounts: list[User], *, by: User | None) -> None
     with transaction.atomic():
         Membership.objects.filter(database=database, user__in=ids).delete()
         activity.record(database, Kind.REMOVE, by=by, detail=detail)
+
+
+@receiver(pre_delete, sender=User)
+def forget_account(sender: type[User], instance: User, **kwargs: Any) -> None:
+    """An account being deleted: its users in its databases are deactivated with no database
+    password, as a removal does. Its memberships go with it, and a user left active would
+    still let the person in with its database password, listed nowhere in the portal and out
+    of its administrators' reach. A database that cannot be reached refuses the deletion (the
+    delete's transaction is undone): it is asked again later."""
+    account = instance
+    memberships = Membership.objects.filter(
+        user=account, database__status=Database.Status.ACTIVE
+    ).select_related("database")
+    for membership in memberships:
+        database = membership.database
+        try:
+            with tenant.using(database) as db:
+                ws.User.objects.using(db).filter(account_id=account.pk).update(
+                    is_active=False, account_id=None, password=""
+                )
+        except (EngineError, DatabaseError) as error:
+            raise ValidationError(
+                f"“{database.name}” cannot be reached right now, and your user there must be "
+                "removed first. Try again in a few minutes."
+            ) from error
+        detail = f"{account.email}: the account was deleted"
+        activity.record(database, Kind.REMOVE, by=account, detail=detail)
 
 
 def cancel(invitation: Invitation, *, by: User | None) -> str:

@@ -84,6 +84,24 @@ def check_credentials(request: HttpRequest, db: str, login: str, password: str) 
     return _second_factor(request, user, account, login, by_database_password=False)
 
 
+def confirm_password(request: HttpRequest, user: ws.User, password: str) -> None:
+    """The signed-in user's current password again (before their database password changes):
+    their database password or their account's. Its failures count as the sign-in's do, so a
+    session (one opened with a database password someone shared) is no way to guess the
+    account's password without limit. Raises SignInError with the reason."""
+    _refuse_if_limited(request, "workspace_login_failed", _limit_key(request, user.login))
+    if user.password and check_password(password, user.password):
+        return
+    account = linked_account(user)
+    if account is not None:
+        account_key = lockout.key(request, account.pk)
+        _refuse_if_limited(request, "workspace_account_failed", account_key)
+        if account.check_password(password):
+            return
+        ratelimit.consume(request, action="workspace_account_failed", key=account_key)
+    raise _failed(request, user.login, "This is not your current password.")
+
+
 def _second_factor(
     request: HttpRequest,
     user: ws.User,

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, connections, transaction
 from django.db.models import Count, QuerySet
@@ -379,8 +379,10 @@ def preferences(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Your preferences are saved.")
         return redirect("ws_preferences")
     if action in ("set", "clear") and password.is_valid():
-        if not _is_current_password(user, password.cleaned_data["current_password"]):
-            password.add_error("current_password", "This is not your current password.")
+        try:
+            auth.confirm_password(request, user, password.cleaned_data["current_password"])
+        except auth.SignInError as error:
+            password.add_error("current_password", str(error))
         else:
             new = password.cleaned_data["new_password"] if action == "set" else ""
             user.password = make_password(new) if new else ""
@@ -405,13 +407,6 @@ def _support_url(request: HttpRequest) -> str:
     }
     path = reverse("support_new", urlconf=settings.ROOT_URLCONF)
     return f"{settings.PORTAL_URL}{path}?{urlencode(query)}"
-
-
-def _is_current_password(user: ws.User, raw: str) -> bool:
-    if user.password and check_password(raw, user.password):
-        return True
-    account = auth.linked_account(user)
-    return account is not None and account.check_password(raw)
 
 
 @page(admin=True)
