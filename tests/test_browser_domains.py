@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, FloatRect, Locator, expect
 from pytest_django.live_server_helper import LiveServer
 
 from tenantry.databases import lifecycle
@@ -19,6 +19,12 @@ pytestmark = pytest.mark.slow
 
 EMAIL = "dana@example.com"
 SCREENS = Path("/tmp/tenantry-screens")  # noqa: S108 (for a person to look at, not read back)
+
+
+def bbox(locator: Locator) -> FloatRect:
+    box = locator.bounding_box()
+    assert box is not None
+    return box
 
 
 def test_a_domain_added_verified_and_opened(
@@ -63,4 +69,27 @@ def test_a_domain_added_verified_and_opened(
     page.goto(f"http://shop.example.test:{port}/login/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.locator(".brand")).to_have_text("shop")
+
+    # Renamed: the rename page names the domain; it stays verified, and says what to change.
+    page.goto(f"{base}/databases/shop/rename/")
+    expect(page.locator("main")).to_contain_text("Its domains (shop.example.test) go on serving")
+    page.get_by_label("New name").fill("boutique")
+    page.get_by_role("button", name="Rename").click()
+    expect(page.locator(".messages")).to_contain_text("“shop” is now “boutique”")
+    manage(page, "boutique", "Domains")
+    page.locator("#domain-shop\\.example\\.test").get_by_role("button", name="Verify").click()
+    row = page.locator("#domain-shop\\.example\\.test")
+    expect(row).to_contain_text("Verified")
+    expect(row).to_contain_text(
+        "the CNAME points to shop.localhost, the database's former name: change it to "
+        "boutique.localhost"
+    )
+    expect(row).to_contain_text("shop.example.test. CNAME boutique.localhost.")
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=SCREENS / f"domains-renamed-{width}.png", full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, (width, overflow)
+        table, card = page.locator("table.domains"), page.locator("section.card").first
+        assert bbox(table)["x"] + bbox(table)["width"] <= bbox(card)["x"] + bbox(card)["width"]
     assert not console.csp_violations, console.csp_violations
