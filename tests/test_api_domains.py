@@ -159,7 +159,7 @@ def test_refusals_answer_their_sentence_and_code_and_add_nothing(
     )
     refused(add(client, ""), 400, "invalid", "Enter a domain name, such as shop.example.com.")
     other = lifecycle.create("other", by=owner)
-    Domain.objects.create(database=other, name="taken.example.com")
+    Domain.objects.create(database=other, name="taken.example.com", state=Domain.State.VERIFIED)
     refused(
         add(client, "Taken.Example.com"),
         409,

@@ -52,7 +52,11 @@ def test_names_follow_the_hostname_rules_with_a_sentence_each(shop: Database, ow
     unicode = verbs.add(shop, " Bücher.Example. ", by=owner)
     assert (unicode.name, unicode.display) == ("xn--bcher-kva.example", "bücher.example")
     other = lifecycle.create("other", by=owner)
+    Domain.objects.filter(pk=unicode.pk).update(state=Domain.State.VERIFIED)
     assert refused(other, "bücher.example") == (
+        "xn--bcher-kva.example is already a domain of a database here."
+    )
+    assert refused(shop, "bücher.example") == (  # once a database, pending or not
         "xn--bcher-kva.example is already a domain of a database here."
     )
     with override_settings(MAX_DOMAINS=2):
@@ -134,6 +138,30 @@ def test_the_sweep_retries_pending_ones_for_a_week_and_drops_lost_ones_after_thr
         "[Tenantry] shop.example.com no longer leads to “shop”"
     ]
     assert mailoutbox[0].to == [owner.email]
+
+
+def test_nobody_holds_someone_else_s_domain_by_adding_it_first(
+    shop: Database, owner: User, outsider: User, dns_server: Zone
+) -> None:
+    """Pending, a domain holds nothing: the database whose records the DNS shows verifies it,
+    and from then on it is that database's alone."""
+    squatter = lifecycle.create("squat", by=outsider)
+    squatted = verbs.add(squatter, "shop.example.com", by=outsider)
+    mine = verbs.add(shop, "shop.example.com", by=owner)  # not refused
+    dns_server.set("shop.example.com", "CNAME", "shop.localhost")
+    assert verbs.verify(mine).state == "verified"
+    assert verbs.verify(squatted).reason == (
+        "the CNAME points to shop.localhost, not to squat.localhost"
+    )
+    # Even with records that would do for both (its own TXT record), the name is taken.
+    dns_server.set(f"{verbs.CHALLENGE}.shop.example.com", "TXT", squatted.token)
+    again = verbs.verify(squatted)
+    assert (again.state, again.reason) == ("pending", "another database verified this name first")
+    with pytest.raises(ValidationError, match="already a domain of a database here"):
+        verbs.add(lifecycle.create("late", by=outsider), "shop.example.com", by=outsider)
+    page = Client(HTTP_HOST="shop.example.com").get("/login/")
+    assert page.status_code == 200 and b"Sign in" in page.content
+    assert Client().get("/internal/tls/ask?domain=shop.example.com").status_code == 200
 
 
 def test_a_renamed_database_keeps_its_domains_and_is_told_to_update_the_cname(
@@ -271,4 +299,5 @@ def test_another_database_s_failed_domain_no_longer_holds_the_name(
     Domain.objects.filter(pk=lost.pk).update(state="failed")
     other = lifecycle.create("other", by=owner)
     assert verbs.add(other, "shop.example.com", by=owner).database == other
-    assert not shop.domains.exists()  # type: ignore[attr-defined]
+    # Shop's stays, failed, on its page (the gateway serves the one verified).
+    assert shop.domains.get().state == "failed"  # type: ignore[attr-defined]

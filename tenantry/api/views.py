@@ -903,7 +903,8 @@ def list_domains(
     description="Pending until DNS points it at the database: add either of the answer's "
     "`records`, then verify it (Tenantry also checks pending domains for 7 days). Refused with "
     "a 400 (`invalid`): a name under Tenantry's own domain, an IP address, a wildcard, a name "
-    "that breaks the hostname rules; with a 409: a domain another database has (`taken`), more "
+    "that breaks the hostname rules; with a 409: a domain a database has verified, or this "
+    "one has already (`taken`; another database's pending one takes nothing), more "
     "than the domains a database may have (`limit`). Administrators only.",
 )
 def add_domain(request: HttpRequest, payload: s.AddDomainRequest, name: str = NAME) -> Status:

@@ -20,7 +20,9 @@ class Domain(models.Model):
 
     database = models.ForeignKey("databases.Database", models.CASCADE, related_name="domains")
     # In ASCII (IDNA): what DNS and the Host header carry; shown in Unicode (`display`).
-    name = models.CharField(max_length=253, unique=True)
+    # Several databases may have it pending: the first to verify it wins (the DNS proves who
+    # controls it), so nobody holds a name of someone else's by adding it first.
+    name = models.CharField(max_length=253, db_index=True)
     # The value of the TXT record `_tenantry-challenge.<name>`: this database's and name's.
     token = models.CharField(max_length=64, default=new_token)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
@@ -39,6 +41,12 @@ class Domain(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["database", "name"], name="domain_once_a_database"),
+            models.UniqueConstraint(
+                fields=["name"], condition=models.Q(state="verified"), name="domain_verified_once"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.display

@@ -85,13 +85,12 @@ def add(database: Database, typed: str, *, by: User | None) -> Domain:
                 "may have: remove one first.",
                 code="limit",
             )
+        # Only a verified domain holds its name: a pending one of another database does not,
+        # and the first to verify it wins.
+        if Domain.objects.filter(name=name, state=Domain.State.VERIFIED).exists():
+            raise ValidationError(f"{name} is already a domain of a database here.", code="taken")
         try:
             with transaction.atomic():
-                # Another database's failed domain no longer holds the name: the records
-                # decide, and they are checked again for this one.
-                Domain.objects.filter(name=name, state=Domain.State.FAILED).exclude(
-                    database=database
-                ).delete()
                 domain = Domain.objects.create(database=database, name=name)
                 activity.record(
                     database, activity.Kind.DOMAIN, by=by, detail=f"added {domain.display}"
@@ -195,6 +194,9 @@ def verify(domain: Domain, *, by: User | None = None, now: datetime | None = Non
         domain.reason, domain.checked_at = reason, now
         return domain
     was = domain.state
+    others = Domain.objects.filter(name=domain.name, state=Domain.State.VERIFIED)
+    if not reason and others.exclude(pk=domain.pk).exists():
+        reason = "another database verified this name first"
     domain.checked_at, domain.reason = now, reason
     if not reason:
         domain.state, domain.lost_since = Domain.State.VERIFIED, None
@@ -216,17 +218,21 @@ def verify(domain: Domain, *, by: User | None = None, now: datetime | None = Non
         domain.next_check_at = now + min(timedelta(minutes=2**domain.checks), BACKOFF_MAX)
         if now - domain.created_at >= timedelta(days=PENDING_DAYS):
             domain.state = Domain.State.FAILED
-    with transaction.atomic():
-        domain.save()
-        if domain.state != was:
-            if domain.state != Domain.State.VERIFIED and domain.primary:
-                Domain.objects.filter(pk=domain.pk).update(primary=False)
-                Database.objects.filter(pk=domain.database_id).update(primary_domain="")  # type: ignore[attr-defined]
-                domain.primary = False
-            detail = f"{domain.display} {domain.get_state_display().lower()}"
-            if reason:
-                detail += f": {reason}"
-            activity.record(domain.database, activity.Kind.DOMAIN, by=by, detail=detail)
+    try:
+        with transaction.atomic():
+            domain.save()
+            if domain.state != was:
+                if domain.state != Domain.State.VERIFIED and domain.primary:
+                    Domain.objects.filter(pk=domain.pk).update(primary=False)
+                    Database.objects.filter(pk=domain.database_id).update(primary_domain="")  # type: ignore[attr-defined]
+                    domain.primary = False
+                detail = f"{domain.display} {domain.get_state_display().lower()}"
+                if reason:
+                    detail += f": {reason}"
+                activity.record(domain.database, activity.Kind.DOMAIN, by=by, detail=detail)
+    except IntegrityError:  # another database verified the name at the same moment
+        domain.refresh_from_db()
+        return verify(domain, by=by, now=now)
     return domain
 
 

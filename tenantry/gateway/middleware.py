@@ -43,7 +43,9 @@ def custom_domain(host: str) -> Domain | None:
     neither is what is no host name at all: those cost no lookup."""
     if host.endswith("." + settings.BASE_DOMAIN) or not HOSTNAME.fullmatch(host):
         return None
-    return Domain.objects.filter(name=host).select_related("database").first()
+    found = Domain.objects.filter(name=host).select_related("database")
+    # Verified by one database; else pending (or failed) for one or more, which say so.
+    return found.filter(state=Domain.State.VERIFIED).first() or found.first()
 
 
 def portal_hosts() -> set[str]:
