@@ -6,7 +6,6 @@ for the duration of one test. `smtp_server` alone gives the server without touch
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,14 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from pytest_django.fixtures import Settings
 
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (the OS picks it; the window for a race is tiny)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+from tests.postgres import HOST, free_port
 
 
 def text_body(message: EmailMessage) -> str:

@@ -19,17 +19,12 @@ from tenantry.accounts.models import User
 from tenantry.databases import lifecycle
 from tenantry.domains import verbs
 from tests.dnsserver import Zone
+from tests.postgres import free_port
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.parametrize("engine_kind", ["sqlite"], indirect=True),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
