@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
@@ -80,7 +81,11 @@ def run_due_jobs(now: datetime) -> None:
 
 def killed_while_holding(hold: AbstractContextManager[None]) -> None:
     """Enter `hold` in a child process that is then killed (kill -9), as a worker may be."""
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python warns of a fork in a process with threads (the tenant pool's reaper, a live
+        # server's): the child uses none of them, and only takes the hold before it dies.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:
         try:
             with hold:
