@@ -7,8 +7,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from tenantry.accounts.models import User
@@ -19,7 +21,7 @@ from tenantry.databases.models import Database
 from tenantry.engines.base import DatabaseHeld
 from tenantry.engines.fleet import engine_for, server_engine, sqlite_engine
 from tenantry.operations.models import KINDS, Kind, Operation
-from tenantry.operations.tasks import claim, recover, run_operation
+from tenantry.operations.tasks import _heartbeat, claim, recover, run_operation
 from tenantry.portal.management.commands._server import make_worker
 from tenantry.workspace import releases, tenant
 from tests.conftest import api
@@ -47,6 +49,31 @@ def test_a_stalled_operation_is_queued_again_once_and_then_finished(owner: User)
     finally:
         for database in Database.objects.all():
             lifecycle.drop_storage(database)
+
+
+def test_a_missed_heartbeat_does_not_stop_the_next_ones(settings: Any) -> None:
+    """A control plane busy for a moment fails one beat: the beats go on, or the operation
+    would look dead and be handed to another worker while it runs."""
+    settings.OPERATION_STALE_SECONDS = 2  # a beat every half second
+    beats: list[str] = []
+
+    class Running:
+        pk = 1
+
+        def beat(self) -> None:
+            beats.append("beat")
+            if len(beats) == 1:
+                raise OperationalError("database is locked")
+
+    stop = threading.Event()
+    heart = threading.Thread(target=_heartbeat, args=(Running(), stop))
+    heart.start()
+    deadline = time.monotonic() + 10
+    while len(beats) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    heart.join()
+    assert len(beats) >= 3
 
 
 def test_an_operation_killed_after_its_last_step_is_not_done_again(

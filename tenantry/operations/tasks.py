@@ -6,7 +6,7 @@ import threading
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.tasks import task
@@ -162,7 +162,14 @@ def _heartbeat(operation: Operation, stop: threading.Event) -> None:
     interval = max(settings.OPERATION_STALE_SECONDS / 4, 0.5)
     try:
         while not stop.wait(interval):
-            operation.beat()
+            try:
+                operation.beat()
+            except DatabaseError as error:
+                # A control plane busy ("database is locked") or restarting: one beat of four
+                # in the quiet period may miss; had the thread ended, the operation would be
+                # handed to another worker while it runs.
+                logger.warning("A heartbeat of operation %s was missed: %s", operation.pk, error)
+                connection.close()
     finally:
         connection.close()
 
