@@ -164,6 +164,29 @@ def test_nobody_holds_someone_else_s_domain_by_adding_it_first(
     assert Client().get("/internal/tls/ask?domain=shop.example.com").status_code == 200
 
 
+def test_two_databases_verifying_one_name_at_once_give_it_to_one(
+    shop: Database, owner: User, dns_server: Zone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = lifecycle.create("other", by=owner)
+    theirs = verbs.add(other, "shop.example.com", by=owner)
+    mine = verbs.add(shop, "shop.example.com", by=owner)
+    dns_server.set("shop.example.com", "CNAME", "shop.localhost")
+    target, calls = verbs.target, []
+
+    def verified_meanwhile(database: Database) -> str:
+        # Asked first by the records' check, then once the others were checked, before the
+        # save: the other's verification lands then.
+        calls.append(database)
+        if len(calls) == 2:
+            Domain.objects.filter(pk=theirs.pk).update(state=Domain.State.VERIFIED)
+        return target(database)
+
+    monkeypatch.setattr(verbs, "target", verified_meanwhile)
+    found = verbs.verify(mine)
+    assert (found.state, found.reason) == ("pending", "another database verified this name first")
+    assert list(Domain.objects.filter(state="verified")) == [theirs]
+
+
 def test_a_renamed_database_keeps_its_domains_and_is_told_to_update_the_cname(
     shop: Database, owner: User, dns_server: Zone, mailoutbox: list
 ) -> None:

@@ -230,9 +230,11 @@ def verify(domain: Domain, *, by: User | None = None, now: datetime | None = Non
                 if reason:
                     detail += f": {reason}"
                 activity.record(domain.database, activity.Kind.DOMAIN, by=by, detail=detail)
-    except IntegrityError:  # another database verified the name at the same moment
+    except IntegrityError:
         domain.refresh_from_db()
-        return verify(domain, by=by, now=now)
+        if not others.exclude(pk=domain.pk).exists():
+            raise
+        return verify(domain, by=by, now=now)  # another database verified it meanwhile
     return domain
 
 
