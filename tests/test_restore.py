@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, connections, models
 
@@ -220,6 +221,35 @@ def test_users_linked_to_unknown_accounts_are_unlinked(
         linked = dict(ws.User.objects.using(db).values_list("login", "account_id"))
     assert linked["stranger"] is None and linked[owner.email] == owner.pk
     assert not Membership.objects.filter(database=copy, user=outsider).exists()
+
+
+def test_a_restore_over_leaves_members_database_passwords_as_they_are(
+    shop: Database, owner: User, member: User
+) -> None:
+    """A backup is what its uploader says: the database password it gives a member's user
+    (a hash of the uploader's choice, here written into the database before the backup) would
+    let the uploader sign in as that member. Each member keeps the one they have."""
+    Membership.objects.create(database=shop, user=member, role=Membership.Role.USER)
+    with tenant.using(shop) as db:
+        ws.User.objects.using(db).create(
+            login=member.email, account_id=member.pk, password=make_password("chosen by admin")
+        )
+        ws.User.objects.using(db).filter(account_id=owner.pk).update(
+            password=make_password("the owner's then")
+        )
+    backup = store.make(shop, Backup.Kind.DAILY)
+    with tenant.using(shop) as db:
+        ws.User.objects.using(db).filter(account_id=member.pk).update(
+            password=make_password("the member's own")
+        )
+        ws.User.objects.using(db).filter(account_id=owner.pk).update(password="")
+    restore.start(backup, shop, by=owner, as_copy=False)
+    shop = restored("shop")
+    with tenant.using(shop) as db:
+        passwords = dict(ws.User.objects.using(db).values_list("account_id", "password"))
+    assert check_password("the member's own", passwords[member.pk])
+    assert not check_password("chosen by admin", passwords[member.pk])
+    assert passwords[owner.pk] == ""
 
 
 # What a ZIP may be wrong with, each with its own sentence.

@@ -309,6 +309,10 @@ def _open(operation: Operation, database: Database, manifest: dict[str, Any]) ->
         Membership.objects.get_or_create(
             database=database, user=operation.created_by, defaults={"role": Membership.Role.ADMIN}
         )
+    passwords = None
+    if replace:  # read from the database replaced, still in service (held for writes)
+        with tenant.using(database, params["old"]) as old:
+            passwords = members.database_passwords(old)
     with tenant.using(database, physical) as db:
         # A copy's end is the workspace's to show (its banner); a trial's is the portal's.
         expires_at = database.expires_at if database.source_id else None  # type: ignore[attr-defined]
@@ -317,7 +321,7 @@ def _open(operation: Operation, database: Database, manifest: dict[str, Any]) ->
             tenant.neutralize(db)
         elif params["as_copy"]:
             hold_queued(db)  # the original sends them; an administrator may release them here
-        members.link_members(db, database)
+        members.link_members(db, database, passwords)
     operation.advance(95, "Opening the database")
     fields = {
         "uuid": new_uuid,

@@ -203,11 +203,15 @@ def _link(db: str, account: User, login: str, role: str) -> None:
     user.save(using=db)
 
 
-def link_members(db: str, database: Database) -> None:
+def link_members(db: str, database: Database, passwords: dict[int, str] | None = None) -> None:
     """After a restore: the database's users linked to its current members, and every other
     user deactivated with no password of its own. A backup holds the users of its day: a user
     removed since (who may have set a database password) must not come back with it, and a
-    backup from elsewhere links its users to accounts that mean nothing here."""
+    backup from elsewhere links its users to accounts that mean nothing here.
+
+    `passwords`: the members' database passwords (hashes, by account) as they are in the
+    database replaced. A member's is their own: the backup's would be whatever the ZIP says,
+    and its uploader could sign in as them."""
     memberships = list(database.memberships.select_related("user"))  # type: ignore[attr-defined]
     ids = [m.user_id for m in memberships]
     ws.User.objects.using(db).exclude(account_id__in=ids).update(
@@ -216,6 +220,16 @@ def link_members(db: str, database: Database) -> None:
     for member in memberships:
         linked = ws.User.objects.using(db).filter(account_id=member.user_id).first()
         _link(db, member.user, linked.login if linked else member.user.email, member.role)
+        if passwords is not None:
+            ws.User.objects.using(db).filter(account_id=member.user_id).update(
+                password=passwords.get(member.user_id, "")
+            )
+
+
+def database_passwords(db: str) -> dict[int, str]:
+    """The database passwords of its users linked to accounts, by account (for link_members)."""
+    users = ws.User.objects.using(db).values_list("account_id", "password")
+    return {account: password for account, password in users if account is not None}
 
 
 # An expired invitation stays listed (to be resent) this long, then goes.
