@@ -73,6 +73,12 @@ def test_a_domain_added_verified_and_opened(
     # Renamed: the rename page names the domain; it stays verified, and says what to change.
     page.goto(f"{base}/databases/shop/rename/")
     expect(page.locator("main")).to_contain_text("Its domains (shop.example.test) go on serving")
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=SCREENS / f"rename-with-domains-{width}.png", full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, (width, overflow)
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_label("New name").fill("boutique")
     page.get_by_role("button", name="Rename").click()
     expect(page.locator(".messages")).to_contain_text("“shop” is now “boutique”")

@@ -177,6 +177,14 @@ def stopping_after_the_first_chunk(server: PostgresServer) -> Callable[..., Iter
     return dump
 
 
+def server_of(
+    database: Database, servers: list[Server], pg_pair: list[PostgresServer]
+) -> PostgresServer:
+    """The running PostgreSQL server that holds the database."""
+    assert database.server is not None
+    return pg_pair[[s.name for s in servers].index(database.server.name)]
+
+
 def readable(sentence: str) -> None:
     """A sentence for a person: no traceback, no exception's class name standing in for it."""
     assert sentence and sentence[0].isupper(), sentence
@@ -212,7 +220,7 @@ def test_a_server_stopped_during_a_duplicate_fails_it_and_leaves_no_copy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source = filled(lifecycle.create("acme", by=owner))
-    server = pg_pair[[s.name for s in two_servers].index(source.server.name)]  # type: ignore[union-attr]
+    server = server_of(source, two_servers, pg_pair)
     before, folders = dump(source), filestores()
     # The database is copied; the server stops as its files are being copied.
     monkeypatch.setattr(filestore, "copy", stopping(server, filestore.copy))
@@ -252,7 +260,7 @@ def test_a_server_stopped_during_a_daily_backup_fails_it_with_a_sentence_and_no_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     database = lifecycle.create("acme", by=owner)
-    server = pg_pair[[s.name for s in two_servers].index(database.server.name)]  # type: ignore[union-attr]
+    server = server_of(database, two_servers, pg_pair)
     filled(database, server)
     before, stored = dump(database), stored_files()
     monkeypatch.setattr(PostgreSQLEngine, "dump", stopping_after_the_first_chunk(server))
@@ -287,7 +295,7 @@ def test_a_server_stopped_during_a_download_ends_it_broken_never_as_a_backup(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     database = lifecycle.create("acme", by=owner)
-    server = pg_pair[[s.name for s in two_servers].index(database.server.name)]  # type: ignore[union-attr]
+    server = server_of(database, two_servers, pg_pair)
     filled(database, server)
     before = dump(database)
     monkeypatch.setattr(PostgreSQLEngine, "dump", stopping_after_the_first_chunk(server))
