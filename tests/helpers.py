@@ -23,10 +23,23 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from allauth.mfa.webauthn.internal.auth import WebAuthn
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.contrib.auth.hashers import make_password
 from django.test import Client, TestCase
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
+from fido2.cose import ES256
+from fido2.utils import sha256
+from fido2.webauthn import (
+    Aaguid,
+    AttestationObject,
+    AttestedCredentialData,
+    AuthenticatorAttestationResponse,
+    AuthenticatorData,
+    CollectedClientData,
+    RegistrationResponse,
+)
 
 from tenantry.accounts.models import User
 from tenantry.billing import subscriptions
@@ -242,3 +255,24 @@ def tenantry(data_dir: Path, *args: str, stdin: str = "") -> subprocess.Complete
         env=env_for(data_dir),
         timeout=120,
     )
+
+
+def add_security_key(user: User) -> None:
+    """A registered security key, as a browser and authenticator would have made it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    credential_id = os.urandom(16)
+    credential = AttestedCredentialData.create(
+        Aaguid.NONE, credential_id, ES256.from_cryptography_key(key.public_key())
+    )
+    flags = AuthenticatorData.FLAG.UP | AuthenticatorData.FLAG.AT
+    data = AuthenticatorData.create(sha256(b"localhost"), flags, 0, credential)
+    client_data = CollectedClientData.create(
+        type=CollectedClientData.TYPE.CREATE, challenge=os.urandom(16), origin="http://localhost"
+    )
+    response = RegistrationResponse(
+        raw_id=credential_id,
+        response=AuthenticatorAttestationResponse(
+            client_data=client_data, attestation_object=AttestationObject.create("none", data, {})
+        ),
+    )
+    WebAuthn.add(user, "Laptop", dict(response))

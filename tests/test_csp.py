@@ -14,7 +14,6 @@ until it is added to the walk (or to NOT_PAGES, with the reason).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -23,8 +22,6 @@ from typing import Any
 import pytest
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
-from allauth.mfa.webauthn.internal.auth import WebAuthn
-from cryptography.hazmat.primitives.asymmetric import ec
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -32,17 +29,6 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, path, resolve
 from django.utils import timezone
 from django.utils.csp import CSP
-from fido2.cose import ES256
-from fido2.utils import sha256
-from fido2.webauthn import (
-    Aaguid,
-    AttestationObject,
-    AttestedCredentialData,
-    AuthenticatorAttestationResponse,
-    AuthenticatorData,
-    CollectedClientData,
-    RegistrationResponse,
-)
 from playwright.sync_api import Browser, expect
 
 from tenantry import urls as portal_urls
@@ -65,7 +51,15 @@ from tests.conftest import (
     sign_in,
     totp_code,
 )
-from tests.helpers import PORTAL_ORIGIN, connect_token, sign_in_db, signed_in, subscribed, visitor
+from tests.helpers import (
+    PORTAL_ORIGIN,
+    add_security_key,
+    connect_token,
+    sign_in_db,
+    signed_in,
+    subscribed,
+    visitor,
+)
 
 WORKSPACE_URLCONF = "tenantry.workspace.urls"
 
@@ -242,29 +236,6 @@ def boom(request: HttpRequest) -> HttpResponse:
 
 
 urlpatterns = [path("boom/", boom), *portal_urls.urlpatterns]
-
-
-# A security key, as a browser and authenticator would have registered it
-
-
-def add_security_key(user: User) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    credential_id = os.urandom(16)
-    credential = AttestedCredentialData.create(
-        Aaguid.NONE, credential_id, ES256.from_cryptography_key(key.public_key())
-    )
-    flags = AuthenticatorData.FLAG.UP | AuthenticatorData.FLAG.AT
-    data = AuthenticatorData.create(sha256(b"localhost"), flags, 0, credential)
-    client_data = CollectedClientData.create(
-        type=CollectedClientData.TYPE.CREATE, challenge=os.urandom(16), origin="http://localhost"
-    )
-    response = RegistrationResponse(
-        raw_id=credential_id,
-        response=AuthenticatorAttestationResponse(
-            client_data=client_data, attestation_object=AttestationObject.create("none", data, {})
-        ),
-    )
-    WebAuthn.add(user, "Laptop", dict(response))
 
 
 class Walk:

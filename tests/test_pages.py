@@ -4,35 +4,22 @@ second-factor prompt that offers only what the account has."""
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
 from html.parser import HTMLParser
 
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
-from allauth.mfa.webauthn.internal.auth import WebAuthn
-from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 from django.db import connection
 from django.template.loader import render_to_string
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from fido2.cose import ES256
-from fido2.utils import sha256
-from fido2.webauthn import (
-    Aaguid,
-    AttestationObject,
-    AttestedCredentialData,
-    AuthenticatorAttestationResponse,
-    AuthenticatorData,
-    CollectedClientData,
-    RegistrationResponse,
-)
 
 from tenantry.accounts.models import User
 from tenantry.databases.models import Database, Membership
 from tests.conftest import client_for, database_records, make_account, reauthenticate, sign_in
+from tests.helpers import add_security_key
 
 STYLESHEET = '<link rel="stylesheet" href="/static/tenantry/portal.css">'
 
@@ -120,27 +107,6 @@ def test_an_expired_database_host_gets_the_portals_look(owner: User) -> None:
     assert f'href="{settings.PORTAL_URL}/static/tenantry/portal.css"' in page
     assert "This database has expired" in page
     assert f'<a href="{settings.PORTAL_URL}">Go to Tenantry</a>' in page
-
-
-def add_security_key(user: User) -> None:
-    """A registered security key, as a browser and authenticator would have made it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    credential_id = os.urandom(16)
-    credential = AttestedCredentialData.create(
-        Aaguid.NONE, credential_id, ES256.from_cryptography_key(key.public_key())
-    )
-    flags = AuthenticatorData.FLAG.UP | AuthenticatorData.FLAG.AT
-    data = AuthenticatorData.create(sha256(b"localhost"), flags, 0, credential)
-    client_data = CollectedClientData.create(
-        type=CollectedClientData.TYPE.CREATE, challenge=os.urandom(16), origin="http://localhost"
-    )
-    response = RegistrationResponse(
-        raw_id=credential_id,
-        response=AuthenticatorAttestationResponse(
-            client_data=client_data, attestation_object=AttestationObject.create("none", data, {})
-        ),
-    )
-    WebAuthn.add(user, "Laptop", dict(response))
 
 
 def second_factor_prompt(user: User) -> str:
